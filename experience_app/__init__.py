@@ -1,0 +1,1 @@
+"""The personalized home experience: feed sections, ranking and interactions."""

@@ -1,0 +1,1 @@
+"""Feature store: the user event log, counters and item features."""

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+User = get_user_model()
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ("id", "username", "email", "date_joined")
+        read_only_fields = fields
+
+
+class RegisterSerializer(serializers.Serializer):
+    username = serializers.RegexField(
+        r"^[\w.@+-]+$",
+        max_length=150,
+        min_length=3,
+        error_messages={"invalid": "Letters, digits and @/./+/-/_ only."},
+    )
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(write_only=True, min_length=8, max_length=128)
+
+    def validate_username(self, value: str) -> str:
+        if User.objects.filter(username__iexact=value).exists():
+            raise serializers.ValidationError("This username is taken.")
+        return value
+
+    def validate_email(self, value: str) -> str:
+        value = User.objects.normalize_email(value)
+        if User.objects.filter(email__iexact=value).exists():
+            raise serializers.ValidationError("An account with this email already exists.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        candidate = User(username=attrs["username"], email=attrs["email"])
+        try:
+            password_validation.validate_password(attrs["password"], user=candidate)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"password": exc.messages}) from exc
+        return attrs
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+
+
+class TokenResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    user = UserSerializer()

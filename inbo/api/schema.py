@@ -1,0 +1,36 @@
+"""OpenAPI pieces shared by every endpoint: the error envelope and its responses."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+ErrorSerializer = inline_serializer(
+    name="Error",
+    fields={
+        "error": inline_serializer(
+            name="ErrorBody",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "details": serializers.JSONField(),
+            },
+        )
+    },
+)
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """The documented error responses of an endpoint, all in the shared envelope."""
+    descriptions = {
+        400: "Invalid input; `details` names the fields.",
+        401: "Not authenticated.",
+        403: "Not allowed.",
+        404: "Not found (or not yours).",
+        409: "Conflict with the current state.",
+        429: "Too many requests.",
+    }
+    return {s: OpenApiResponse(ErrorSerializer, description=descriptions[s]) for s in statuses}
+
+
+AUTH_ERRORS = error_responses(401)

@@ -1,0 +1,245 @@
+"""INBO settings: one module, every value from the environment with a local default.
+
+Every variable is documented in ``.env.example``. Local defaults work on a developer
+machine with PostgreSQL and Redis on 127.0.0.1; production sets ``DEBUG=false`` and real
+secrets, which switches on the secure-transport settings below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from celery.schedules import crontab
+from kombu import Queue
+
+from inbo.env import env_bool, env_int, env_list, env_str, redis_url_with_db
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Core -------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "local-dev-only-secret-key-change-me-in-every-real-deployment-0")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+INBO_ENV = env_str("INBO_ENV", "local")  # local | test | staging | production
+
+INSTALLED_APPS = [
+    "django_prometheus",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "reading_app",
+    "features_app",
+    "experience_app",
+    "search_app",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "inbo.urls"
+WSGI_APPLICATION = "inbo.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/inbo")
+_db = dj_database_url.parse(DATABASE_URL, conn_health_checks=True)
+_db["ENGINE"] = "django_prometheus.db.backends.postgresql"
+_db.setdefault("OPTIONS", {})
+# A bounded statement timeout keeps a runaway query from holding a web worker forever.
+_db["OPTIONS"]["options"] = (
+    f"-c statement_timeout={env_int('DATABASE_STATEMENT_TIMEOUT_MS', 30000)}"
+)
+if env_bool("DATABASE_POOL", False):
+    # psycopg's pool inside each process (Django >= 5.1); CONN_MAX_AGE must be 0 with it.
+    _db["OPTIONS"]["pool"] = {
+        "min_size": env_int("DATABASE_POOL_MIN", 1),
+        "max_size": env_int("DATABASE_POOL_MAX", 10),
+        "timeout": 10,
+    }
+    _db["CONN_MAX_AGE"] = 0
+else:
+    _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: one server, separate databases per role -------------------------------------
+# Clearing the cache must never drop a queued task or a counter, so each role has its own
+# database (or its own URL in production).
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_BROKER_URL = env_str("REDIS_BROKER_URL", redis_url_with_db(REDIS_URL, 0))
+REDIS_CACHE_URL = env_str("REDIS_CACHE_URL", redis_url_with_db(REDIS_URL, 1))
+REDIS_STATE_URL = env_str("REDIS_STATE_URL", redis_url_with_db(REDIS_URL, 2))
+REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "0.5"))
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_CACHE_URL,
+        "KEY_PREFIX": "inbo:cache",
+        "TIMEOUT": 300,
+        "OPTIONS": {
+            "socket_timeout": REDIS_SOCKET_TIMEOUT,
+            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+        },
+    }
+}
+
+# --- Celery -----------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_BROKER_URL)
+CELERY_RESULT_BACKEND = None  # tasks write their results to PostgreSQL/Redis state themselves
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = (
+    Queue("default"),
+    Queue("events"),
+    Queue("features"),
+    Queue("search"),
+    Queue("maintenance"),
+)
+CELERY_TASK_ROUTES = {
+    "inbo.features.*": {"queue": "features"},
+    "inbo.experience.*": {"queue": "events"},
+    "inbo.search.*": {"queue": "search"},
+    "inbo.monitoring.*": {"queue": "maintenance"},
+    "inbo.reading.*": {"queue": "maintenance"},
+}
+CELERY_TASK_SOFT_TIME_LIMIT = 300
+CELERY_TASK_TIME_LIMIT = 360
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    # Beat's own heartbeat: readiness reports beat as stalled when this stops.
+    "monitoring-beat-heartbeat": {
+        "task": "inbo.monitoring.beat_heartbeat",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
+    # Session auth (browsable API, admin) leaves expired rows behind; delete them nightly.
+    "reading-clear-expired-sessions": {
+        "task": "inbo.reading.clear_expired_sessions",
+        "schedule": crontab(hour=3, minute=17),
+        "options": {"expires": 3600},
+    },
+}
+
+# --- REST API ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "inbo.api.pagination.DefaultPagination",
+    "PAGE_SIZE": 20,
+    "EXCEPTION_HANDLER": "inbo.api.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"auth": env_str("AUTH_THROTTLE_RATE", "20/min")},
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "INBO API",
+    "DESCRIPTION": "Newsletter discovery and reading. All errors share one shape: "
+    '`{"error": {"code", "message", "details"}}`.',
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "ENUM_NAME_OVERRIDES": {},
+}
+
+# --- Auth, i18n, static -----------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG and env_bool("STATIC_MANIFEST", True)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Security: on by default outside DEBUG ----------------------------------------------
+_secure = not DEBUG and env_bool("SECURE_TRANSPORT", True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _secure)
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if _secure else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _secure
+SECURE_HSTS_PRELOAD = _secure
+SESSION_COOKIE_SECURE = _secure
+CSRF_COOKIE_SECURE = _secure
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Search -----------------------------------------------------------------------------
+SEARCH_BACKEND = env_str("SEARCH_BACKEND", "postgres")  # postgres | meilisearch
+MEILISEARCH_URL = env_str("MEILISEARCH_URL", "http://127.0.0.1:7700")
+MEILISEARCH_API_KEY = env_str("MEILISEARCH_API_KEY", "")
+
+# --- Product knobs ----------------------------------------------------------------------
+READING_WORDS_PER_MINUTE = env_int("READING_WORDS_PER_MINUTE", 230)
+DEMO_USER_PASSWORD = env_str("DEMO_USER_PASSWORD", "inbo-demo")
+
+# --- Logging: one line per event, named events, no personal data ------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

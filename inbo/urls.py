@@ -1,0 +1,28 @@
+"""Root URLs: the versioned API, its schema and docs, admin, health and metrics."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from inbo.accounts import views as accounts
+
+api_v1 = [
+    path("auth/register/", accounts.RegisterView.as_view(), name="auth-register"),
+    path("auth/token/", accounts.TokenView.as_view(), name="auth-token"),
+    path("me/", accounts.MeView.as_view(), name="me"),
+    path("", include("reading_app.api.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include((api_v1, "v1"), namespace="v1")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+    path("", include("monitoring.urls")),
+    path("", include("django_prometheus.urls")),
+]
+
+handler400 = "inbo.api.errors.json_bad_request"
+handler403 = "inbo.api.errors.json_permission_denied"
+handler404 = "inbo.api.errors.json_not_found"
+handler500 = "inbo.api.errors.json_server_error"

@@ -1,0 +1,1 @@
+"""Content core (categories, providers, items, subscriptions) and reading progress."""

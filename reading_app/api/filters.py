@@ -1,0 +1,72 @@
+"""Query-string filters of the catalog endpoints; bad values answer 400 naming the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework.exceptions import ValidationError
+
+from reading_app.models import Category, Item, Provider
+
+
+def _by_category(queryset: QuerySet, name: str, value: str) -> QuerySet:
+    """Match the category itself or any of its subcategories (no join, no DISTINCT)."""
+    matching = Category.objects.filter(Q(slug=value) | Q(parent__slug=value))
+    through = queryset.model.categories.through
+    owner = "provider_id" if queryset.model is Provider else "item_id"
+    return queryset.filter(id__in=through.objects.filter(category__in=matching).values(owner))
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class DateOrDateTimeFilter(django_filters.Filter):
+    """Accepts ``2026-11-01`` (midnight UTC) or a full ISO 8601 date-time."""
+
+    field_class = forms.CharField
+
+    def filter(self, qs: QuerySet, value: str) -> QuerySet:
+        if not value:
+            return qs
+        try:
+            parsed = parse_datetime(value)
+            day = parse_date(value) if parsed is None and len(value) == 10 else None
+        except ValueError:  # well-formed but impossible, e.g. month 13
+            parsed = day = None
+        if parsed is None:
+            if day is None:
+                raise ValidationError(
+                    {self.field_name: ["Use a date (YYYY-MM-DD) or an ISO 8601 date-time."]}
+                )
+            parsed = datetime.combine(day, time.min, tzinfo=UTC)
+        elif timezone.is_naive(parsed):
+            parsed = parsed.replace(tzinfo=UTC)
+        return qs.filter(**{f"published_at__{self.lookup_expr}": parsed})
+
+
+class ProviderFilter(django_filters.FilterSet):
+    category = django_filters.CharFilter(method=_by_category, help_text="Category slug")
+    language = django_filters.CharFilter()
+    country = django_filters.CharFilter()
+    is_sponsored = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Provider
+        fields = ("category", "language", "country", "is_sponsored")
+
+
+class ItemFilter(django_filters.FilterSet):
+    provider = django_filters.CharFilter(field_name="provider__slug", help_text="Provider slug")
+    category = django_filters.CharFilter(method=_by_category, help_text="Category slug")
+    language = django_filters.CharFilter()
+    published_after = DateOrDateTimeFilter(field_name="published_after", lookup_expr="gte")
+    published_before = DateOrDateTimeFilter(field_name="published_before", lookup_expr="lt")
+
+    class Meta:
+        model = Item
+        fields = ("provider", "category", "language", "published_after", "published_before")

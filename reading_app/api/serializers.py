@@ -1,0 +1,105 @@
+"""Input and output shapes of the reading_app API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from reading_app.models import Category, Item, Provider, ReadingProgress, SavedItem, Subscription
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Category
+        fields = ("slug", "name", "parent")
+
+
+class ProviderRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Provider
+        fields = ("id", "slug", "name", "is_sponsored")
+
+
+class ProviderSerializer(serializers.ModelSerializer):
+    categories = CategorySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Provider
+        fields = (
+            "id",
+            "slug",
+            "name",
+            "description",
+            "categories",
+            "language",
+            "country",
+            "website",
+            "is_sponsored",
+            "created_at",
+        )
+
+
+class ItemSummarySerializer(serializers.ModelSerializer):
+    """An item in a list: no body."""
+
+    provider = ProviderRefSerializer(read_only=True)
+
+    class Meta:
+        model = Item
+        fields = (
+            "id",
+            "title",
+            "summary",
+            "url",
+            "provider",
+            "published_at",
+            "word_count",
+            "reading_time_minutes",
+            "language",
+        )
+
+
+class ItemListSerializer(ItemSummarySerializer):
+    categories = CategorySerializer(many=True, read_only=True)
+
+    class Meta(ItemSummarySerializer.Meta):
+        fields = (*ItemSummarySerializer.Meta.fields, "categories")
+
+
+class ItemDetailSerializer(ItemListSerializer):
+    class Meta(ItemListSerializer.Meta):
+        fields = (*ItemListSerializer.Meta.fields, "body")
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    provider = ProviderRefSerializer(read_only=True)
+
+    class Meta:
+        model = Subscription
+        fields = ("id", "provider", "status", "created_at", "updated_at")
+
+
+class SubscriptionCreateSerializer(serializers.Serializer):
+    provider = serializers.SlugField(max_length=220, help_text="The provider's slug.")
+
+
+class SavedItemSerializer(serializers.ModelSerializer):
+    item = ItemSummarySerializer(read_only=True)
+
+    class Meta:
+        model = SavedItem
+        fields = ("item", "created_at")
+
+
+class ProgressInputSerializer(serializers.Serializer):
+    progress = serializers.FloatField(min_value=0.0, max_value=1.0)
+    position = serializers.IntegerField(min_value=0, max_value=2_147_483_647, default=0)
+
+
+class ReadingProgressSerializer(serializers.ModelSerializer):
+    item = ItemSummarySerializer(read_only=True)
+
+    class Meta:
+        model = ReadingProgress
+        fields = ("item", "progress", "position", "started_at", "updated_at", "completed_at")

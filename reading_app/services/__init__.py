@@ -1,0 +1,1 @@
+"""Writes of reading_app: catalog imports, subscriptions, saves and reading progress."""

@@ -1,0 +1,155 @@
+"""Bulk, idempotent creation of categories, providers and items (imports and demo data)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+from django.db import transaction
+
+from inbo.errors import InvalidInput
+from reading_app.contracts import CategoryIn, ItemIn, ProviderIn, UpsertResult
+from reading_app.models import Category, Item, Provider
+
+BATCH_SIZE = 1000
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def word_count(*texts: str) -> int:
+    return sum(len(_WORD.findall(t)) for t in texts if t)
+
+
+def reading_time_minutes(words: int) -> int:
+    """Estimated minutes to read ``words`` words at the configured pace (at least 1)."""
+    return max(1, math.ceil(words / settings.READING_WORDS_PER_MINUTE))
+
+
+def _chunks(seq: Sequence, size: int = BATCH_SIZE) -> Iterable[Sequence]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+@transaction.atomic
+def categories_upsert(categories: Sequence[CategoryIn]) -> UpsertResult:
+    """Create missing categories (parents first); existing slugs are left as they are."""
+    parents = [c for c in categories if c.parent_slug is None]
+    children = [c for c in categories if c.parent_slug is not None]
+    before = Category.objects.count()
+    Category.objects.bulk_create(
+        [Category(slug=c.slug, name=c.name) for c in parents], ignore_conflicts=True
+    )
+    parent_ids = dict(
+        Category.objects.filter(
+            slug__in={c.parent_slug for c in children} | {c.slug for c in parents}
+        ).values_list("slug", "id")
+    )
+    missing = {c.parent_slug for c in children} - parent_ids.keys()
+    if missing:
+        raise InvalidInput("Unknown parent categories.", details={"parents": sorted(missing)})
+    Category.objects.bulk_create(
+        [Category(slug=c.slug, name=c.name, parent_id=parent_ids[c.parent_slug]) for c in children],
+        ignore_conflicts=True,
+    )
+    ids = dict(
+        Category.objects.filter(slug__in=[c.slug for c in categories]).values_list("slug", "id")
+    )
+    return UpsertResult(ids=ids, created=Category.objects.count() - before)
+
+
+def _category_ids(slugs: Iterable[str]) -> dict[str, int]:
+    wanted = set(slugs)
+    found = dict(Category.objects.filter(slug__in=wanted).values_list("slug", "id"))
+    if missing := wanted - found.keys():
+        raise InvalidInput("Unknown categories.", details={"categories": sorted(missing)})
+    return found
+
+
+@transaction.atomic
+def providers_upsert(providers: Sequence[ProviderIn]) -> UpsertResult:
+    """Create providers whose ``external_id`` is new; link their categories."""
+    keys = [p.external_id for p in providers]
+    existing = dict(Provider.objects.filter(external_id__in=keys).values_list("external_id", "id"))
+    new = [p for p in providers if p.external_id not in existing]
+    Provider.objects.bulk_create(
+        [
+            Provider(
+                external_id=p.external_id,
+                slug=p.slug,
+                name=p.name,
+                description=p.description,
+                language=p.language,
+                country=p.country,
+                website=p.website,
+                is_sponsored=p.is_sponsored,
+            )
+            for p in new
+        ],
+        batch_size=BATCH_SIZE,
+        ignore_conflicts=True,
+    )
+    ids = dict(Provider.objects.filter(external_id__in=keys).values_list("external_id", "id"))
+    cat_ids = _category_ids(s for p in new for s in p.category_slugs)
+    Through = Provider.categories.through
+    Through.objects.bulk_create(
+        [
+            Through(provider_id=ids[p.external_id], category_id=cat_ids[s])
+            for p in new
+            for s in dict.fromkeys(p.category_slugs)
+        ],
+        batch_size=BATCH_SIZE,
+        ignore_conflicts=True,
+    )
+    return UpsertResult(ids=ids, created=len(ids) - len(existing))
+
+
+@transaction.atomic
+def items_upsert(items: Sequence[ItemIn]) -> UpsertResult:
+    """Create items whose ``external_id`` is new, with word count and reading time."""
+    keys = [i.external_id for i in items]
+    existing: dict[str, int] = {}
+    for chunk in _chunks(keys):
+        existing.update(Item.objects.filter(external_id__in=chunk).values_list("external_id", "id"))
+    new = [i for i in items if i.external_id not in existing]
+    provider_ids = dict(
+        Provider.objects.filter(external_id__in={i.provider_external_id for i in new}).values_list(
+            "external_id", "id"
+        )
+    )
+    if missing := {i.provider_external_id for i in new} - provider_ids.keys():
+        raise InvalidInput("Unknown providers.", details={"providers": sorted(missing)})
+    rows = []
+    for i in new:
+        words = word_count(i.body or i.summary)
+        rows.append(
+            Item(
+                external_id=i.external_id,
+                provider_id=provider_ids[i.provider_external_id],
+                title=i.title[:500],
+                summary=i.summary,
+                body=i.body,
+                url=i.url,
+                published_at=i.published_at,
+                word_count=words,
+                reading_time_minutes=reading_time_minutes(words),
+                language=i.language,
+                status=Item.Status.PUBLISHED if i.available else Item.Status.UNAVAILABLE,
+            )
+        )
+    Item.objects.bulk_create(rows, batch_size=BATCH_SIZE, ignore_conflicts=True)
+    ids: dict[str, int] = {}
+    for chunk in _chunks(keys):
+        ids.update(Item.objects.filter(external_id__in=chunk).values_list("external_id", "id"))
+    cat_ids = _category_ids(s for i in new for s in i.category_slugs)
+    Through = Item.categories.through
+    Through.objects.bulk_create(
+        [
+            Through(item_id=ids[i.external_id], category_id=cat_ids[s])
+            for i in new
+            for s in dict.fromkeys(i.category_slugs)
+        ],
+        batch_size=BATCH_SIZE,
+        ignore_conflicts=True,
+    )
+    return UpsertResult(ids=ids, created=len(ids) - len(existing))

@@ -1,0 +1,1 @@
+"""Search over newsletters and their items through a pluggable ``SearchBackend``."""
