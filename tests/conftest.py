@@ -1,0 +1,56 @@
+"""Shared fixtures. Settings: ``tests/settings.py`` (real PostgreSQL and Redis)."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis(request):
+    """Every test starts with empty cache and state databases."""
+    from django.core.cache import cache
+
+    from inbo import redis as inbo_redis
+
+    inbo_redis.reset_clients()
+    try:
+        inbo_redis.state().flushdb()
+        cache.clear()
+    except Exception:  # noqa: BLE001 - a test that stops Redis on purpose cleans up itself
+        pass
+    yield
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def auth_client(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def other_client(other_user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=other_user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
