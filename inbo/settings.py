@@ -150,8 +150,8 @@ CELERY_BEAT_SCHEDULE = {
     # Beat's own heartbeat: readiness reports beat as stalled when this stops.
     "monitoring-beat-heartbeat": {
         "task": "inbo.monitoring.beat_heartbeat",
-        "schedule": 30.0,
-        "options": {"expires": 25},
+        "schedule": float(env_int("BEAT_HEARTBEAT_SECONDS", 30)),
+        "options": {"expires": env_int("BEAT_HEARTBEAT_SECONDS", 30)},
     },
     # Session auth (browsable API, admin) leaves expired rows behind; delete them nightly.
     "reading-clear-expired-sessions": {

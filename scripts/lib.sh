@@ -1,0 +1,61 @@
+# Shared by scripts/run and scripts/test: venv, dependencies, local services.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+cd "$ROOT"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# Create the virtualenv and install the project with its dev tools; reinstall only when
+# pyproject.toml changed (a stamp holds its hash).
+ensure_venv() {
+  local python="${PYTHON:-python3.11}"
+  command -v "$python" >/dev/null 2>&1 || python=python3
+  if [ ! -x "$PY" ]; then
+    log "creating virtualenv in $VENV"
+    "$python" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.inbo-installed" want
+  want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "installing dependencies"
+    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[dev]"
+    echo "$want" >"$stamp"
+  fi
+}
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; }
+
+wait_for() {
+  local what="$1" check="$2" i
+  for i in $(seq 1 60); do
+    "$check" && return 0
+    sleep 0.5
+  done
+  echo "$what did not come up" >&2
+  return 1
+}
+
+# Start PostgreSQL and Redis on this machine if they are not already answering. Only
+# services on 127.0.0.1 are managed here; a remote DATABASE_URL/REDIS_URL is left alone.
+ensure_services() {
+  if ! pg_up; then
+    log "starting PostgreSQL"
+    local version
+    version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+    if [ -n "$version" ] && command -v pg_ctlcluster >/dev/null; then
+      pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    fi
+    wait_for PostgreSQL pg_up
+  fi
+  if ! redis_up; then
+    log "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir /tmp --logfile /tmp/inbo-redis.log
+    wait_for Redis redis_up
+  fi
+}

@@ -1,0 +1,76 @@
+"""Apps reach each other only through ``public.py`` and ``contracts.py``.
+
+Walks every module of every app and checks each import of another app. The dependency
+direction is checked too: ``reading_app`` is the content core and imports no other app.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ("reading_app", "features_app", "experience_app", "search_app", "monitoring")
+ALLOWED_MODULES = {"public", "contracts"}
+# Which apps each app may depend on at all (through the facades).
+MAY_DEPEND_ON = {
+    "reading_app": set(),
+    "features_app": {"reading_app"},
+    "search_app": {"reading_app"},
+    "experience_app": {"reading_app", "features_app"},
+    "monitoring": {"reading_app", "features_app", "experience_app", "search_app"},
+}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if "." in node.module:
+                found.append((node.lineno, node.module))
+            else:  # "from reading_app import public" names the module it imports
+                found.extend((node.lineno, f"{node.module}.{a.name}") for a in node.names)
+    return found
+
+
+def _violations(app: str, root: Path = ROOT) -> list[str]:
+    problems = []
+    for path in sorted((root / app).rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        for lineno, module in _imports(path):
+            parts = module.split(".")
+            other = parts[0]
+            if other == app or other not in APPS:
+                continue
+            where = f"{path.relative_to(root)}:{lineno} imports {module}"
+            if other not in MAY_DEPEND_ON[app]:
+                problems.append(f"{where} ({app} must not depend on {other})")
+            elif len(parts) == 1 or parts[1] not in ALLOWED_MODULES:
+                problems.append(f"{where} (use {other}.public or {other}.contracts)")
+    return problems
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_app_imports_other_apps_only_through_facades(app):
+    assert _violations(app) == []
+
+
+def test_checker_catches_deep_imports_and_wrong_direction(tmp_path):
+    (tmp_path / "search_app").mkdir()
+    (tmp_path / "search_app" / "bad.py").write_text(
+        "from reading_app.models import Item\n"
+        "from experience_app import public\n"
+        "from reading_app import public as ok\n"
+        "import reading_app.selectors\n"
+    )
+    problems = _violations("search_app", root=tmp_path)
+    assert len(problems) == 3
+    assert "use reading_app.public" in problems[0]
+    assert "must not depend on experience_app" in problems[1]
+    assert "reading_app.selectors" in problems[2]
