@@ -10,6 +10,9 @@ from django.db import models
 from features_app.contracts import EventType
 
 
+EVENT_TYPE_CHOICES = [(t.value, t.value.capitalize()) for t in EventType]
+
+
 class UserEvent(models.Model):
     """One thing a user did with an item, at the moment it happened.
 
@@ -19,14 +22,12 @@ class UserEvent(models.Model):
     batch carries the same ``event_id`` and the same ``occurred_at``.
     """
 
-    Type = models.TextChoices("Type", [(t.name, t.value) for t in EventType])
-
     id = models.BigAutoField(primary_key=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="events"
     )
     item = models.ForeignKey("reading_app.Item", on_delete=models.CASCADE, related_name="events")
-    event_type = models.CharField(max_length=16, choices=Type.choices)
+    event_type = models.CharField(max_length=16, choices=EVENT_TYPE_CHOICES)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)
     event_id = models.UUIDField(default=uuid.uuid4, help_text="Client idempotency key")

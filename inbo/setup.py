@@ -21,17 +21,22 @@ def ensure_database(alias: str = "default") -> bool:
     """
     db = settings.DATABASES[alias]
     name = db["NAME"]
-    conninfo = {
-        "host": db.get("HOST") or None,
-        "port": db.get("PORT") or None,
-        "user": db.get("USER") or None,
-        "password": db.get("PASSWORD") or None,
-        "dbname": "postgres",
-        "connect_timeout": 5,
-    }
-    with psycopg.connect(
-        **{k: v for k, v in conninfo.items() if v is not None}, autocommit=True
-    ) as conn:
+    conninfo = psycopg.conninfo.make_conninfo(
+        "",
+        **{
+            key: value
+            for key, value in {
+                "host": db.get("HOST"),
+                "port": db.get("PORT"),
+                "user": db.get("USER"),
+                "password": db.get("PASSWORD"),
+            }.items()
+            if value
+        },
+        dbname="postgres",
+        connect_timeout=5,
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if exists:
             return False

@@ -14,7 +14,7 @@ os.environ.setdefault("REDIS_STATE_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECURE_TRANSPORT", "false")
 os.environ.setdefault("STATIC_MANIFEST", "false")
 
-from inbo.settings import *  # noqa: E402, F403
+from inbo.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"auth": "1000/min"}}  # noqa: F405

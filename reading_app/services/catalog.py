@@ -31,6 +31,15 @@ def _chunks(seq: Sequence, size: int = BATCH_SIZE) -> Iterable[Sequence]:
         yield seq[start : start + size]
 
 
+def _ids_by_external_id(model: type[Provider] | type[Item], keys: Sequence[str]) -> dict[str, int]:
+    """Map external ids to primary keys, querying in chunks (long IN lists are slow)."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(keys):
+        rows = model.objects.filter(external_id__in=chunk).values_list("external_id", "id")
+        found.update((str(key), pk) for key, pk in rows)
+    return found
+
+
 @transaction.atomic
 def categories_upsert(categories: Sequence[CategoryIn]) -> UpsertResult:
     """Create missing categories (parents first); existing slugs are left as they are."""
@@ -49,7 +58,10 @@ def categories_upsert(categories: Sequence[CategoryIn]) -> UpsertResult:
     if missing:
         raise InvalidInput("Unknown parent categories.", details={"parents": sorted(missing)})
     Category.objects.bulk_create(
-        [Category(slug=c.slug, name=c.name, parent_id=parent_ids[c.parent_slug]) for c in children],
+        [
+            Category(slug=c.slug, name=c.name, parent_id=parent_ids[str(c.parent_slug)])
+            for c in children
+        ],
         ignore_conflicts=True,
     )
     ids = dict(
@@ -70,7 +82,7 @@ def _category_ids(slugs: Iterable[str]) -> dict[str, int]:
 def providers_upsert(providers: Sequence[ProviderIn]) -> UpsertResult:
     """Create providers whose ``external_id`` is new; link their categories."""
     keys = [p.external_id for p in providers]
-    existing = dict(Provider.objects.filter(external_id__in=keys).values_list("external_id", "id"))
+    existing = _ids_by_external_id(Provider, keys)
     new = [p for p in providers if p.external_id not in existing]
     Provider.objects.bulk_create(
         [
@@ -89,7 +101,7 @@ def providers_upsert(providers: Sequence[ProviderIn]) -> UpsertResult:
         batch_size=BATCH_SIZE,
         ignore_conflicts=True,
     )
-    ids = dict(Provider.objects.filter(external_id__in=keys).values_list("external_id", "id"))
+    ids = _ids_by_external_id(Provider, keys)
     cat_ids = _category_ids(s for p in new for s in p.category_slugs)
     Through = Provider.categories.through
     Through.objects.bulk_create(
@@ -108,15 +120,9 @@ def providers_upsert(providers: Sequence[ProviderIn]) -> UpsertResult:
 def items_upsert(items: Sequence[ItemIn]) -> UpsertResult:
     """Create items whose ``external_id`` is new, with word count and reading time."""
     keys = [i.external_id for i in items]
-    existing: dict[str, int] = {}
-    for chunk in _chunks(keys):
-        existing.update(Item.objects.filter(external_id__in=chunk).values_list("external_id", "id"))
+    existing = _ids_by_external_id(Item, keys)
     new = [i for i in items if i.external_id not in existing]
-    provider_ids = dict(
-        Provider.objects.filter(external_id__in={i.provider_external_id for i in new}).values_list(
-            "external_id", "id"
-        )
-    )
+    provider_ids = _ids_by_external_id(Provider, list({i.provider_external_id for i in new}))
     if missing := {i.provider_external_id for i in new} - provider_ids.keys():
         raise InvalidInput("Unknown providers.", details={"providers": sorted(missing)})
     rows = []
@@ -138,9 +144,7 @@ def items_upsert(items: Sequence[ItemIn]) -> UpsertResult:
             )
         )
     Item.objects.bulk_create(rows, batch_size=BATCH_SIZE, ignore_conflicts=True)
-    ids: dict[str, int] = {}
-    for chunk in _chunks(keys):
-        ids.update(Item.objects.filter(external_id__in=chunk).values_list("external_id", "id"))
+    ids = _ids_by_external_id(Item, keys)
     cat_ids = _category_ids(s for i in new for s in i.category_slugs)
     Through = Item.categories.through
     Through.objects.bulk_create(

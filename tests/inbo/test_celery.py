@@ -32,7 +32,7 @@ def _start(*args: str, tmp_path: Path) -> subprocess.Popen:
         [sys.executable, "-m", "celery", "-A", "inbo", *args],
         cwd=ROOT,
         env=env,
-        stdout=open(tmp_path / f"{args[0]}.log", "w"),  # noqa: SIM115 - closed with the process
+        stdout=open(tmp_path / f"{args[0]}.log", "w"),
         stderr=subprocess.STDOUT,
     )
 
