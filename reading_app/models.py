@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -28,6 +29,18 @@ class Category(models.Model):
 
     def __str__(self) -> str:
         return f"{self.parent.name} / {self.name}" if self.parent_id and self.parent else self.name
+
+    def clean(self) -> None:
+        # Two levels only; a CHECK constraint cannot look at another row, so forms and
+        # ``full_clean`` enforce it (the DB still forbids a category being its own parent).
+        if self.parent_id is None:
+            return
+        if self.pk is not None and self.parent_id == self.pk:
+            raise ValidationError({"parent": "A category cannot be its own parent."})
+        if Category.objects.filter(pk=self.parent_id, parent__isnull=False).exists():
+            raise ValidationError({"parent": "A subcategory cannot have subcategories."})
+        if self.pk is not None and Category.objects.filter(parent_id=self.pk).exists():
+            raise ValidationError({"parent": "A category with subcategories must stay top-level."})
 
 
 class Provider(models.Model):

@@ -27,7 +27,10 @@ def subscription_list(*, user_id: int) -> QuerySet[Subscription]:
 
 
 def saved_item_list(*, user_id: int) -> QuerySet[SavedItem]:
-    return SavedItem.objects.filter(user_id=user_id).select_related("item__provider")
+    """Saved items that can still be read (an unavailable item is never listed)."""
+    return SavedItem.objects.filter(
+        user_id=user_id, item__status=Item.Status.PUBLISHED
+    ).select_related("item__provider")
 
 
 def continue_reading_list(*, user_id: int) -> QuerySet[ReadingProgress]:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import authenticate, get_user_model
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
-from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from inbo.accounts import services
 from inbo.accounts.serializers import (
     RegisterSerializer,
     TokenRequestSerializer,
@@ -19,15 +17,6 @@ from inbo.accounts.serializers import (
     UserSerializer,
 )
 from inbo.api.schema import error_responses
-from inbo.errors import ApplicationError
-
-User = get_user_model()
-
-
-class InvalidCredentials(ApplicationError):
-    status_code = 400
-    code = "invalid_credentials"
-    default_message = "Unable to sign in with these credentials."
 
 
 class RegisterView(APIView):
@@ -45,9 +34,7 @@ class RegisterView(APIView):
     def post(self, request: Request) -> Response:
         data = RegisterSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            user = User.objects.create_user(**data.validated_data)
-            token = Token.objects.create(user=user)
+        user, token = services.user_register(**data.validated_data)
         return Response(
             {"token": token.key, "user": UserSerializer(user).data}, status=status.HTTP_201_CREATED
         )
@@ -68,10 +55,7 @@ class TokenView(APIView):
     def post(self, request: Request) -> Response:
         data = TokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(request=request._request, **data.validated_data)
-        if user is None or not user.is_active:
-            raise InvalidCredentials()
-        token, _ = Token.objects.get_or_create(user=user)
+        user, token = services.token_obtain(request=request._request, **data.validated_data)
         return Response({"token": token.key, "user": UserSerializer(user).data})
 
 

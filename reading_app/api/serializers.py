@@ -92,8 +92,17 @@ class SavedItemSerializer(serializers.ModelSerializer):
         fields = ("item", "created_at")
 
 
+class JSONNumberField(serializers.FloatField):
+    """A float that must arrive as a JSON number: no strings ("0.5") and no booleans."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ProgressInputSerializer(serializers.Serializer):
-    progress = serializers.FloatField(min_value=0.0, max_value=1.0)
+    progress = JSONNumberField(min_value=0.0, max_value=1.0, help_text="Fraction read, 0..1")
     position = serializers.IntegerField(min_value=0, max_value=2_147_483_647, default=0)
 
 
