@@ -1,0 +1,231 @@
+"""The catalog: newsletters (providers) and their items, readable without signing in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from reading_app.models import Item
+from tests.factories import CategoryFactory, ItemFactory, ProviderFactory
+from tests.reading.utils import assert_error
+
+pytestmark = pytest.mark.django_db
+
+PROVIDERS = "/api/v1/providers/"
+ITEMS = "/api/v1/items/"
+
+
+@pytest.fixture
+def tree():
+    """tech > ai, and an unrelated top-level category."""
+    tech = CategoryFactory(name="Tech", slug="tech")
+    return {
+        "tech": tech,
+        "ai": CategoryFactory(name="AI", slug="ai", parent=tech),
+        "food": CategoryFactory(name="Food", slug="food"),
+    }
+
+
+def _slugs(response) -> list[str]:
+    assert response.status_code == 200, response.content
+    return [row["slug"] for row in response.json()["results"]]
+
+
+def _ids(response) -> list[int]:
+    assert response.status_code == 200, response.content
+    return [row["id"] for row in response.json()["results"]]
+
+
+# --- Providers -----------------------------------------------------------------------------
+
+
+def test_providers_are_listed_anonymously_with_page_pagination(api_client, tree):
+    ProviderFactory(name="Bravo", slug="bravo", categories=[tree["ai"]])
+    ProviderFactory(name="Alpha", slug="alpha")
+    ProviderFactory(name="Charlie", slug="charlie")
+
+    response = api_client.get(PROVIDERS, {"page_size": 2})
+
+    body = response.json()
+    assert response.status_code == 200
+    assert body["count"] == 3
+    assert [p["slug"] for p in body["results"]] == ["alpha", "bravo"]
+    assert body["next"] and body["previous"] is None
+    assert body["results"][1]["categories"] == [{"slug": "ai", "name": "AI", "parent": "tech"}]
+    assert _slugs(api_client.get(body["next"])) == ["charlie"]
+
+
+def test_providers_filter_by_category_includes_subcategories(api_client, tree):
+    ProviderFactory(slug="general-tech", categories=[tree["tech"]])
+    ProviderFactory(slug="ai-weekly", categories=[tree["ai"]])
+    ProviderFactory(slug="both", categories=[tree["tech"], tree["ai"]])
+    ProviderFactory(slug="recipes", categories=[tree["food"]])
+
+    assert sorted(_slugs(api_client.get(PROVIDERS, {"category": "tech"}))) == [
+        "ai-weekly",
+        "both",
+        "general-tech",
+    ]
+    assert sorted(_slugs(api_client.get(PROVIDERS, {"category": "ai"}))) == ["ai-weekly", "both"]
+    assert _slugs(api_client.get(PROVIDERS, {"category": "unknown"})) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"language": "de"}, ["german"]),
+        ({"country": "FR"}, ["french"]),
+        ({"is_sponsored": "true"}, ["sponsored"]),
+        ({"is_sponsored": "false"}, ["french", "german"]),
+        ({"language": "en", "is_sponsored": "true"}, ["sponsored"]),
+    ],
+)
+def test_providers_filter_by_language_country_and_sponsorship(api_client, params, expected):
+    ProviderFactory(slug="german", language="de", country="DE")
+    ProviderFactory(slug="french", language="fr", country="FR")
+    ProviderFactory(slug="sponsored", language="en", country="US", is_sponsored=True)
+
+    assert sorted(_slugs(api_client.get(PROVIDERS, params))) == expected
+
+
+def test_provider_detail_by_slug(api_client, tree):
+    provider = ProviderFactory(slug="the-economist", categories=[tree["tech"]])
+
+    response = api_client.get(f"{PROVIDERS}the-economist/")
+
+    assert response.status_code == 200
+    assert response.json()["id"] == provider.id
+    assert response.json()["categories"] == [{"slug": "tech", "name": "Tech", "parent": None}]
+
+
+def test_unknown_provider_slug_is_404(api_client):
+    assert_error(api_client.get(f"{PROVIDERS}nope/"), 404, "not_found")
+
+
+# --- Items ---------------------------------------------------------------------------------
+
+
+def test_items_list_only_published_items_newest_first_without_body(api_client):
+    now = timezone.now()
+    old = ItemFactory(published_at=now - timedelta(days=1))
+    new = ItemFactory(published_at=now)
+    ItemFactory(published_at=now, status=Item.Status.UNAVAILABLE)
+
+    response = api_client.get(ITEMS)
+
+    assert _ids(response) == [new.id, old.id]
+    assert "body" not in response.json()["results"][0]
+    assert "count" not in response.json()  # cursor pagination
+
+
+def test_items_cursor_pagination_walks_every_item_once(api_client):
+    now = timezone.now()
+    items = [ItemFactory(published_at=now - timedelta(minutes=i)) for i in range(5)]
+    items.append(ItemFactory(published_at=now - timedelta(minutes=4)))  # a tie on published_at
+
+    seen: list[int] = []
+    url: str | None = f"{ITEMS}?page_size=2"
+    while url:
+        response = api_client.get(url)
+        assert len(response.json()["results"]) <= 2
+        seen += _ids(response)
+        url = response.json()["next"]
+
+    expected = sorted(items, key=lambda i: (i.published_at, i.id), reverse=True)
+    assert seen == [i.id for i in expected]
+
+
+def test_items_filter_by_provider_slug(api_client):
+    mine = ItemFactory(provider=ProviderFactory(slug="mine"))
+    ItemFactory(provider=ProviderFactory(slug="theirs"))
+
+    assert _ids(api_client.get(ITEMS, {"provider": "mine"})) == [mine.id]
+    assert _ids(api_client.get(ITEMS, {"provider": "nobody"})) == []
+
+
+def test_items_filter_by_category_includes_subcategories_without_duplicates(api_client, tree):
+    now = timezone.now()
+    general = ItemFactory(categories=[tree["tech"]], published_at=now)
+    ai = ItemFactory(categories=[tree["ai"]], published_at=now - timedelta(hours=1))
+    both = ItemFactory(categories=[tree["tech"], tree["ai"]], published_at=now - timedelta(hours=2))
+    ItemFactory(categories=[tree["food"]])
+
+    assert _ids(api_client.get(ITEMS, {"category": "tech"})) == [general.id, ai.id, both.id]
+    assert _ids(api_client.get(ITEMS, {"category": "ai"})) == [ai.id, both.id]
+
+
+@pytest.fixture
+def dated_items():
+    return {
+        "oct31_23h": ItemFactory(published_at=datetime(2026, 10, 31, 23, 0, tzinfo=UTC)),
+        "nov1_10h": ItemFactory(published_at=datetime(2026, 11, 1, 10, 0, tzinfo=UTC)),
+        "nov2_00h": ItemFactory(published_at=datetime(2026, 11, 2, 0, 0, tzinfo=UTC)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"published_after": "2026-11-01"}, ["nov2_00h", "nov1_10h"]),
+        ({"published_before": "2026-11-02"}, ["nov1_10h", "oct31_23h"]),
+        ({"published_after": "2026-11-01", "published_before": "2026-11-02"}, ["nov1_10h"]),
+        ({"published_after": "2026-11-01T10:00:00Z"}, ["nov2_00h", "nov1_10h"]),
+        ({"published_after": "2026-11-01T10:00:01Z"}, ["nov2_00h"]),
+        ({"published_after": "2026-11-01T11:00:00+01:00"}, ["nov2_00h", "nov1_10h"]),
+        ({"published_before": "2026-11-01T10:00:00"}, ["oct31_23h"]),  # naive means UTC
+    ],
+)
+def test_items_filter_by_published_date_or_datetime(api_client, dated_items, params, expected):
+    assert _ids(api_client.get(ITEMS, params)) == [dated_items[k].id for k in expected]
+
+
+def test_item_detail_has_the_body(api_client, tree):
+    item = ItemFactory(body="The full text.", categories=[tree["ai"]])
+
+    response = api_client.get(f"{ITEMS}{item.id}/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["id"], body["body"]) == (item.id, "The full text.")
+    assert body["provider"]["slug"] == item.provider.slug
+    assert body["categories"] == [{"slug": "ai", "name": "AI", "parent": "tech"}]
+
+
+def test_unavailable_item_detail_is_404(api_client):
+    item = ItemFactory(status=Item.Status.UNAVAILABLE, body="", url="")
+    assert_error(api_client.get(f"{ITEMS}{item.id}/"), 404, "not_found")
+
+
+# --- Query counts: constant however many rows ------------------------------------------------
+
+
+def _providers(n: int, tree) -> None:
+    for _ in range(n):
+        ProviderFactory(categories=[tree["tech"], tree["ai"]])
+
+
+def _items(n: int, tree) -> None:
+    for _ in range(n):
+        ItemFactory(categories=[tree["ai"], tree["food"]])  # a provider each
+
+
+@pytest.mark.parametrize(
+    ("url", "make", "queries"),
+    [
+        (PROVIDERS, _providers, 3),  # count, page, categories (with parents)
+        (ITEMS, _items, 2),  # page (with providers), categories (with parents)
+    ],
+    ids=["providers", "items"],
+)
+def test_catalog_lists_run_a_constant_number_of_queries(
+    api_client, django_assert_num_queries, tree, url, make, queries
+):
+    make(2, tree)
+    with django_assert_num_queries(queries):
+        assert len(api_client.get(url).json()["results"]) == 2
+
+    make(13, tree)
+    with django_assert_num_queries(queries):
+        assert len(api_client.get(url).json()["results"]) == 15
