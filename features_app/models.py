@@ -9,7 +9,6 @@ from django.db import models
 
 from features_app.contracts import EventType
 
-
 EVENT_TYPE_CHOICES = [(t.value, t.value.capitalize()) for t in EventType]
 
 
