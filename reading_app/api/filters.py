@@ -53,7 +53,10 @@ class ProviderFilter(django_filters.FilterSet):
     category = django_filters.CharFilter(method=_by_category, help_text="Category slug")
     language = django_filters.CharFilter()
     country = django_filters.CharFilter()
-    is_sponsored = django_filters.BooleanFilter()
+    # Strict: "maybe" is a 400 naming the field, not silently ignored.
+    is_sponsored = django_filters.TypedChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true"
+    )
 
     class Meta:
         model = Provider

@@ -57,6 +57,14 @@ def categories_upsert(categories: Sequence[CategoryIn]) -> UpsertResult:
     missing = {c.parent_slug for c in children} - parent_ids.keys()
     if missing:
         raise InvalidInput("Unknown parent categories.", details={"parents": sorted(missing)})
+    # The tree has two levels: a parent must itself be top-level.
+    nested = sorted(
+        Category.objects.filter(
+            slug__in={c.parent_slug for c in children}, parent__isnull=False
+        ).values_list("slug", flat=True)
+    )
+    if nested:
+        raise InvalidInput("Subcategories cannot have subcategories.", details={"parents": nested})
     Category.objects.bulk_create(
         [
             Category(slug=c.slug, name=c.name, parent_id=parent_ids[str(c.parent_slug)])

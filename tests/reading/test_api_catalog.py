@@ -229,3 +229,10 @@ def test_catalog_lists_run_a_constant_number_of_queries(
     make(13, tree)
     with django_assert_num_queries(queries):
         assert len(api_client.get(url).json()["results"]) == 15
+
+
+@pytest.mark.django_db
+def test_invalid_is_sponsored_value_is_a_400_naming_the_field(api_client):
+    response = api_client.get("/api/v1/providers/?is_sponsored=maybe")
+    assert response.status_code == 400
+    assert "is_sponsored" in response.json()["error"]["details"]

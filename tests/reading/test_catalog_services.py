@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from inbo.errors import InvalidInput
+from reading_app.contracts import CategoryIn, ItemIn, ProviderIn
+from reading_app.models import Item
+from reading_app.services import catalog
+
+pytestmark = pytest.mark.django_db
+
+WHEN = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _world() -> None:
+    catalog.categories_upsert(
+        [CategoryIn("tech", "Technology"), CategoryIn("tech-ai", "AI", parent_slug="tech")]
+    )
+    catalog.providers_upsert(
+        [ProviderIn("ext:p1", "p1", "P One", category_slugs=("tech", "tech-ai"))]
+    )
+
+
+def test_upserts_are_idempotent_and_return_ids():
+    _world()
+    items = [
+        ItemIn("ext:i1", "ext:p1", "Hello", WHEN, body="word " * 461, category_slugs=("tech-ai",)),
+        ItemIn("ext:i2", "ext:p1", "Gone", WHEN, available=False),
+    ]
+    first = catalog.items_upsert(items)
+    second = catalog.items_upsert(items)
+    assert first.created == 2 and second.created == 0
+    assert first.ids == second.ids
+    hello = Item.objects.get(external_id="ext:i1")
+    assert hello.word_count == 461
+    assert hello.reading_time_minutes == 3  # 461 words at 230 per minute, rounded up
+    assert [c.slug for c in hello.categories.all()] == ["tech-ai"]
+    assert Item.objects.get(external_id="ext:i2").status == Item.Status.UNAVAILABLE
+
+
+def test_a_subcategory_cannot_have_subcategories():
+    _world()
+    with pytest.raises(InvalidInput) as exc:
+        catalog.categories_upsert([CategoryIn("tech-ai-llm", "LLM", parent_slug="tech-ai")])
+    assert exc.value.details == {"parents": ["tech-ai"]}
+
+
+def test_unknown_parent_category_and_provider_are_reported():
+    with pytest.raises(InvalidInput):
+        catalog.categories_upsert([CategoryIn("x-y", "Y", parent_slug="x")])
+    with pytest.raises(InvalidInput) as exc:
+        catalog.items_upsert([ItemIn("ext:i9", "ext:nope", "T", WHEN, url="https://e.x/")])
+    assert exc.value.details == {"providers": ["ext:nope"]}
+    _world()
+    with pytest.raises(InvalidInput):
+        catalog.providers_upsert([ProviderIn("ext:p2", "p2", "P2", category_slugs=("nope",))])
