@@ -11,18 +11,24 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from inbo.env import env_bool, env_int, env_list, env_str, redis_url_with_db
+from inbo.env import env_bool, env_float, env_int, env_list, env_str, redis_url_with_db
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # --- Core -------------------------------------------------------------------------------
-DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", "local-dev-only-secret-key-change-me-in-every-real-deployment-0")
+INBO_ENV = env_str("INBO_ENV", "local")  # local | test | staging | production
+_DEPLOYED = INBO_ENV in {"staging", "production"}
+# Local machines default to DEBUG; deployed environments default to the safe side.
+DEBUG = env_bool("DEBUG", not _DEPLOYED)
+_DEV_SECRET_KEY = "django-insecure-local-development-only-never-use-this-key-in-deployment"
+SECRET_KEY = env_str("SECRET_KEY", "" if _DEPLOYED else _DEV_SECRET_KEY)
+if not SECRET_KEY:
+    raise ImproperlyConfigured(f"SECRET_KEY must be set when INBO_ENV={INBO_ENV}.")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-INBO_ENV = env_str("INBO_ENV", "local")  # local | test | staging | production
 
 INSTALLED_APPS = [
     "django_prometheus",
@@ -105,7 +111,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_BROKER_URL = env_str("REDIS_BROKER_URL", redis_url_with_db(REDIS_URL, 0))
 REDIS_CACHE_URL = env_str("REDIS_CACHE_URL", redis_url_with_db(REDIS_URL, 1))
 REDIS_STATE_URL = env_str("REDIS_STATE_URL", redis_url_with_db(REDIS_URL, 2))
-REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "0.5"))
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5)
 
 CACHES = {
     "default": {

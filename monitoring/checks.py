@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 from inbo import keys
 from inbo import redis as inbo_redis
@@ -33,7 +33,8 @@ def _timed(name: str, fn: Callable[[], str], *, critical: bool = True) -> CheckR
 
 
 def _postgres() -> str:
-    with connection.cursor() as cur:
+    # SET LOCAL only holds inside a transaction: bound this probe, not the connection.
+    with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL statement_timeout = 500")
         cur.execute("SELECT 1")
         cur.fetchone()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from inbo.env import env_bool, env_int, env_list, redis_url_with_db
+from inbo.env import env_bool, env_float, env_int, env_list, redis_url_with_db
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def test_check_deploy_with_production_variables_reports_nothing():
         "--fail-level",
         "WARNING",
         env={
-            "DEBUG": "false",
+            "INBO_ENV": "production",
             "SECRET_KEY": "p" * 20 + "-production-secret-with-enough-entropy-0123456789abcdef",
             "ALLOWED_HOSTS": "api.inbo.example",
             "DATABASE_URL": "postgres://inbo:secret@db.internal:5432/inbo",
@@ -48,10 +48,19 @@ def test_check_deploy_with_production_variables_reports_nothing():
 
 
 def test_local_defaults_are_flagged_by_deploy_checks():
-    """The local default secret and DEBUG must never pass as production."""
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", env={"DEBUG": "true"})
+    """The local defaults (DEBUG on, public dev key) must never pass as production."""
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env={})
     assert result.returncode != 0
     assert "security.W018" in result.stderr + result.stdout  # DEBUG on
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env={"DEBUG": "false"})
+    assert result.returncode != 0
+    assert "security.W009" in result.stderr + result.stdout  # the insecure dev key
+
+
+def test_production_without_a_secret_key_refuses_to_start():
+    result = _manage("check", env={"INBO_ENV": "production"})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
 
 
 def test_redis_roles_get_separate_databases_from_one_url(settings):
@@ -74,6 +83,11 @@ def test_env_readers_reject_garbage(monkeypatch):
     with pytest.raises(ImproperlyConfigured, match="X_INT"):
         env_int("X_INT", 1)
     assert env_list("X_LIST", []) == ["a", "b", "c"]
+    monkeypatch.setenv("X_FLOAT", "fast")
+    with pytest.raises(ImproperlyConfigured, match="X_FLOAT"):
+        env_float("X_FLOAT", 0.5)
+    monkeypatch.setenv("X_FLOAT", "0.25")
+    assert env_float("X_FLOAT", 0.5) == 0.25
     assert env_bool("X_UNSET", True) is True
     with pytest.raises(ImproperlyConfigured):
         redis_url_with_db("not-a-url", 1)
