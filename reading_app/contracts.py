@@ -52,3 +52,50 @@ class UpsertResult:
 
     ids: dict[str, int]
     created: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionIn:
+    """A subscription to create if the user does not follow the provider yet.
+
+    ``status`` is ``active``, ``paused`` or ``cancelled``; ``created_at`` backdates the row
+    (imports and demo data), otherwise it is the moment of creation.
+    """
+
+    user_id: int
+    provider_id: int
+    status: str = "active"
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedItemIn:
+    """A saved item to create if the user has not saved it yet."""
+
+    user_id: int
+    item_id: int
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingProgressIn:
+    """Reading progress to create if the user has none for the item yet.
+
+    ``progress`` is the fraction read (0..1); ``completed_at`` marks it read to the end.
+    """
+
+    user_id: int
+    item_id: int
+    progress: float
+    position: int = 0
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkCreateResult:
+    """How many requested rows were new and how many were already there (left as they are)."""
+
+    created: int
+    existing: int

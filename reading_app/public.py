@@ -42,3 +42,56 @@ def catalog_counts() -> dict[str, int]:
         "providers": Provider.objects.count(),
         "items": Item.objects.count(),
     }
+
+
+# --- Bulk reading state and lookups for imports and demo data --------------------------
+# (appended; the imports sit here so the module above stays as it was)
+
+from datetime import datetime  # noqa: E402
+
+from reading_app.contracts import (  # noqa: E402
+    BulkCreateResult,
+    ReadingProgressIn,
+    SavedItemIn,
+    SubscriptionIn,
+)
+from reading_app.services import bulk  # noqa: E402
+
+__all__ += [
+    "BulkCreateResult",
+    "ReadingProgressIn",
+    "SavedItemIn",
+    "SubscriptionIn",
+    "items_published_at",
+    "reading_progress_bulk_create",
+    "saved_items_bulk_create",
+    "subscriptions_bulk_create",
+]
+
+
+def subscriptions_bulk_create(subscriptions: Sequence[SubscriptionIn]) -> BulkCreateResult:
+    """Create subscriptions users do not have yet; existing ones are left as they are.
+
+    For imports and demo data: one query per batch, ``created_at`` backdates new rows.
+    """
+    return bulk.subscriptions_create(subscriptions)
+
+
+def saved_items_bulk_create(saved: Sequence[SavedItemIn]) -> BulkCreateResult:
+    """Create saved items users do not have yet; existing ones are left as they are."""
+    return bulk.saved_items_create(saved)
+
+
+def reading_progress_bulk_create(progress: Sequence[ReadingProgressIn]) -> BulkCreateResult:
+    """Create reading progress where users have none for the item; existing rows stay."""
+    return bulk.reading_progress_create(progress)
+
+
+def items_published_at(external_ids: Sequence[str]) -> dict[str, datetime]:
+    """Publication time of the stored items among ``external_ids``, by external id."""
+    found: dict[str, datetime] = {}
+    keys = list(external_ids)
+    for start in range(0, len(keys), bulk.BATCH_SIZE):
+        rows = Item.objects.filter(external_id__in=keys[start : start + bulk.BATCH_SIZE])
+        found.update((str(key), at) for key, at in rows.values_list("external_id", "published_at"))
+    return found

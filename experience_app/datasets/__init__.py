@@ -1,0 +1,1 @@
+"""Parsers and generators for data sets: pure functions, no database access."""

@@ -1,0 +1,1 @@
+"""Writes of experience_app: data set imports and the demo world."""
