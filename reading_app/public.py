@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from reading_app.contracts import CategoryIn, ItemIn, ProviderIn, UpsertResult
+from reading_app.contracts import (
+    BulkCreateResult,
+    CategoryIn,
+    ItemIn,
+    ProviderIn,
+    ReadingProgressIn,
+    SavedItemIn,
+    SubscriptionIn,
+    UpsertResult,
+)
 from reading_app.models import Category, Item, Provider
-from reading_app.services import catalog
+from reading_app.services import bulk, catalog
 
 __all__ = [
+    "BulkCreateResult",
     "CategoryIn",
     "ItemIn",
     "ProviderIn",
+    "ReadingProgressIn",
+    "SavedItemIn",
+    "SubscriptionIn",
     "UpsertResult",
     "catalog_counts",
     "categories_upsert",
+    "items_published_at",
     "items_upsert",
     "providers_upsert",
+    "reading_progress_bulk_create",
+    "saved_items_bulk_create",
+    "subscriptions_bulk_create",
 ]
 
 
@@ -45,28 +63,6 @@ def catalog_counts() -> dict[str, int]:
 
 
 # --- Bulk reading state and lookups for imports and demo data --------------------------
-# (appended; the imports sit here so the module above stays as it was)
-
-from datetime import datetime  # noqa: E402
-
-from reading_app.contracts import (  # noqa: E402
-    BulkCreateResult,
-    ReadingProgressIn,
-    SavedItemIn,
-    SubscriptionIn,
-)
-from reading_app.services import bulk  # noqa: E402
-
-__all__ += [
-    "BulkCreateResult",
-    "ReadingProgressIn",
-    "SavedItemIn",
-    "SubscriptionIn",
-    "items_published_at",
-    "reading_progress_bulk_create",
-    "saved_items_bulk_create",
-    "subscriptions_bulk_create",
-]
 
 
 def subscriptions_bulk_create(subscriptions: Sequence[SubscriptionIn]) -> BulkCreateResult:
