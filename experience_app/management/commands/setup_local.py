@@ -42,7 +42,8 @@ class Command(BaseCommand):
             from experience_app.services.demo import PRESETS, seed_demo
 
             counts = seed_demo(**PRESETS[size], stdout=self.stdout)
-            self._step("demo data", f"seeded {counts}")
+            created = ", ".join(f"{v['created']} {k.replace('_', ' ')}" for k, v in counts.items())
+            self._step("demo data", f"seeded: {created}")
         else:
             self._step("demo data", "catalog not empty, left as is")
 
