@@ -40,3 +40,73 @@ class RecordResult:
 
     created: int
     duplicates: int
+
+
+# How much each event type says about a user's taste (affinity learning) — negative
+# feedback counts against the item's categories and provider.
+AFFINITY_WEIGHTS: dict[EventType, float] = {
+    EventType.IMPRESSION: 0.0,
+    EventType.CLICK: 1.0,
+    EventType.READ: 2.0,
+    EventType.SAVE: 3.0,
+    EventType.SHARE: 3.0,
+    EventType.DISMISS: -2.0,
+    EventType.HIDE: -4.0,
+}
+# Event types that mean "this user engaged": they clear the seen-without-click memory.
+POSITIVE_TYPES = frozenset({EventType.CLICK, EventType.READ, EventType.SAVE, EventType.SHARE})
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Outcome of ingesting a batch: stored in PostgreSQL, and counted in Redis or not."""
+
+    created: int
+    duplicates: int
+    counted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSignals:
+    """Popularity signals of one item at a moment, from the feature store.
+
+    ``decayed_clicks`` and ``decayed_expected`` are exponentially decayed sums: clicks, and
+    the clicks the item was expected to get where it was shown (each impression weighs the
+    click rate of the list it was shown in). Their smoothed ratio is the item's ``lift``.
+    """
+
+    item_id: int
+    impressions: int = 0
+    clicks: int = 0
+    reads: int = 0
+    saves: int = 0
+    dismisses: int = 0
+    decayed_clicks: float = 0.0
+    decayed_expected: float = 0.0
+    first_seen: datetime | None = None
+
+    @property
+    def lift(self) -> float:
+        """Clicks over expected clicks, with one expected click of prior: 1.0 = average."""
+        return (self.decayed_clicks + 1.0) / (self.decayed_expected + 1.0)
+
+    @property
+    def ctr(self) -> float:
+        """Smoothed lifetime click-through rate (prior: 1 click in 25 impressions)."""
+        return (self.clicks + 1.0) / (self.impressions + 25.0)
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """What the feature store knows of a user's taste and recent exposure."""
+
+    user_id: int
+    event_counts: dict[str, int] = field(default_factory=dict)
+    category_affinity: dict[int, float] = field(default_factory=dict)
+    provider_affinity: dict[int, float] = field(default_factory=dict)
+    seen: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def is_cold(self) -> bool:
+        """No positive signal yet: the feed falls back to onboarding interests and popularity."""
+        return not any(v > 0 for v in self.category_affinity.values())

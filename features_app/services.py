@@ -1,13 +1,63 @@
-"""Writes to the event log."""
+"""Writes to the event log, and the ingestion path that keeps the counters in step."""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
 
-from features_app.contracts import EventIn, RecordResult
-from features_app.models import UserEvent
+import redis
+from django.db import connection
+from django.utils import timezone
 
-BATCH_SIZE = 2000
+from features_app import counters
+from features_app.contracts import EventIn, IngestResult, RecordResult
+from features_app.models import UserEvent
+from reading_app.public import item_facets
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 5000
+
+_INSERT = f"""
+INSERT INTO {UserEvent._meta.db_table}
+    (user_id, item_id, event_type, occurred_at, received_at, event_id, source, context)
+SELECT * FROM unnest(
+    %s::bigint[], %s::bigint[], %s::varchar[], %s::timestamptz[], %s::timestamptz[],
+    %s::uuid[], %s::varchar[], %s::jsonb[]
+)
+ON CONFLICT (event_id, occurred_at) DO NOTHING
+RETURNING event_id, occurred_at
+"""
+
+
+def _store(events: Sequence[EventIn]) -> list[EventIn]:
+    """Insert events, skipping stored ones; return exactly those this call inserted."""
+    unique: dict[tuple, EventIn] = {}
+    for event in events:
+        unique.setdefault((event.event_id, event.occurred_at), event)
+    batch = list(unique.values())
+    now = timezone.now()
+    inserted: list[EventIn] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(batch), BATCH_SIZE):
+            chunk = batch[start : start + BATCH_SIZE]
+            cursor.execute(
+                _INSERT,
+                [
+                    [e.user_id for e in chunk],
+                    [e.item_id for e in chunk],
+                    [str(e.event_type) for e in chunk],
+                    [e.occurred_at for e in chunk],
+                    [now] * len(chunk),
+                    [e.event_id for e in chunk],
+                    [e.source for e in chunk],
+                    [json.dumps(e.context) for e in chunk],
+                ],
+            )
+            stored = set(cursor.fetchall())
+            inserted.extend(e for e in chunk if (e.event_id, e.occurred_at) in stored)
+    return inserted
 
 
 def events_record(events: Sequence[EventIn]) -> RecordResult:
@@ -15,32 +65,28 @@ def events_record(events: Sequence[EventIn]) -> RecordResult:
     stored is skipped, so a retried batch is never counted twice."""
     if not events:
         return RecordResult(created=0, duplicates=0)
-    # Dedupe inside the batch first: the same key twice in one batch is one event.
-    unique: dict[tuple, EventIn] = {}
-    for event in events:
-        unique.setdefault((event.event_id, event.occurred_at), event)
-    keys = list(unique)
-    existing: set[tuple] = set()
-    for start in range(0, len(keys), BATCH_SIZE):
-        chunk = keys[start : start + BATCH_SIZE]
-        existing.update(
-            UserEvent.objects.filter(event_id__in=[k[0] for k in chunk]).values_list(
-                "event_id", "occurred_at"
-            )
-        )
-    new = [
-        UserEvent(
-            user_id=e.user_id,
-            item_id=e.item_id,
-            event_type=str(e.event_type),
-            occurred_at=e.occurred_at,
-            event_id=e.event_id,
-            source=e.source,
-            context=e.context,
-        )
-        for key, e in unique.items()
-        if key not in existing
-    ]
-    # ignore_conflicts keeps a concurrent writer of the same batch from failing this one.
-    UserEvent.objects.bulk_create(new, batch_size=BATCH_SIZE, ignore_conflicts=True)
-    return RecordResult(created=len(new), duplicates=len(events) - len(new))
+    inserted = _store(events)
+    return RecordResult(created=len(inserted), duplicates=len(events) - len(inserted))
+
+
+def events_ingest(events: Sequence[EventIn]) -> IngestResult:
+    """Store events in PostgreSQL (the source of truth), then count the new ones in Redis.
+
+    Only events this call inserted are counted, so a retried batch changes no counter.
+    With Redis unreachable the events are still stored and ``counted`` is False: the
+    counters catch up by reconciliation from the log.
+    """
+    if not events:
+        return IngestResult(created=0, duplicates=0, counted=True)
+    inserted = _store(events)
+    counted = True
+    if inserted:
+        facets = item_facets([e.item_id for e in inserted])
+        try:
+            counters.apply_events(inserted, facets)
+        except redis.RedisError as exc:
+            counted = False
+            logger.warning("features.counters_unavailable events=%d error=%s", len(inserted), exc)
+    return IngestResult(
+        created=len(inserted), duplicates=len(events) - len(inserted), counted=counted
+    )

@@ -19,3 +19,49 @@ def _key(app: str, thing: str, ident: str | int, version: int) -> str:
 def beat_heartbeat() -> str:
     """Unix time of beat's last heartbeat (string). TTL: ``BEAT_HEARTBEAT_TTL_SECONDS``."""
     return _key("monitoring", "beat_heartbeat", "global", 1)
+
+
+# --- features_app: counters of what users do ------------------------------------------
+# Windowed day buckets live a little longer than the longest window (28 days).
+ITEM_DAILY_TTL_SECONDS = 29 * 86400
+# A user's seen-not-clicked memory and affinity fade out after a month without activity.
+USER_STATE_TTL_SECONDS = 30 * 86400
+
+
+def item_counts(item_id: int) -> str:
+    """Hash of an item's lifetime counts by event type (impression, click, read, …)."""
+    return _key("features", "item_counts", item_id, 1)
+
+
+def item_daily(day: int) -> str:
+    """Hash of one UTC day's counts, field ``<item_id>:<event_type>``. TTL: 29 days."""
+    return _key("features", "item_daily", day, 1)
+
+
+def decayed(kind: str, half_life_hours: float, epoch: int) -> str:
+    """Sorted set of exponentially decayed mass per item (``kind``: clicks, expected).
+
+    Scores are stored scaled to the start of ``epoch`` so that adding needs no rewrite of
+    older entries; readers scale back to the present. TTL: two epochs.
+    """
+    return _key("features", f"decayed_{kind}", f"h{half_life_hours:g}e{epoch}", 1)
+
+
+def item_first_seen() -> str:
+    """Hash item id -> unix time of its first impression (set once)."""
+    return _key("features", "item_first_seen", "global", 1)
+
+
+def user_counts(user_id: int) -> str:
+    """Hash of a user's event counts by type."""
+    return _key("features", "user_counts", user_id, 1)
+
+
+def user_affinity(user_id: int) -> str:
+    """Hash of a user's learned affinity: field ``c<category_id>`` or ``p<provider_id>``."""
+    return _key("features", "user_affinity", user_id, 1)
+
+
+def user_seen(user_id: int) -> str:
+    """Hash item id -> impressions the user had of it since their last positive action."""
+    return _key("features", "user_seen", user_id, 1)

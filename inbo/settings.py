@@ -236,6 +236,10 @@ MEILISEARCH_API_KEY = env_str("MEILISEARCH_API_KEY", "")
 # --- Product knobs ----------------------------------------------------------------------
 READING_WORDS_PER_MINUTE = env_int("READING_WORDS_PER_MINUTE", 230)
 DEMO_USER_PASSWORD = env_str("DEMO_USER_PASSWORD", "inbo-demo")
+# Feature store: half-life of decayed click mass (popularity), and the click rate assumed
+# for an impression shown outside any list.
+FEATURES_CLICK_HALF_LIFE_HOURS = env_float("FEATURES_CLICK_HALF_LIFE_HOURS", 6.0)
+FEATURES_PRIOR_CTR = env_float("FEATURES_PRIOR_CTR", 0.04)
 
 # --- Logging: one line per event, named events, no personal data ------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -99,3 +99,14 @@ class BulkCreateResult:
 
     created: int
     existing: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFacets:
+    """What ranking and the feature store need to know about an item, without its text."""
+
+    item_id: int
+    provider_id: int
+    category_ids: tuple[int, ...]
+    published_at: datetime
+    available: bool

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from reading_app import selectors
 from reading_app.contracts import (
     BulkCreateResult,
     CategoryIn,
+    ItemFacets,
     ItemIn,
     ProviderIn,
     ReadingProgressIn,
@@ -21,6 +23,7 @@ from reading_app.services import bulk, catalog
 __all__ = [
     "BulkCreateResult",
     "CategoryIn",
+    "ItemFacets",
     "ItemIn",
     "ProviderIn",
     "ReadingProgressIn",
@@ -29,6 +32,7 @@ __all__ = [
     "UpsertResult",
     "catalog_counts",
     "categories_upsert",
+    "item_facets",
     "items_published_at",
     "items_upsert",
     "providers_upsert",
@@ -91,3 +95,8 @@ def items_published_at(external_ids: Sequence[str]) -> dict[str, datetime]:
         rows = Item.objects.filter(external_id__in=keys[start : start + bulk.BATCH_SIZE])
         found.update((str(key), at) for key, at in rows.values_list("external_id", "published_at"))
     return found
+
+
+def item_facets(item_ids: Sequence[int]) -> dict[int, ItemFacets]:
+    """Provider, categories, publication time and availability of items, by id."""
+    return selectors.item_facets(item_ids)

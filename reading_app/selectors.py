@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import Prefetch, QuerySet
 
+from reading_app.contracts import ItemFacets
 from reading_app.models import Category, Item, Provider, ReadingProgress, SavedItem, Subscription
 
 _CATEGORIES = Prefetch("categories", queryset=Category.objects.select_related("parent"))
@@ -50,3 +53,28 @@ def progress_for(*, user_id: int, item_id: int) -> ReadingProgress | None:
         .select_related("item__provider")
         .first()
     )
+
+
+def item_facets(item_ids: Iterable[int]) -> dict[int, ItemFacets]:
+    """Provider, categories and publication time of items, in two queries."""
+    ids = list(set(item_ids))
+    if not ids:
+        return {}
+    rows = Item.objects.filter(id__in=ids).values_list(
+        "id", "provider_id", "published_at", "status"
+    )
+    cats: dict[int, list[int]] = {}
+    for item_id, category_id in Item.categories.through.objects.filter(item_id__in=ids).values_list(
+        "item_id", "category_id"
+    ):
+        cats.setdefault(item_id, []).append(category_id)
+    return {
+        item_id: ItemFacets(
+            item_id=item_id,
+            provider_id=provider_id,
+            category_ids=tuple(sorted(cats.get(item_id, ()))),
+            published_at=published_at,
+            available=status == Item.Status.PUBLISHED,
+        )
+        for item_id, provider_id, published_at, status in rows
+    }

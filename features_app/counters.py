@@ -1,0 +1,271 @@
+"""Redis counters: written in one round trip per batch, read in one round trip per feed.
+
+Everything here is derived from the event log in PostgreSQL and can be rebuilt from it;
+a Redis error propagates to the caller, which decides how to degrade.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from django.conf import settings
+
+from features_app.contracts import (
+    AFFINITY_WEIGHTS,
+    POSITIVE_TYPES,
+    EventIn,
+    EventType,
+    ItemSignals,
+    UserProfile,
+)
+from inbo import keys
+from inbo import redis as inbo_redis
+from reading_app.public import ItemFacets
+
+# Decayed sums are stored scaled to the start of an epoch; an epoch lasts this many
+# half-lives (2**200 stays far inside a double's range), and readers add two epochs.
+EPOCH_HALF_LIVES = 200
+_COUNT_FIELDS = {
+    "impressions": EventType.IMPRESSION,
+    "clicks": EventType.CLICK,
+    "reads": EventType.READ,
+    "saves": EventType.SAVE,
+    "dismisses": EventType.DISMISS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decay:
+    """Exponential decay with a half-life, anchored to epochs of fixed length."""
+
+    half_life_hours: float
+
+    @property
+    def half_life_seconds(self) -> float:
+        return self.half_life_hours * 3600.0
+
+    @property
+    def epoch_seconds(self) -> float:
+        return self.half_life_seconds * EPOCH_HALF_LIVES
+
+    def epoch(self, ts: float) -> int:
+        return int(ts // self.epoch_seconds)
+
+    def scale(self, ts: float) -> float:
+        """Weight of an event at ``ts``, relative to the start of its epoch."""
+        start = self.epoch(ts) * self.epoch_seconds
+        return 2.0 ** ((ts - start) / self.half_life_seconds)
+
+    def to_now(self, epoch: int, now: float) -> float:
+        """Factor that turns an epoch's stored score into its value at ``now``."""
+        start = epoch * self.epoch_seconds
+        return 2.0 ** (-(now - start) / self.half_life_seconds)
+
+
+def click_decay() -> Decay:
+    return Decay(settings.FEATURES_CLICK_HALF_LIFE_HOURS)
+
+
+def _client() -> redis.Redis:
+    return inbo_redis.state()
+
+
+def _group_key(event: EventIn) -> object:
+    return event.context.get("request_id") or event.context.get("impression_id")
+
+
+def apply_events(events: Sequence[EventIn], facets: dict[int, ItemFacets]) -> None:
+    """Add newly stored events to every counter, in one pipelined round trip.
+
+    Increments are summed client-side first, so a batch of a thousand events is a few
+    hundred commands, not thousands.
+    """
+    if not events:
+        return
+    ordered = sorted(events, key=lambda e: (e.occurred_at, e.event_type != EventType.IMPRESSION))
+    decay = click_decay()
+
+    # Expected clicks: each impression carries the click rate of the list it was shown in
+    # (same request/impression id in this batch); without a list, the global prior.
+    lists: dict[object, list[int]] = defaultdict(lambda: [0, 0])  # [impressions, clicks]
+    for e in ordered:
+        group = _group_key(e)
+        if group is None:
+            continue
+        if e.event_type == EventType.IMPRESSION:
+            lists[group][0] += 1
+        elif e.event_type == EventType.CLICK:
+            lists[group][1] += 1
+    prior = settings.FEATURES_PRIOR_CTR
+
+    item_counts: dict[int, Counter[str]] = defaultdict(Counter)
+    daily: dict[int, Counter[str]] = defaultdict(Counter)
+    user_counts: dict[int, Counter[str]] = defaultdict(Counter)
+    affinity: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    clicks: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    expected: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    first_seen: dict[int, float] = {}
+    # (user, item) -> [cleared since last impression?, impressions after the last clear]
+    seen: dict[tuple[int, int], list] = {}
+
+    for e in ordered:
+        kind = EventType(e.event_type)
+        ts = e.occurred_at.timestamp()
+        day = int(ts // 86400)
+        item_counts[e.item_id][kind.value] += 1
+        daily[day][f"{e.item_id}:{kind.value}"] += 1
+        user_counts[e.user_id][kind.value] += 1
+        weight = AFFINITY_WEIGHTS[kind]
+        facet = facets.get(e.item_id)
+        if weight and facet is not None:
+            for category_id in facet.category_ids:
+                affinity[e.user_id][f"c{category_id}"] += weight
+            affinity[e.user_id][f"p{facet.provider_id}"] += weight
+        state = seen.setdefault((e.user_id, e.item_id), [False, 0])
+        if kind == EventType.IMPRESSION:
+            group = _group_key(e)
+            if group is not None and lists[group][0]:
+                share = lists[group][1] / lists[group][0]
+            else:
+                share = prior
+            epoch = decay.epoch(ts)
+            expected[epoch][e.item_id] += decay.scale(ts) * share
+            first_seen[e.item_id] = min(first_seen.get(e.item_id, ts), ts)
+            state[1] += 1
+        elif kind == EventType.CLICK:
+            clicks[decay.epoch(ts)][e.item_id] += decay.scale(ts)
+        if kind in POSITIVE_TYPES:
+            state[0], state[1] = True, 0
+
+    pipe = _client().pipeline(transaction=False)
+    for item_id, counts in item_counts.items():
+        for field_name, n in counts.items():
+            pipe.hincrby(keys.item_counts(item_id), field_name, n)
+    for day, counts in daily.items():
+        key = keys.item_daily(day)
+        for field_name, n in counts.items():
+            pipe.hincrby(key, field_name, n)
+        pipe.expire(key, keys.ITEM_DAILY_TTL_SECONDS)
+    for user_id, counts in user_counts.items():
+        key = keys.user_counts(user_id)
+        for field_name, n in counts.items():
+            pipe.hincrby(key, field_name, n)
+        pipe.expire(key, keys.USER_STATE_TTL_SECONDS)
+    for user_id, weights in affinity.items():
+        key = keys.user_affinity(user_id)
+        for field_name, w in weights.items():
+            pipe.hincrbyfloat(key, field_name, w)
+        pipe.expire(key, keys.USER_STATE_TTL_SECONDS)
+    for kind_name, per_epoch in (("clicks", clicks), ("expected", expected)):
+        for epoch, masses in per_epoch.items():
+            key = keys.decayed(kind_name, decay.half_life_hours, epoch)
+            for item_id, mass in masses.items():
+                pipe.zincrby(key, mass, item_id)
+            pipe.expire(key, int(decay.epoch_seconds * 2) + 86400)
+    for item_id, ts in first_seen.items():
+        pipe.hsetnx(keys.item_first_seen(), item_id, f"{ts:.3f}")
+    touched_users = set()
+    for (user_id, item_id), (cleared, count) in seen.items():
+        key = keys.user_seen(user_id)
+        if cleared:
+            pipe.hdel(key, item_id)
+        if count:
+            pipe.hincrby(key, item_id, count)
+        touched_users.add(user_id)
+    for user_id in touched_users:
+        pipe.expire(keys.user_seen(user_id), keys.USER_STATE_TTL_SECONDS)
+    pipe.execute()
+
+
+def _decayed_now(values: Iterable[float | None], factor: float) -> list[float]:
+    return [(v or 0.0) * factor for v in values]
+
+
+def item_signals(item_ids: Sequence[int], *, now: datetime) -> dict[int, ItemSignals]:
+    """Signals of ``item_ids`` at ``now``: one pipelined round trip."""
+    ids = list(dict.fromkeys(item_ids))
+    if not ids:
+        return {}
+    decay = click_decay()
+    ts = now.timestamp()
+    epoch = decay.epoch(ts)
+    epochs = (epoch, epoch - 1)
+    pipe = _client().pipeline(transaction=False)
+    for item_id in ids:
+        pipe.hgetall(keys.item_counts(item_id))
+    for kind_name in ("clicks", "expected"):
+        for e in epochs:
+            pipe.zmscore(keys.decayed(kind_name, decay.half_life_hours, e), [str(i) for i in ids])
+    pipe.hmget(keys.item_first_seen(), ids)
+    replies = pipe.execute()
+    counts = replies[: len(ids)]
+    c_cur, c_prev, x_cur, x_prev, first = replies[len(ids) :]
+    factors = [decay.to_now(e, ts) for e in epochs]
+    clicks_now = [
+        a + b
+        for a, b in zip(
+            _decayed_now(c_cur, factors[0]), _decayed_now(c_prev, factors[1]), strict=True
+        )
+    ]
+    expected_now = [
+        a + b
+        for a, b in zip(
+            _decayed_now(x_cur, factors[0]), _decayed_now(x_prev, factors[1]), strict=True
+        )
+    ]
+    result = {}
+    for i, item_id in enumerate(ids):
+        raw = counts[i]
+        seen_at = first[i]
+        result[item_id] = ItemSignals(
+            item_id=item_id,
+            **{name: int(raw.get(kind.value, 0)) for name, kind in _COUNT_FIELDS.items()},
+            decayed_clicks=clicks_now[i],
+            decayed_expected=expected_now[i],
+            first_seen=datetime.fromtimestamp(float(seen_at), tz=UTC) if seen_at else None,
+        )
+    return result
+
+
+def user_profile(user_id: int) -> UserProfile:
+    """A user's event counts, affinities and seen-without-click memory: one round trip."""
+    pipe = _client().pipeline(transaction=False)
+    pipe.hgetall(keys.user_counts(user_id))
+    pipe.hgetall(keys.user_affinity(user_id))
+    pipe.hgetall(keys.user_seen(user_id))
+    counts, affinity, seen = pipe.execute()
+    categories: dict[int, float] = {}
+    providers: dict[int, float] = {}
+    for name, value in affinity.items():
+        target = categories if name.startswith("c") else providers
+        target[int(name[1:])] = float(value)
+    return UserProfile(
+        user_id=user_id,
+        event_counts={k: int(v) for k, v in counts.items()},
+        category_affinity=categories,
+        provider_affinity=providers,
+        seen={int(k): int(v) for k, v in seen.items() if int(v) > 0},
+    )
+
+
+def trending(*, now: datetime, limit: int) -> list[tuple[int, float]]:
+    """Items with the most decayed clicks at ``now`` (time-decayed popularity)."""
+    decay = click_decay()
+    ts = now.timestamp()
+    epoch = decay.epoch(ts)
+    pipe = _client().pipeline(transaction=False)
+    for e in (epoch, epoch - 1):
+        pipe.zrevrange(
+            keys.decayed("clicks", decay.half_life_hours, e), 0, limit - 1, withscores=True
+        )
+    current, previous = pipe.execute()
+    totals: Counter[int] = Counter()
+    for rows, e in ((current, epoch), (previous, epoch - 1)):
+        factor = decay.to_now(e, ts)
+        for member, score in rows:
+            totals[int(member)] += score * factor
+    return [(item_id, mass) for item_id, mass in totals.most_common(limit) if mass > 1e-9]
