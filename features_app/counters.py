@@ -74,6 +74,19 @@ def _client() -> redis.Redis:
     return inbo_redis.state()
 
 
+# HSETNX would keep whichever impression was ingested first, but a client that was offline
+# sends older impressions later: keep the earliest time instead, for the whole batch at once.
+_KEEP_EARLIEST = """
+for i = 1, #ARGV, 2 do
+    local current = redis.call('HGET', KEYS[1], ARGV[i])
+    if not current or tonumber(ARGV[i + 1]) < tonumber(current) then
+        redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    end
+end
+return 0
+"""
+
+
 def _group_key(event: EventIn) -> object:
     return event.context.get("request_id") or event.context.get("impression_id")
 
@@ -166,8 +179,9 @@ def apply_events(events: Sequence[EventIn], facets: dict[int, ItemFacets]) -> No
             for item_id, mass in masses.items():
                 pipe.zincrby(key, mass, item_id)
             pipe.expire(key, int(decay.epoch_seconds * 2) + 86400)
-    for item_id, ts in first_seen.items():
-        pipe.hsetnx(keys.item_first_seen(), item_id, f"{ts:.3f}")
+    if first_seen:
+        pairs = [v for item_id, ts in first_seen.items() for v in (item_id, f"{ts:.3f}")]
+        pipe.eval(_KEEP_EARLIEST, 1, keys.item_first_seen(), *pairs)
     touched_users = set()
     for (user_id, item_id), (cleared, count) in seen.items():
         key = keys.user_seen(user_id)

@@ -92,15 +92,18 @@ def user_profile_from_log(user_id: int, *, now: datetime) -> UserProfile:
     rows = list(
         UserEvent.objects.filter(user_id=user_id, occurred_at__lte=now)
         .order_by("-occurred_at", "-id")
-        .values_list("item_id", "event_type")[:PROFILE_EVENTS]
+        .values_list("item_id", "event_type", "occurred_at")[:PROFILE_EVENTS]
     )
-    rows.reverse()  # oldest first, as the counters saw them
-    facets = item_facets([item_id for item_id, _ in rows])
+    # Oldest first, as the counters apply them: impressions before anything else of the same
+    # instant, so an impression and its click sent together leave nothing "seen".
+    rows.reverse()
+    rows.sort(key=lambda row: (row[2], row[1] != EventType.IMPRESSION))
+    facets = item_facets([item_id for item_id, _, _ in rows])
     counts: Counter[str] = Counter()
     categories: dict[int, float] = defaultdict(float)
     providers: dict[int, float] = defaultdict(float)
     seen: Counter[int] = Counter()
-    for item_id, event_type in rows:
+    for item_id, event_type, _ in rows:
         kind = EventType(event_type)
         counts[kind.value] += 1
         weight = AFFINITY_WEIGHTS[kind]
@@ -134,3 +137,44 @@ def trending_from_log(*, now: datetime, limit: int) -> list[tuple[int, float]]:
             },
         )
         return [(item_id, float(mass)) for item_id, mass in cursor.fetchall()]
+
+
+_CO_READ = f"""
+WITH readers AS (
+    SELECT DISTINCT user_id FROM {UserEvent._meta.db_table}
+    WHERE item_id = %(item)s AND event_type IN ('click', 'read', 'save')
+      AND occurred_at > %(since)s
+    LIMIT %(readers)s
+)
+SELECT e.item_id, count(DISTINCT e.user_id) AS n
+FROM {UserEvent._meta.db_table} e JOIN readers r ON r.user_id = e.user_id
+WHERE e.event_type IN ('click', 'read', 'save') AND e.occurred_at > %(since)s
+  AND e.item_id <> %(item)s
+GROUP BY e.item_id
+ORDER BY n DESC, e.item_id DESC
+LIMIT %(limit)s
+"""
+
+
+def co_read(item_id: int, *, since: datetime, limit: int, readers: int = 200) -> list[int]:
+    """Items most often engaged with by the (recent) readers of ``item_id``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CO_READ,
+            {"item": item_id, "since": since, "readers": readers, "limit": limit},
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def last_engaged_item_id(user_id: int, *, since: datetime) -> int | None:
+    """The item the user most recently clicked, read or saved."""
+    return (
+        UserEvent.objects.filter(
+            user_id=user_id,
+            occurred_at__gt=since,
+            event_type__in=[t.value for t in POSITIVE_TYPES],
+        )
+        .order_by("-occurred_at", "-id")
+        .values_list("item_id", flat=True)
+        .first()
+    )

@@ -23,11 +23,15 @@ __all__ = [
     "ItemSignals",
     "RecordResult",
     "UserProfile",
+    "co_read",
     "event_count",
+    "events_count",
     "events_ingest",
     "events_record",
+    "events_store",
     "item_signals",
     "item_signals_from_log",
+    "last_engaged_item_id",
     "trending",
     "trending_from_log",
     "user_profile",
@@ -82,3 +86,24 @@ def user_profile_from_log(user_id: int, *, now: datetime) -> UserProfile:
 def trending_from_log(*, now: datetime, limit: int) -> list[tuple[int, float]]:
     """Degraded path: decayed clicks of the last 48 hours from PostgreSQL."""
     return fallback.trending_from_log(now=now, limit=limit)
+
+
+def co_read(item_id: int, *, since: datetime, limit: int) -> list[int]:
+    """Items most often engaged with by recent readers of ``item_id`` (co-reading)."""
+    return fallback.co_read(item_id, since=since, limit=limit)
+
+
+def last_engaged_item_id(user_id: int, *, since: datetime) -> int | None:
+    """The item the user most recently clicked, read or saved since ``since``."""
+    return fallback.last_engaged_item_id(user_id, since=since)
+
+
+def events_store(events: Sequence[EventIn]) -> list[EventIn]:
+    """Store events in PostgreSQL only (inside the caller's transaction); returns the ones
+    this call inserted. Count them with :func:`events_count` once the transaction commits."""
+    return services.events_store(events)
+
+
+def events_count(events: Sequence[EventIn]) -> bool:
+    """Apply stored events to the Redis counters; False (and logged) if Redis is down."""
+    return services.events_count(events)

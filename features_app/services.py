@@ -31,7 +31,7 @@ RETURNING event_id, occurred_at
 """
 
 
-def _store(events: Sequence[EventIn]) -> list[EventIn]:
+def events_store(events: Sequence[EventIn]) -> list[EventIn]:
     """Insert events, skipping stored ones; return exactly those this call inserted."""
     unique: dict[tuple, EventIn] = {}
     for event in events:
@@ -65,8 +65,21 @@ def events_record(events: Sequence[EventIn]) -> RecordResult:
     stored is skipped, so a retried batch is never counted twice."""
     if not events:
         return RecordResult(created=0, duplicates=0)
-    inserted = _store(events)
+    inserted = events_store(events)
     return RecordResult(created=len(inserted), duplicates=len(events) - len(inserted))
+
+
+def events_count(events: Sequence[EventIn]) -> bool:
+    """Apply already-stored events to the Redis counters. False if Redis is unreachable."""
+    if not events:
+        return True
+    facets = item_facets([e.item_id for e in events])
+    try:
+        counters.apply_events(events, facets)
+    except redis.RedisError as exc:
+        logger.warning("features.counters_unavailable events=%d error=%s", len(events), exc)
+        return False
+    return True
 
 
 def events_ingest(events: Sequence[EventIn]) -> IngestResult:
@@ -78,15 +91,8 @@ def events_ingest(events: Sequence[EventIn]) -> IngestResult:
     """
     if not events:
         return IngestResult(created=0, duplicates=0, counted=True)
-    inserted = _store(events)
-    counted = True
-    if inserted:
-        facets = item_facets([e.item_id for e in inserted])
-        try:
-            counters.apply_events(inserted, facets)
-        except redis.RedisError as exc:
-            counted = False
-            logger.warning("features.counters_unavailable events=%d error=%s", len(inserted), exc)
+    inserted = events_store(events)
+    counted = events_count(inserted)
     return IngestResult(
         created=len(inserted), duplicates=len(events) - len(inserted), counted=counted
     )

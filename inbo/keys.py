@@ -65,3 +65,34 @@ def user_affinity(user_id: int) -> str:
 def user_seen(user_id: int) -> str:
     """Hash item id -> impressions the user had of it since their last positive action."""
     return _key("features", "user_seen", user_id, 1)
+
+
+# --- experience_app: the home feed ---------------------------------------------------
+# Snapshots outlive the cached feed so that a client paging a section keeps its order.
+FEED_SNAPSHOT_TTL_SECONDS = 30 * 60
+
+
+def feed(user_id: int) -> str:
+    """The user's ranked home feed (JSON). TTL: ``EXPERIENCE_FEED_CACHE_SECONDS``;
+    deleted by the user's own feedback."""
+    return _key("experience", "feed", user_id, 1)
+
+
+def feed_snapshot(user_id: int, version: str) -> str:
+    """One version of a user's feed, kept for section paging. TTL: 30 minutes."""
+    return _key("experience", "feed_snapshot", f"{user_id}.{version}", 1)
+
+
+def served_buffer() -> str:
+    """List of served-feed records waiting to be written to PostgreSQL in batches."""
+    return _key("experience", "served_buffer", "global", 1)
+
+
+def served_flush_lock() -> str:
+    """Lock held while one worker moves the served buffer to PostgreSQL."""
+    return _key("experience", "served_flush_lock", "global", 1)
+
+
+def feed_cache_stats() -> str:
+    """Hash of feed cache hits and misses (fields ``hit``, ``miss``)."""
+    return _key("experience", "feed_cache_stats", "global", 1)

@@ -159,6 +159,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("BEAT_HEARTBEAT_SECONDS", 30)),
         "options": {"expires": env_int("BEAT_HEARTBEAT_SECONDS", 30)},
     },
+    # Served feeds are buffered in Redis and written to PostgreSQL in batches.
+    "experience-flush-served": {
+        "task": "inbo.experience.flush_served",
+        "schedule": 10.0,
+        "options": {"expires": 10},
+    },
     # Session auth (browsable API, admin) leaves expired rows behind; delete them nightly.
     "reading-clear-expired-sessions": {
         "task": "inbo.reading.clear_expired_sessions",
@@ -190,7 +196,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "FeedSectionEnum": "experience_app.services.feed.SECTION_ORDER",
+    },
 }
 
 # --- Auth, i18n, static -----------------------------------------------------------------
@@ -240,6 +248,24 @@ DEMO_USER_PASSWORD = env_str("DEMO_USER_PASSWORD", "inbo-demo")
 # for an impression shown outside any list.
 FEATURES_CLICK_HALF_LIFE_HOURS = env_float("FEATURES_CLICK_HALF_LIFE_HOURS", 6.0)
 FEATURES_PRIOR_CTR = env_float("FEATURES_PRIOR_CTR", 0.04)
+
+# Home experience: ranking weights (see experience_app/ranking.py), sections and caching.
+EXPERIENCE_WEIGHT_POPULARITY = env_float("EXPERIENCE_WEIGHT_POPULARITY", 1.0)
+EXPERIENCE_WEIGHT_FRESHNESS = env_float("EXPERIENCE_WEIGHT_FRESHNESS", 0.4)
+EXPERIENCE_WEIGHT_AFFINITY = env_float("EXPERIENCE_WEIGHT_AFFINITY", 1.0)
+EXPERIENCE_WEIGHT_PROVIDER_AFFINITY = env_float("EXPERIENCE_WEIGHT_PROVIDER_AFFINITY", 0.5)
+EXPERIENCE_WEIGHT_SUBSCRIBED = env_float("EXPERIENCE_WEIGHT_SUBSCRIBED", 0.5)
+EXPERIENCE_WEIGHT_SEEN = env_float("EXPERIENCE_WEIGHT_SEEN", 1.0)
+EXPERIENCE_FRESHNESS_HALF_LIFE_HOURS = env_float("EXPERIENCE_FRESHNESS_HALF_LIFE_HOURS", 24.0)
+# An item shown this many times without any engagement is rotated out of the feed.
+EXPERIENCE_ROTATE_AFTER_IMPRESSIONS = env_int("EXPERIENCE_ROTATE_AFTER_IMPRESSIONS", 3)
+# Partial reads untouched for longer fade out of "continue reading".
+EXPERIENCE_CONTINUE_MAX_AGE_DAYS = env_int("EXPERIENCE_CONTINUE_MAX_AGE_DAYS", 14)
+# Candidates come from items published within this window (plus trending and co-reading).
+EXPERIENCE_CANDIDATE_DAYS = env_int("EXPERIENCE_CANDIDATE_DAYS", 21)
+EXPERIENCE_SECTION_PAGE_SIZE = env_int("EXPERIENCE_SECTION_PAGE_SIZE", 10)
+EXPERIENCE_SECTION_MAX_ITEMS = env_int("EXPERIENCE_SECTION_MAX_ITEMS", 50)
+EXPERIENCE_FEED_CACHE_SECONDS = env_int("EXPERIENCE_FEED_CACHE_SECONDS", 300)
 
 # --- Logging: one line per event, named events, no personal data ------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

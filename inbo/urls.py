@@ -11,6 +11,7 @@ api_v1 = [
     path("auth/token/", accounts.TokenView.as_view(), name="auth-token"),
     path("me/", accounts.MeView.as_view(), name="me"),
     path("", include("reading_app.api.urls")),
+    path("", include("experience_app.api.urls")),
 ]
 
 urlpatterns = [

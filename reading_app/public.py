@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from reading_app import selectors
+from reading_app.api.serializers import ItemListSerializer
 from reading_app.contracts import (
     BulkCreateResult,
     CategoryIn,
@@ -20,9 +21,13 @@ from reading_app.contracts import (
 from reading_app.models import Category, Item, Provider
 from reading_app.services import bulk, catalog
 
+# The JSON shape of an item card, for other apps' API documentation.
+ItemCardSerializer = ItemListSerializer
+
 __all__ = [
     "BulkCreateResult",
     "CategoryIn",
+    "ItemCardSerializer",
     "ItemFacets",
     "ItemIn",
     "ProviderIn",
@@ -31,13 +36,21 @@ __all__ = [
     "SubscriptionIn",
     "UpsertResult",
     "catalog_counts",
+    "categories_by_id",
     "categories_upsert",
+    "category_ids_by_slug",
+    "category_names",
+    "completed_item_ids",
+    "in_progress",
+    "item_cards",
     "item_facets",
     "items_published_at",
     "items_upsert",
     "providers_upsert",
     "reading_progress_bulk_create",
+    "recent_item_ids",
     "saved_items_bulk_create",
+    "subscribed_provider_ids",
     "subscriptions_bulk_create",
 ]
 
@@ -100,3 +113,57 @@ def items_published_at(external_ids: Sequence[str]) -> dict[str, datetime]:
 def item_facets(item_ids: Sequence[int]) -> dict[int, ItemFacets]:
     """Provider, categories, publication time and availability of items, by id."""
     return selectors.item_facets(item_ids)
+
+
+def subscribed_provider_ids(*, user_id: int) -> set[int]:
+    """Providers the user actively follows."""
+    return selectors.subscribed_provider_ids(user_id=user_id)
+
+
+def completed_item_ids(*, user_id: int) -> set[int]:
+    """Items the user read to the end."""
+    return selectors.completed_item_ids(user_id=user_id)
+
+
+def in_progress(*, user_id: int, since: datetime, limit: int) -> list[tuple[int, float]]:
+    """(item id, progress) of reads started and not finished, touched since ``since``."""
+    return selectors.in_progress(user_id=user_id, since=since, limit=limit)
+
+
+def recent_item_ids(
+    *,
+    since: datetime,
+    limit: int,
+    category_ids: Sequence[int] | set[int] | None = None,
+    provider_ids: Sequence[int] | set[int] | None = None,
+) -> list[int]:
+    """Published item ids newer than ``since``, newest first (in categories/providers)."""
+    return selectors.recent_item_ids(
+        since=since, limit=limit, category_ids=category_ids, provider_ids=provider_ids
+    )
+
+
+def item_cards(item_ids: Sequence[int]) -> dict[int, dict]:
+    """Published items as feed cards (id, title, summary, url, provider, categories, …),
+    by id, in two queries. Unavailable or unknown ids are absent."""
+    items = selectors.item_list().filter(id__in=list(item_ids))
+    return {row["id"]: row for row in ItemListSerializer(items, many=True).data}
+
+
+def category_names(category_ids: Sequence[int] | set[int]) -> dict[int, str]:
+    """Display names of categories, by id."""
+    return dict(Category.objects.filter(id__in=list(category_ids)).values_list("id", "name"))
+
+
+def category_ids_by_slug(slugs: Sequence[str]) -> dict[str, int]:
+    """Ids of the categories among ``slugs`` that exist, by slug."""
+    return dict(Category.objects.filter(slug__in=list(slugs)).values_list("slug", "id"))
+
+
+def categories_by_id(category_ids: Sequence[int] | set[int]) -> list[dict]:
+    """Categories as ``{"slug", "name", "parent"}`` dicts, in slug order."""
+    rows = Category.objects.filter(id__in=list(category_ids)).select_related("parent")
+    return [
+        {"slug": c.slug, "name": c.name, "parent": c.parent.slug if c.parent else None}
+        for c in rows.order_by("slug")
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db.models import Prefetch, QuerySet
 
@@ -78,3 +79,48 @@ def item_facets(item_ids: Iterable[int]) -> dict[int, ItemFacets]:
         )
         for item_id, provider_id, published_at, status in rows
     }
+
+
+def subscribed_provider_ids(*, user_id: int) -> set[int]:
+    return set(
+        Subscription.objects.filter(user_id=user_id, status=Subscription.Status.ACTIVE).values_list(
+            "provider_id", flat=True
+        )
+    )
+
+
+def completed_item_ids(*, user_id: int) -> set[int]:
+    return set(
+        ReadingProgress.objects.filter(user_id=user_id, completed_at__isnull=False).values_list(
+            "item_id", flat=True
+        )
+    )
+
+
+def in_progress(*, user_id: int, since: datetime, limit: int) -> list[tuple[int, float]]:
+    """(item id, progress) of started, unfinished reads touched since ``since``, latest first."""
+    return list(
+        continue_reading_list(user_id=user_id)
+        .filter(updated_at__gte=since)
+        .values_list("item_id", "progress")[:limit]
+    )
+
+
+def recent_item_ids(
+    *,
+    since: datetime,
+    limit: int,
+    category_ids: Iterable[int] | None = None,
+    provider_ids: Iterable[int] | None = None,
+) -> list[int]:
+    """Published item ids newer than ``since``, newest first, optionally narrowed."""
+    qs = Item.objects.filter(status=Item.Status.PUBLISHED, published_at__gte=since)
+    if category_ids is not None:
+        qs = qs.filter(
+            id__in=Item.categories.through.objects.filter(
+                category_id__in=list(category_ids)
+            ).values("item_id")
+        )
+    if provider_ids is not None:
+        qs = qs.filter(provider_id__in=list(provider_ids))
+    return list(qs.order_by("-published_at", "-id").values_list("id", flat=True)[:limit])

@@ -18,7 +18,7 @@ from django.utils import timezone
 from experience_app.datasets import demo as plan
 from experience_app.services.progress import bar
 from experience_app.services.users import users_ensure
-from features_app.public import EventIn, events_record
+from features_app.public import EventIn, events_ingest
 from reading_app.public import (
     ReadingProgressIn,
     SavedItemIn,
@@ -165,5 +165,5 @@ def _record_events(
             )
             for e in events[start : start + EVENT_BATCH]
         ]
-        created += events_record(batch).created
+        created += events_ingest(batch).created
     return _count(len(events), created)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from experience_app.datasets import mind
 from experience_app.services.progress import bar
 from experience_app.services.users import users_ensure
-from features_app.public import EventIn, EventType, events_record
+from features_app.public import EventIn, EventType, events_ingest
 from reading_app.public import (
     CategoryIn,
     ItemIn,
@@ -360,7 +360,7 @@ def _write_events(
 
     def flush(force: bool = False) -> None:
         if batch and (force or len(batch) >= EVENT_BATCH):
-            result = events_record(batch)
+            result = events_ingest(batch)
             summary.events_created += result.created
             summary.events_existing += result.duplicates
             batch.clear()

@@ -8,7 +8,8 @@ from reading_app.models import Category, Item, Provider, ReadingProgress, SavedI
 
 
 class CategorySerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # The API field is named "parent", which shadows Field.parent for the type checker only.
+    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[assignment,var-annotated]
 
     class Meta:
         model = Category
@@ -47,7 +48,7 @@ class ItemSummarySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Item
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "title",
             "summary",
@@ -64,12 +65,12 @@ class ItemListSerializer(ItemSummarySerializer):
     categories = CategorySerializer(many=True, read_only=True)
 
     class Meta(ItemSummarySerializer.Meta):
-        fields = (*ItemSummarySerializer.Meta.fields, "categories")
+        fields: tuple[str, ...] = (*ItemSummarySerializer.Meta.fields, "categories")
 
 
 class ItemDetailSerializer(ItemListSerializer):
     class Meta(ItemListSerializer.Meta):
-        fields = (*ItemListSerializer.Meta.fields, "body")
+        fields: tuple[str, ...] = (*ItemListSerializer.Meta.fields, "body")
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):

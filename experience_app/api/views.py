@@ -1,0 +1,112 @@
+"""Thin views of the home experience."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from experience_app import selectors
+from experience_app.api.serializers import (
+    HomeSerializer,
+    InteractionBatchSerializer,
+    InteractionResultSerializer,
+    InterestsOutSerializer,
+    InterestsSerializer,
+    SectionPageSerializer,
+)
+from experience_app.services import feed, interests
+from experience_app.services.interactions import InteractionIn, interactions_record
+from inbo.api.schema import error_responses
+from inbo.errors import InvalidInput
+from reading_app import public as reading
+
+
+class HomeView(APIView):
+    @extend_schema(
+        summary="The personalized home feed",
+        description="Ordered sections, each with its first page, reason and next cursor. "
+        "Every item carries the signals it was ranked on. `request_id` attributes "
+        "interactions to this response.",
+        responses={200: HomeSerializer, **error_responses(401)},
+        tags=["experience"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(feed.home(request.user.pk))
+
+
+class SectionPageView(APIView):
+    @extend_schema(
+        summary="A further page of one home section",
+        parameters=[
+            OpenApiParameter("key", str, OpenApiParameter.PATH, enum=list(feed.SECTION_ORDER)),
+            OpenApiParameter("cursor", str, required=True, description="`next_cursor`"),
+        ],
+        responses={200: SectionPageSerializer, **error_responses(400, 401, 404)},
+        tags=["experience"],
+    )
+    def get(self, request: Request, key: str) -> Response:
+        cursor = request.query_params.get("cursor")
+        if not cursor:
+            raise InvalidInput(details={"cursor": ["This parameter is required."]})
+        return Response(feed.section_page(request.user.pk, key, cursor))
+
+
+class InteractionsView(APIView):
+    @extend_schema(
+        summary="Report interactions with served items (batch, idempotent)",
+        description="Each interaction is stored once per `event_id`: a retried batch is "
+        "never double counted. An interaction with an unknown item is rejected alone.",
+        request=InteractionBatchSerializer,
+        responses={200: InteractionResultSerializer, **error_responses(400, 401)},
+        tags=["experience"],
+    )
+    def post(self, request: Request) -> Response:
+        data = InteractionBatchSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        now = timezone.now()
+        batch = [
+            InteractionIn(
+                event_id=i["event_id"],
+                item_id=i["item_id"],
+                interaction_type=i["type"],
+                occurred_at=i.get("occurred_at") or now,
+                request_id=i.get("request_id"),
+                section=i.get("section") or "",
+                position=i.get("position"),
+                dwell_ms=i.get("dwell_ms"),
+            )
+            for i in data.validated_data["interactions"]
+        ]
+        result = interactions_record(user_id=request.user.pk, interactions=batch, now=now)
+        body = asdict(result)
+        return Response(InteractionResultSerializer(body).data)
+
+
+class InterestsView(APIView):
+    @extend_schema(
+        summary="My onboarding interests",
+        responses={200: InterestsOutSerializer, **error_responses(401)},
+        tags=["experience"],
+    )
+    def get(self, request: Request) -> Response:
+        ids = selectors.interest_category_ids(user_id=request.user.pk)
+        return Response({"categories": reading.categories_by_id(ids)})
+
+    @extend_schema(
+        summary="Set my onboarding interests (replaces them)",
+        request=InterestsSerializer,
+        responses={200: InterestsOutSerializer, **error_responses(400, 401)},
+        tags=["experience"],
+    )
+    def put(self, request: Request) -> Response:
+        data = InterestsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids = interests.interests_set(
+            user_id=request.user.pk, category_slugs=data.validated_data["categories"]
+        )
+        return Response({"categories": reading.categories_by_id(ids)})

@@ -1,0 +1,440 @@
+"""Building and serving the personalized home feed.
+
+A feed is built once (candidates from several sources, scored together by
+:func:`experience_app.ranking.rank`, split into disjoint sections), cached per user in
+Redis, and served page by page. The user's own feedback deletes the cached feed, so the
+next call is built again. Without Redis the feed is built from PostgreSQL alone and says
+``degraded``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from experience_app import selectors
+from experience_app.models import ServedFeed
+from experience_app.ranking import Candidate, Scored, UserContext, rank
+from features_app import public as features
+from inbo import keys
+from inbo import redis as inbo_redis
+from inbo.errors import InvalidInput, NotFound
+from reading_app import public as reading
+
+logger = logging.getLogger(__name__)
+
+SECTION_ORDER = ("continue_reading", "for_you", "because_you_read", "trending", "fresh")
+TRENDING_POOL = 200
+RECENT_POOL = 300
+RELATED_POOL = 60
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    reason: str
+    ranked: list[Scored]
+
+
+def _serialize_scored(s: Scored) -> dict[str, Any]:
+    return {"item_id": s.item_id, "score": round(s.score, 4), "signals": s.signals}
+
+
+# --- building -------------------------------------------------------------------------
+
+
+def _gather(user_id: int, now: datetime, degraded: bool):
+    """Profile, item signals source and trending list, from Redis or from PostgreSQL."""
+    if not degraded:
+        try:
+            profile = features.user_profile(user_id)
+            trending = features.trending(now=now, limit=TRENDING_POOL)
+            return profile, trending, False
+        except redis.RedisError as exc:
+            logger.warning("experience.feed_degraded user=%s error=%s", user_id, exc)
+    profile = features.user_profile_from_log(user_id, now=now)
+    trending = features.trending_from_log(now=now, limit=TRENDING_POOL)
+    return profile, trending, True
+
+
+def _signals(item_ids: list[int], now: datetime, degraded: bool):
+    if not degraded:
+        try:
+            return features.item_signals(item_ids, now=now), False
+        except redis.RedisError as exc:
+            logger.warning("experience.signals_degraded error=%s", exc)
+    return features.item_signals_from_log(item_ids, now=now), True
+
+
+def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> dict[str, Any]:
+    """Rank every section for ``user_id`` at ``now``; a JSON-ready dict (what is cached)."""
+    profile, trending, degraded = _gather(user_id, now, degraded)
+    interests = selectors.interest_category_ids(user_id=user_id)
+    subscribed = reading.subscribed_provider_ids(user_id=user_id)
+    excluded = selectors.negative_item_ids(user_id=user_id)
+    excluded |= reading.completed_item_ids(user_id=user_id)
+    rotate_after = settings.EXPERIENCE_ROTATE_AFTER_IMPRESSIONS
+    excluded |= {item for item, n in profile.seen.items() if n >= rotate_after}
+
+    since = now - timedelta(days=settings.EXPERIENCE_CANDIDATE_DAYS)
+    continuing = reading.in_progress(
+        user_id=user_id,
+        since=now - timedelta(days=settings.EXPERIENCE_CONTINUE_MAX_AGE_DAYS),
+        limit=settings.EXPERIENCE_SECTION_MAX_ITEMS,
+    )
+    cold = profile.is_cold
+    taste = sorted(
+        (c for c, v in profile.category_affinity.items() if v > 0),
+        key=lambda c: -profile.category_affinity[c],
+    )[:5]
+    focus = set(taste) | interests
+    recent = reading.recent_item_ids(since=since, limit=RECENT_POOL)
+    focused = (
+        reading.recent_item_ids(since=since, limit=RECENT_POOL, category_ids=focus) if focus else []
+    )
+    fresh_ids = (
+        reading.recent_item_ids(
+            since=since, limit=settings.EXPERIENCE_SECTION_MAX_ITEMS, provider_ids=subscribed
+        )
+        if subscribed
+        else []
+    )
+    anchor = features.last_engaged_item_id(user_id, since=since)
+    related: list[int] = []
+    if anchor is not None:
+        related = features.co_read(anchor, since=since, limit=RELATED_POOL)
+    trending_ids = [item for item, _ in trending]
+
+    pool = list(dict.fromkeys([*focused, *recent, *fresh_ids, *related, *trending_ids]))
+    anchor_facets_needed = [anchor] if anchor is not None else []
+    facets = reading.item_facets([*pool, *anchor_facets_needed])
+    if anchor is not None and anchor in facets:
+        anchor_categories = set(facets[anchor].category_ids)
+        related += [
+            i
+            for i in pool
+            if i != anchor and i in facets and anchor_categories & set(facets[i].category_ids)
+        ]
+    candidates = [
+        Candidate(f.item_id, f.provider_id, f.category_ids, f.published_at)
+        for f in facets.values()
+        if f.available and f.item_id not in excluded and f.item_id != anchor
+    ]
+    signals, signals_degraded = _signals([c.item_id for c in candidates], now, degraded)
+    degraded = degraded or signals_degraded
+    ranked = rank(
+        candidates,
+        UserContext(profile, frozenset(subscribed), frozenset(interests)),
+        signals,
+        now=now,
+    )
+    by_id = {s.item_id: s for s in ranked}
+    trending_rank = {item: i for i, item in enumerate(trending_ids)}
+
+    names = reading.category_names(list(focus)[:3]) if focus else {}
+    anchor_title = ""
+    if anchor is not None:
+        card = reading.item_cards([anchor]).get(anchor)
+        anchor_title = card["title"] if card else ""
+    sections = [
+        Section(
+            "continue_reading",
+            "Continue reading",
+            "Pick up where you left off.",
+            [
+                Scored(item, round(progress, 4), {"progress": round(progress, 4)})
+                for item, progress in continuing
+                if item not in excluded
+            ],
+        ),
+        Section(
+            "for_you",
+            "For you",
+            (
+                "Popular in topics you picked."
+                if cold and interests
+                else "Popular on INBO right now."
+                if cold
+                else "Picked for you from " + ", ".join(sorted(names.values())) + "."
+                if names
+                else "Picked for you."
+            ),
+            ranked,
+        ),
+        Section(
+            "because_you_read",
+            "Because you read",
+            f"Because you read “{anchor_title}”." if anchor_title else "",
+            [by_id[i] for i in dict.fromkeys(related) if i in by_id] if anchor_title else [],
+        ),
+        Section(
+            "trending",
+            "Trending",
+            "Read most in the last hours.",
+            sorted(
+                (by_id[i] for i in trending_ids if i in by_id),
+                key=lambda s: trending_rank[s.item_id],
+            ),
+        ),
+        Section(
+            "fresh",
+            "Fresh from your subscriptions",
+            "The latest from newsletters you follow.",
+            [by_id[i] for i in fresh_ids if i in by_id],
+        ),
+    ]
+    _make_disjoint(sections)
+    return {
+        "version": uuid.uuid4().hex,
+        "generated_at": now.isoformat(),
+        "degraded": degraded,
+        "cold_start": cold,
+        "sections": [
+            {
+                "key": s.key,
+                "title": s.title,
+                "reason": s.reason,
+                "items": [_serialize_scored(x) for x in s.ranked],
+            }
+            for s in sections
+            if s.ranked
+        ],
+    }
+
+
+def _make_disjoint(sections: list[Section]) -> None:
+    """No item twice on one page: first pages are filled in section order, then the rest."""
+    page = settings.EXPERIENCE_SECTION_PAGE_SIZE
+    limit = settings.EXPERIENCE_SECTION_MAX_ITEMS
+    taken: set[int] = set()
+    firsts: dict[str, list[Scored]] = {}
+    for s in sections:
+        firsts[s.key] = []
+        for x in s.ranked:
+            if len(firsts[s.key]) >= page:
+                break
+            if x.item_id not in taken:
+                firsts[s.key].append(x)
+                taken.add(x.item_id)
+    for s in sections:
+        rest = [x for x in s.ranked if x.item_id not in taken]
+        rest = rest[: max(0, limit - len(firsts[s.key]))]
+        taken.update(x.item_id for x in rest)
+        s.ranked = firsts[s.key] + rest
+
+
+# --- serving --------------------------------------------------------------------------
+
+
+def _encode_cursor(version: str, key: str, offset: int) -> str:
+    raw = json.dumps({"v": version, "k": key, "o": offset}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str, int]:
+    """(version, section key, offset) of a section cursor; InvalidInput if it is not one."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        version, key, offset = str(data["v"]), str(data["k"]), int(data["o"])
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(details={"cursor": ["Not a valid cursor."]}) from None
+    if offset < 0 or offset > 10_000:
+        raise InvalidInput(details={"cursor": ["Not a valid cursor."]})
+    return version, key, offset
+
+
+def _page(
+    feed: dict[str, Any], section: dict[str, Any], offset: int, cards: dict[int, dict]
+) -> dict[str, Any]:
+    size = settings.EXPERIENCE_SECTION_PAGE_SIZE
+    chosen = section["items"][offset : offset + size]
+    items = []
+    for position, entry in enumerate(chosen, start=offset):
+        card = cards.get(entry["item_id"])
+        if card is None:
+            continue  # withdrawn or dismissed since the feed was built
+        items.append(
+            {
+                "position": position,
+                "item": card,
+                "score": entry["score"],
+                "explanation": entry["signals"],
+            }
+        )
+    more = offset + size < len(section["items"])
+    return {
+        "key": section["key"],
+        "title": section["title"],
+        "reason": section["reason"],
+        "items": items,
+        "next_cursor": _encode_cursor(feed["version"], section["key"], offset + size)
+        if more
+        else None,
+    }
+
+
+def _never_again(user_id: int) -> set[int]:
+    """Dismissed, hidden and completed items: filtered out even from a cached feed."""
+    return selectors.negative_item_ids(user_id=user_id) | reading.completed_item_ids(
+        user_id=user_id
+    )
+
+
+def _cards_without(ids: list[int], excluded: set[int]) -> dict[int, dict]:
+    return {k: v for k, v in reading.item_cards([i for i in ids if i not in excluded]).items()}
+
+
+def _record_served(
+    pipe_or_none,
+    request_id: uuid.UUID,
+    user_id: int,
+    now: datetime,
+    pages: list[dict],
+    degraded: bool,
+) -> None:
+    record = {
+        "request_id": str(request_id),
+        "user_id": user_id,
+        "served_at": now.isoformat(),
+        "degraded": degraded,
+        "items": [
+            {
+                "item_id": entry["item"]["id"],
+                "section": page["key"],
+                "position": entry["position"],
+                "score": entry["score"],
+                "signals": entry["explanation"],
+            }
+            for page in pages
+            for entry in page["items"]
+        ],
+    }
+    if pipe_or_none is not None:
+        pipe_or_none.rpush(keys.served_buffer(), json.dumps(record, separators=(",", ":")))
+    else:
+        ServedFeed.objects.create(
+            request_id=request_id,
+            user_id=user_id,
+            served_at=now,
+            degraded=degraded,
+            items=record["items"],
+        )
+
+
+def home(user_id: int, *, now: datetime | None = None) -> dict[str, Any]:
+    """The first page of every section, from the cached feed when there is one."""
+    now = now or timezone.now()
+    request_id = uuid.uuid4()
+    client = inbo_redis.state()
+    feed: dict[str, Any] | None = None
+    redis_ok = True
+    try:
+        raw = client.get(keys.feed(user_id))
+        feed = json.loads(raw) if raw else None
+        client.hincrby(keys.feed_cache_stats(), "hit" if feed else "miss", 1)
+    except redis.RedisError as exc:
+        redis_ok = False
+        logger.warning("experience.cache_unavailable user=%s error=%s", user_id, exc)
+    cache_hit = feed is not None
+    if feed is None:
+        feed = build_feed(user_id, now=now, degraded=not redis_ok)
+        if redis_ok and not feed["degraded"]:
+            try:
+                blob = json.dumps(feed, separators=(",", ":"))
+                pipe = client.pipeline(transaction=False)
+                pipe.set(keys.feed(user_id), blob, ex=settings.EXPERIENCE_FEED_CACHE_SECONDS)
+                pipe.set(
+                    keys.feed_snapshot(user_id, feed["version"]),
+                    blob,
+                    ex=keys.FEED_SNAPSHOT_TTL_SECONDS,
+                )
+                pipe.execute()
+            except redis.RedisError as exc:
+                redis_ok = False
+                logger.warning("experience.cache_write_failed user=%s error=%s", user_id, exc)
+    size = settings.EXPERIENCE_SECTION_PAGE_SIZE
+    first_ids = [e["item_id"] for s in feed["sections"] for e in s["items"][:size]]
+    # Checked on every call, cache or not: feedback given while Redis was unreachable
+    # could not delete the cached feed, and a dismissed item must never come back.
+    excluded = _never_again(user_id) if cache_hit else set()
+    cards = _cards_without(first_ids, excluded)
+    pages = [_page(feed, s, 0, cards) for s in feed["sections"]]
+    degraded = bool(feed["degraded"]) or not redis_ok
+    try:
+        if not redis_ok:
+            raise redis.RedisError("unavailable")
+        pipe = client.pipeline(transaction=False)
+        _record_served(pipe, request_id, user_id, now, pages, degraded)
+        pipe.execute()
+    except redis.RedisError:
+        _record_served(None, request_id, user_id, now, pages, degraded)
+    return {
+        "request_id": str(request_id),
+        "generated_at": feed["generated_at"],
+        "degraded": degraded,
+        "cold_start": feed["cold_start"],
+        "cached": cache_hit,
+        "sections": pages,
+    }
+
+
+def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = None) -> dict:
+    """A further page of one section, from the feed version the cursor came from."""
+    if key not in SECTION_ORDER:
+        raise NotFound("No such section.", details={"section": key})
+    version, cursor_key, offset = decode_cursor(cursor)
+    if cursor_key != key:
+        raise InvalidInput(details={"cursor": ["This cursor belongs to another section."]})
+    now = now or timezone.now()
+    request_id = uuid.uuid4()
+    feed = None
+    redis_ok = True
+    client = inbo_redis.state()
+    try:
+        raw = client.get(keys.feed_snapshot(user_id, version))
+        feed = json.loads(raw) if raw else None
+    except redis.RedisError:
+        redis_ok = False
+    if feed is None:
+        # The snapshot expired (or Redis is away): continue on a freshly built feed.
+        feed = build_feed(user_id, now=now, degraded=not redis_ok)
+    section = next((s for s in feed["sections"] if s["key"] == key), None)
+    page: dict[str, Any]
+    if section is None:
+        page = {"key": key, "title": "", "reason": "", "items": [], "next_cursor": None}
+    else:
+        size = settings.EXPERIENCE_SECTION_PAGE_SIZE
+        ids = [e["item_id"] for e in section["items"][offset : offset + size]]
+        cards = _cards_without(ids, _never_again(user_id))
+        page = _page(feed, section, offset, cards)
+    degraded = bool(feed["degraded"]) or not redis_ok
+    try:
+        if not redis_ok:
+            raise redis.RedisError("unavailable")
+        pipe = client.pipeline(transaction=False)
+        _record_served(pipe, request_id, user_id, now, [page], degraded)
+        pipe.execute()
+    except redis.RedisError:
+        _record_served(None, request_id, user_id, now, [page], degraded)
+    return {"request_id": str(request_id), "degraded": degraded, **page}
+
+
+def invalidate(user_id: int) -> bool:
+    """Forget the user's cached feed (their feedback changes it). False if Redis is away."""
+    try:
+        inbo_redis.state().delete(keys.feed(user_id))
+    except redis.RedisError:
+        return False
+    return True

@@ -1,0 +1,144 @@
+"""Recording client interactions: the real-time feedback loop.
+
+A batch is stored in PostgreSQL in one transaction — each interaction as an
+``ExperienceInteraction`` and as a ``UserEvent`` (the source of truth) — then, once
+committed, counted in Redis and the user's cached feed is dropped, so the very next home
+call reflects it. Client ``event_id``s make retries safe: a retried batch stores and counts
+nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.db import connection, transaction
+
+from experience_app.models import ExperienceInteraction
+from experience_app.services import feed
+from features_app import public as features
+from features_app.contracts import EventIn, EventType
+from reading_app import public as reading
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionIn:
+    event_id: UUID
+    item_id: int
+    interaction_type: str
+    occurred_at: datetime
+    request_id: UUID | None = None
+    section: str = ""
+    position: int | None = None
+    dwell_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    index: int
+    event_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    accepted: int
+    duplicates: int
+    rejected: list[Rejected]
+    counted: bool
+
+
+_INSERT = f"""
+INSERT INTO {ExperienceInteraction._meta.db_table}
+    (user_id, item_id, interaction_type, section, position, request_id, event_id,
+     occurred_at, received_at, dwell_ms)
+SELECT %s, * FROM unnest(
+    %s::bigint[], %s::varchar[], %s::varchar[], %s::integer[], %s::uuid[], %s::uuid[],
+    %s::timestamptz[], %s::timestamptz[], %s::integer[]
+)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+
+
+def _insert(user_id: int, rows: list[InteractionIn], received_at: datetime) -> set[UUID]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT,
+            [
+                user_id,
+                [r.item_id for r in rows],
+                [r.interaction_type for r in rows],
+                [r.section for r in rows],
+                [r.position for r in rows],
+                [r.request_id for r in rows],
+                [r.event_id for r in rows],
+                [r.occurred_at for r in rows],
+                [received_at] * len(rows),
+                [r.dwell_ms for r in rows],
+            ],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def interactions_record(
+    *, user_id: int, interactions: list[InteractionIn], now: datetime
+) -> BatchResult:
+    """Store a batch of interactions and feed them back into counters and the feed.
+
+    An interaction with an unknown or unavailable item is rejected alone (reported with its
+    index); the rest of the batch is accepted.
+    """
+    facets = reading.item_facets([i.item_id for i in interactions])
+    rejected: list[Rejected] = []
+    valid: list[InteractionIn] = []
+    seen_ids: set[UUID] = set()
+    for index, interaction in enumerate(interactions):
+        facet = facets.get(interaction.item_id)
+        if facet is None or not facet.available:
+            rejected.append(Rejected(index, interaction.event_id, "unknown_item"))
+        elif interaction.event_id in seen_ids:
+            continue  # the same event twice in one batch is one event
+        else:
+            seen_ids.add(interaction.event_id)
+            valid.append(interaction)
+    if not valid:
+        return BatchResult(0, len(interactions) - len(rejected), rejected, counted=True)
+
+    with transaction.atomic():
+        inserted_ids = _insert(user_id, valid, now)
+        new = [i for i in valid if i.event_id in inserted_ids]
+        stored = features.events_store(
+            [
+                EventIn(
+                    user_id=user_id,
+                    item_id=i.item_id,
+                    event_type=EventType(i.interaction_type),
+                    occurred_at=i.occurred_at,
+                    event_id=i.event_id,
+                    source="app",
+                    context={
+                        k: v
+                        for k, v in {
+                            "request_id": str(i.request_id) if i.request_id else None,
+                            "section": i.section or None,
+                            "position": i.position,
+                            "dwell_ms": i.dwell_ms,
+                        }.items()
+                        if v is not None
+                    },
+                )
+                for i in new
+            ]
+        )
+    # After commit: counters and cache only ever reflect what PostgreSQL holds.
+    counted = features.events_count(stored)
+    if new:
+        feed.invalidate(user_id)
+    return BatchResult(
+        accepted=len(new),
+        duplicates=len(interactions) - len(rejected) - len(new),
+        rejected=rejected,
+        counted=counted,
+    )
