@@ -54,3 +54,28 @@ def other_client(other_user) -> APIClient:
     token, _ = Token.objects.get_or_create(user=other_user)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory):
+    """A private ``redis-server`` on a free port, killed at teardown whatever the test did.
+
+    For tests that stop, kill or restart Redis: ``.url(db)``, ``.port``, ``.stop()``,
+    ``.start()``, ``.kill()``, ``.client(db)`` — see ``tests/redis_server.py``.
+    """
+    from tests.redis_server import running_redis_server
+
+    with running_redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_state_server(redis_server):
+    """``redis_server``, with ``settings.REDIS_STATE_URL`` pointed at its database 0.
+
+    The application's state client follows it for the test and is reset afterwards.
+    """
+    from tests.redis_server import point_state_at
+
+    with point_state_at(redis_server.url(0)):
+        yield redis_server
