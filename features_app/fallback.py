@@ -26,7 +26,10 @@ from reading_app.public import item_facets
 PROFILE_EVENTS = 2000  # a user's most recent events read to rebuild the profile
 TRENDING_WINDOW = timedelta(hours=48)
 
-# greatest(-1000, …): 2^-1000 is still a normal double; older events must not underflow.
+# An event's weight now; greatest(-1000, …) because 2^-1000 is still a normal double, so
+# old events never underflow.
+_DECAY = "power(2, greatest(-1000, -extract(epoch FROM %(now)s - occurred_at) / %(half_life)s))"
+
 _SIGNALS = f"""
 SELECT item_id,
        count(*) FILTER (WHERE event_type = 'impression'),
@@ -34,9 +37,9 @@ SELECT item_id,
        count(*) FILTER (WHERE event_type = 'read'),
        count(*) FILTER (WHERE event_type = 'save'),
        count(*) FILTER (WHERE event_type = 'dismiss'),
-       coalesce(sum(power(2, greatest(-1000, -extract(epoch FROM %(now)s - occurred_at) / %(half_life)s)))
+       coalesce(sum({_DECAY})
                 FILTER (WHERE event_type = 'click'), 0),
-       coalesce(sum(power(2, greatest(-1000, -extract(epoch FROM %(now)s - occurred_at) / %(half_life)s)))
+       coalesce(sum({_DECAY})
                 FILTER (WHERE event_type = 'impression'), 0) * %(prior)s,
        min(occurred_at) FILTER (WHERE event_type = 'impression')
 FROM {UserEvent._meta.db_table}
@@ -45,7 +48,7 @@ GROUP BY item_id
 """
 
 _TRENDING = f"""
-SELECT item_id, sum(power(2, greatest(-1000, -extract(epoch FROM %(now)s - occurred_at) / %(half_life)s))) AS mass
+SELECT item_id, sum({_DECAY}) AS mass
 FROM {UserEvent._meta.db_table}
 WHERE event_type = 'click' AND occurred_at > %(since)s AND occurred_at <= %(now)s
 GROUP BY item_id
