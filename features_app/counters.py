@@ -130,6 +130,9 @@ def apply_events(events: Sequence[EventIn], facets: dict[int, ItemFacets]) -> No
         ts = e.occurred_at.timestamp()
         day = int(ts // 86400)
         item_counts[e.item_id][kind.value] += 1
+        dwell = e.context.get("dwell_ms")
+        if isinstance(dwell, int) and dwell > 0:
+            item_counts[e.item_id]["dwell_ms"] += dwell
         daily[day][f"{e.item_id}:{kind.value}"] += 1
         user_counts[e.user_id][kind.value] += 1
         weight = AFFINITY_WEIGHTS[kind]
@@ -158,6 +161,7 @@ def apply_events(events: Sequence[EventIn], facets: dict[int, ItemFacets]) -> No
     for item_id, counts in item_counts.items():
         for field_name, n in counts.items():
             pipe.hincrby(keys.item_counts(item_id), field_name, n)
+    pipe.sadd(keys.dirty_items(), *item_counts)  # the sync job picks these up
     for day, counts in daily.items():
         key = keys.item_daily(day)
         for field_name, n in counts.items():

@@ -49,3 +49,122 @@ class UserEvent(models.Model):
         return (
             f"{self.user_id} {self.event_type} {self.item_id} @ {self.occurred_at:%Y-%m-%d %H:%M}"
         )
+
+
+class ItemFeature(models.Model):
+    """Durable copy of an item's counters, synced from Redis after validation.
+
+    Lifetime totals and windowed counts (1, 7, 28 days) per event type, plus the smoothed
+    click-through rate. Reconciliation recomputes them from ``UserEvent``.
+    """
+
+    item = models.OneToOneField(
+        "reading_app.Item", on_delete=models.CASCADE, primary_key=True, related_name="feature"
+    )
+    impressions = models.BigIntegerField(default=0)
+    clicks = models.BigIntegerField(default=0)
+    reads = models.BigIntegerField(default=0)
+    saves = models.BigIntegerField(default=0)
+    shares = models.BigIntegerField(default=0)
+    dismisses = models.BigIntegerField(default=0)
+    hides = models.BigIntegerField(default=0)
+    dwell_ms = models.BigIntegerField(default=0, help_text="Total reading time reported")
+    impressions_1d = models.BigIntegerField(default=0)
+    impressions_7d = models.BigIntegerField(default=0)
+    impressions_28d = models.BigIntegerField(default=0)
+    clicks_1d = models.BigIntegerField(default=0)
+    clicks_7d = models.BigIntegerField(default=0)
+    clicks_28d = models.BigIntegerField(default=0)
+    reads_7d = models.BigIntegerField(default=0)
+    saves_7d = models.BigIntegerField(default=0)
+    ctr = models.FloatField(default=0.0, help_text="(clicks + 1) / (impressions + 25)")
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("-clicks", "item_id")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(impressions__gte=0)
+                & models.Q(clicks__gte=0)
+                & models.Q(reads__gte=0)
+                & models.Q(saves__gte=0),
+                name="item_feature_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"features of item {self.item_id}"
+
+
+class CounterQuarantine(models.Model):
+    """A counter value that failed validation: reported, never written to ItemFeature."""
+
+    class Reason(models.TextChoices):
+        NEGATIVE = "negative", "Negative value"
+        CLICKS_EXCEED_IMPRESSIONS = "clicks_exceed_impressions", "Clicks exceed impressions"
+        DECREASED = "decreased", "Total decreased"
+        OUTLIER = "outlier", "Outlier"
+
+    item = models.ForeignKey(
+        "reading_app.Item", on_delete=models.CASCADE, related_name="quarantined_counters"
+    )
+    counter = models.CharField(max_length=32)
+    value = models.BigIntegerField()
+    previous = models.BigIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    detail = models.CharField(max_length=200, blank=True)
+    detected_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-detected_at", "-id")
+        verbose_name_plural = "quarantined counters"
+        indexes = [
+            models.Index(
+                fields=["item", "counter"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="quarantine_open_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.counter}={self.value} of item {self.item_id}: {self.reason}"
+
+
+class CounterSnapshot(models.Model):
+    """A point-in-time copy of every feature-store key in Redis (``DUMP`` format).
+
+    ``last_event_id`` is the newest ``UserEvent`` counted when the copy began: a restore
+    loads the copy, then counts the events after it.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_event_id = models.BigIntegerField()
+    key_count = models.PositiveIntegerField(default=0)
+    size_bytes = models.BigIntegerField(default=0)
+    complete = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        get_latest_by = "created_at"
+
+    def __str__(self) -> str:
+        return f"snapshot {self.pk} at {self.created_at:%Y-%m-%d %H:%M} ({self.key_count} keys)"
+
+
+class CounterSnapshotKey(models.Model):
+    """One Redis key of a snapshot: its name, ``DUMP`` payload and remaining TTL."""
+
+    snapshot = models.ForeignKey(CounterSnapshot, on_delete=models.CASCADE, related_name="keys")
+    key = models.CharField(max_length=200)
+    payload = models.BinaryField()
+    ttl_ms = models.BigIntegerField(default=0, help_text="0: no expiry")
+
+    class Meta:
+        ordering = ("snapshot", "id")
+        constraints = [
+            models.UniqueConstraint(fields=["snapshot", "key"], name="snapshot_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.key

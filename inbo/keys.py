@@ -96,3 +96,32 @@ def served_flush_lock() -> str:
 def feed_cache_stats() -> str:
     """Hash of feed cache hits and misses (fields ``hit``, ``miss``)."""
     return _key("experience", "feed_cache_stats", "global", 1)
+
+
+def dirty_items() -> str:
+    """Set of item ids whose counters changed since they were last synced to PostgreSQL."""
+    return _key("features", "dirty_items", "global", 1)
+
+
+def features_lock(job: str) -> str:
+    """Lock held while one process runs a feature-store job (sync, reconcile, snapshot)."""
+    return _key("features", "lock", job, 1)
+
+
+def features_job_status(job: str) -> str:
+    """Hash describing the last run of a feature-store job (finished_at, figures)."""
+    return _key("features", "job_status", job, 1)
+
+
+def features_pattern() -> str:
+    """SCAN pattern matching every counter key of the feature store (for snapshots)."""
+    return f"{PREFIX}:features:*"
+
+
+# Keys a snapshot must not copy: locks and job bookkeeping are not counters.
+FEATURES_SNAPSHOT_EXCLUDED_THINGS = ("lock", "job_status", "dirty_items")
+
+
+def item_counts_pattern() -> str:
+    """SCAN pattern of every item's lifetime counts hash (id between the last colons)."""
+    return f"{PREFIX}:features:item_counts:*:v1"

@@ -111,6 +111,8 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_BROKER_URL = env_str("REDIS_BROKER_URL", redis_url_with_db(REDIS_URL, 0))
 REDIS_CACHE_URL = env_str("REDIS_CACHE_URL", redis_url_with_db(REDIS_URL, 1))
 REDIS_STATE_URL = env_str("REDIS_STATE_URL", redis_url_with_db(REDIS_URL, 2))
+# Scratch state of `manage.py evaluate_ranking`: flushed before and after every run.
+REDIS_EVAL_URL = env_str("REDIS_EVAL_URL", redis_url_with_db(REDIS_URL, 3))
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5)
 
 CACHES = {
@@ -164,6 +166,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inbo.experience.flush_served",
         "schedule": 10.0,
         "options": {"expires": 10},
+    },
+    # Feature store: validated counters to ItemFeature, drift repair, backups.
+    "features-sync": {
+        "task": "inbo.features.sync",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "features-reconcile": {
+        "task": "inbo.features.reconcile",
+        "schedule": crontab(minute=23),
+        "options": {"expires": 3000},
+    },
+    "features-snapshot": {
+        "task": "inbo.features.snapshot",
+        "schedule": crontab(minute=41),
+        "options": {"expires": 3000},
     },
     # Session auth (browsable API, admin) leaves expired rows behind; delete them nightly.
     "reading-clear-expired-sessions": {

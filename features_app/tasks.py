@@ -1,0 +1,56 @@
+"""Feature-store jobs. Each is idempotent (absolute writes or recomputed differences), so
+a worker killed mid-run leaves the message to be redelivered (``acks_late``) and the rerun
+reaches the same result."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from celery import shared_task
+
+from features_app import reconcile as reconciliation
+from features_app import snapshots, sync
+from features_app.sync import JobBusy
+
+logger = logging.getLogger(__name__)
+
+_COMMON = {
+    "ignore_result": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (redis.ConnectionError, redis.TimeoutError),
+    "retry_backoff": True,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+@shared_task(name="inbo.features.sync", soft_time_limit=240, time_limit=300, **_COMMON)
+def sync_features() -> int:
+    """Copy validated counters of changed items from Redis to ItemFeature."""
+    try:
+        return sync.sync_features().synced
+    except JobBusy:
+        logger.info("features.sync_skipped reason=busy")
+        return 0
+
+
+@shared_task(name="inbo.features.reconcile", soft_time_limit=1500, time_limit=1700, **_COMMON)
+def reconcile_features() -> int:
+    """Recount from the event log and repair drift in Redis and ItemFeature."""
+    try:
+        return reconciliation.reconcile().total_drift
+    except JobBusy:
+        logger.info("features.reconcile_skipped reason=busy")
+        return 0
+
+
+@shared_task(name="inbo.features.snapshot", soft_time_limit=1500, time_limit=1700, **_COMMON)
+def snapshot_counters() -> int | None:
+    """Back up every counter key to PostgreSQL."""
+    try:
+        return snapshots.snapshot_take().pk
+    except JobBusy:
+        logger.info("features.snapshot_skipped reason=busy")
+        return None
