@@ -67,8 +67,8 @@ class ExperienceInteraction(models.Model):
             models.Index(fields=["user", "-occurred_at"], name="interaction_user_time_idx"),
             models.Index(
                 fields=["user", "item"],
-                condition=models.Q(interaction_type__in=["dismiss", "hide"]),
-                name="interaction_negative_idx",
+                condition=models.Q(interaction_type__in=["dismiss", "hide", "read"]),
+                name="interaction_never_again_idx",
             ),
         ]
 

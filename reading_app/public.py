@@ -146,7 +146,8 @@ def recent_item_ids(
 def item_cards(item_ids: Sequence[int]) -> dict[int, dict]:
     """Published items as feed cards (id, title, summary, url, provider, categories, …),
     by id, in two queries. Unavailable or unknown ids are absent."""
-    items = selectors.item_list().filter(id__in=list(item_ids))
+    # A card shows no body: a feed page of long issues must not load them all.
+    items = selectors.item_list().filter(id__in=list(item_ids)).defer("body")
     return {row["id"]: row for row in ItemListSerializer(items, many=True).data}
 
 

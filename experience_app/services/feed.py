@@ -37,6 +37,7 @@ SECTION_ORDER = ("continue_reading", "for_you", "because_you_read", "trending", 
 TRENDING_POOL = 200
 RECENT_POOL = 300
 RELATED_POOL = 60
+MAX_CURSOR_LENGTH = 256
 
 
 @dataclass
@@ -82,7 +83,7 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> dict[s
     profile, trending, degraded = _gather(user_id, now, degraded)
     interests = selectors.interest_category_ids(user_id=user_id)
     subscribed = reading.subscribed_provider_ids(user_id=user_id)
-    excluded = selectors.negative_item_ids(user_id=user_id)
+    excluded = selectors.never_again_item_ids(user_id=user_id)
     excluded |= reading.completed_item_ids(user_id=user_id)
     rotate_after = settings.EXPERIENCE_ROTATE_AFTER_IMPRESSIONS
     excluded |= {item for item, n in profile.seen.items() if n >= rotate_after}
@@ -142,7 +143,9 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> dict[s
     by_id = {s.item_id: s for s in ranked}
     trending_rank = {item: i for i, item in enumerate(trending_ids)}
 
-    names = reading.category_names(list(focus)[:3]) if focus else {}
+    # Name what the user showed most taste for, then what they picked at onboarding.
+    named = list(dict.fromkeys([*taste, *sorted(interests)]))[:3]
+    names = reading.category_names(named) if named else {}
     anchor_title = ""
     if anchor is not None:
         card = reading.item_cards([anchor]).get(anchor)
@@ -213,13 +216,22 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> dict[s
     }
 
 
+# Which section keeps an item that several could show. ``for_you`` ranks the whole pool and
+# always has more to show: were it before ``fresh`` and ``trending``, its first page would
+# take their newest and most trending items. ``because_you_read`` draws on the categories
+# the user just engaged with, exactly what ``for_you`` now favours: it shows the next ones.
+CLAIM_ORDER = ("continue_reading", "fresh", "trending", "for_you", "because_you_read")
+
+
 def _make_disjoint(sections: list[Section]) -> None:
-    """No item twice on one page: first pages are filled in section order, then the rest."""
+    """No item twice on one page (nor on later ones): first pages are filled in
+    ``CLAIM_ORDER``, then the rest."""
     page = settings.EXPERIENCE_SECTION_PAGE_SIZE
     limit = settings.EXPERIENCE_SECTION_MAX_ITEMS
     taken: set[int] = set()
     firsts: dict[str, list[Scored]] = {}
-    for s in sections:
+    claiming = sorted(sections, key=lambda s: CLAIM_ORDER.index(s.key))
+    for s in claiming:
         firsts[s.key] = []
         for x in s.ranked:
             if len(firsts[s.key]) >= page:
@@ -227,7 +239,7 @@ def _make_disjoint(sections: list[Section]) -> None:
             if x.item_id not in taken:
                 firsts[s.key].append(x)
                 taken.add(x.item_id)
-    for s in sections:
+    for s in claiming:
         rest = [x for x in s.ranked if x.item_id not in taken]
         rest = rest[: max(0, limit - len(firsts[s.key]))]
         taken.update(x.item_id for x in rest)
@@ -244,11 +256,16 @@ def _encode_cursor(version: str, key: str, offset: int) -> str:
 
 def decode_cursor(cursor: str) -> tuple[str, str, int]:
     """(version, section key, offset) of a section cursor; InvalidInput if it is not one."""
+    # Ours are under 100 characters; a long one is tampered with (and could nest JSON deep
+    # enough to exhaust the parser's recursion).
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidInput(details={"cursor": ["Not a valid cursor."]})
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         version, key, offset = str(data["v"]), str(data["k"]), int(data["o"])
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
+        # OverflowError: an offset of 1e400 parses as infinity, which int() refuses.
         raise InvalidInput(details={"cursor": ["Not a valid cursor."]}) from None
     if offset < 0 or offset > 10_000:
         raise InvalidInput(details={"cursor": ["Not a valid cursor."]})
@@ -286,8 +303,8 @@ def _page(
 
 
 def _never_again(user_id: int) -> set[int]:
-    """Dismissed, hidden and completed items: filtered out even from a cached feed."""
-    return selectors.negative_item_ids(user_id=user_id) | reading.completed_item_ids(
+    """Dismissed, hidden, read and completed items: filtered out even from a cached feed."""
+    return selectors.never_again_item_ids(user_id=user_id) | reading.completed_item_ids(
         user_id=user_id
     )
 
