@@ -1,0 +1,330 @@
+"""POST /api/v1/experience/interactions/: the real-time feedback loop."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from experience_app.models import ExperienceInteraction
+from features_app.models import UserEvent
+from inbo import keys
+from inbo import redis as inbo_redis
+from reading_app.models import Item
+from tests.experience.utils import (
+    HOME,
+    INTERACTIONS,
+    all_ids,
+    assert_error,
+    ids,
+    interaction,
+    make_item,
+    post_interactions,
+    sections,
+)
+from tests.factories import CategoryFactory, ProviderFactory
+
+pytestmark = pytest.mark.django_db
+
+TYPES = ["impression", "click", "dismiss", "hide", "save", "share", "read"]
+
+
+def redis_state() -> dict[str, object]:
+    """Every counter in the state database (the feed cache and its stats left out)."""
+    client = inbo_redis.state()
+    readers = {
+        "hash": client.hgetall,
+        "zset": lambda key: client.zrange(key, 0, -1, withscores=True),
+        "string": client.get,
+        "set": client.smembers,
+        "list": lambda key: client.lrange(key, 0, -1),
+    }
+    return {
+        key: readers[client.type(key)](key)
+        for key in sorted(client.scan_iter())
+        if ":experience:" not in key
+    }
+
+
+@pytest.fixture
+def items():
+    topic = CategoryFactory()
+    return [make_item(hours_ago=1 + i, categories=[topic]) for i in range(len(TYPES))]
+
+
+def test_each_interaction_becomes_a_stored_interaction_and_a_user_event(auth_client, items, user):
+    request_id = str(uuid.uuid4())
+    batch = [
+        interaction(item, kind, request_id=request_id, section="for_you", position=n)
+        for n, (item, kind) in enumerate(zip(items, TYPES, strict=True))
+    ]
+    batch[-1]["dwell_ms"] = 42_000
+
+    response = post_interactions(auth_client, *batch)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "accepted": len(TYPES),
+        "duplicates": 0,
+        "rejected": [],
+        "counted": True,
+    }
+    stored = {str(i.event_id): i for i in ExperienceInteraction.objects.filter(user=user)}
+    events = {str(e.event_id): e for e in UserEvent.objects.filter(user=user)}
+    assert set(stored) == set(events) == {b["event_id"] for b in batch}
+    for sent in batch:
+        row, event = stored[sent["event_id"]], events[sent["event_id"]]
+        assert (row.item_id, row.interaction_type) == (sent["item_id"], sent["type"])
+        assert (event.item_id, event.event_type) == (sent["item_id"], sent["type"])
+        assert (str(row.request_id), row.section, row.position) == (
+            request_id,
+            "for_you",
+            sent["position"],
+        )
+        assert event.context["request_id"] == request_id
+        assert event.context["section"] == "for_you"
+        assert event.context["position"] == sent["position"]
+        assert event.occurred_at == row.occurred_at
+    assert stored[batch[-1]["event_id"]].dwell_ms == 42_000
+    assert events[batch[-1]["event_id"]].context["dwell_ms"] == 42_000
+
+
+def test_counters_and_affinity_are_updated(auth_client, items, user):
+    clicked = items[0]
+    category = clicked.categories.get()
+    post_interactions(auth_client, interaction(clicked, "impression"), interaction(clicked, "save"))
+
+    client = inbo_redis.state()
+    counts = client.hgetall(keys.item_counts(clicked.id))
+    assert counts == {"impression": "1", "save": "1"}
+    affinity = client.hgetall(keys.user_affinity(user.id))
+    assert float(affinity[f"c{category.id}"]) == 3.0
+    assert float(affinity[f"p{clicked.provider_id}"]) == 3.0
+    assert client.hgetall(keys.user_counts(user.id)) == {"impression": "1", "save": "1"}
+
+
+def test_a_retried_batch_is_not_double_counted(auth_client, items, user):
+    request_id = str(uuid.uuid4())
+    batch = [
+        interaction(item, kind, request_id=request_id)
+        for item, kind in zip(items, TYPES, strict=True)
+    ]
+    first = post_interactions(auth_client, *batch).json()
+    counters = redis_state()
+
+    retried = post_interactions(auth_client, *batch).json()
+
+    assert first["accepted"] == len(batch)
+    assert retried == {"accepted": 0, "duplicates": len(batch), "rejected": [], "counted": True}
+    assert redis_state() == counters
+    assert ExperienceInteraction.objects.filter(user=user).count() == len(batch)
+    assert UserEvent.objects.filter(user=user).count() == len(batch)
+
+
+def test_a_retry_without_occurred_at_is_still_one_event(auth_client, items, user):
+    sent = interaction(items[0], "click")  # the server stamps occurred_at
+    post_interactions(auth_client, sent)
+    counters = redis_state()
+
+    retried = post_interactions(auth_client, sent).json()
+
+    assert (retried["accepted"], retried["duplicates"]) == (0, 1)
+    assert UserEvent.objects.filter(user=user).count() == 1
+    assert redis_state() == counters
+
+
+def test_the_same_event_twice_in_one_batch_is_one_event(auth_client, items, user):
+    sent = interaction(items[0], "click")
+    body = post_interactions(auth_client, sent, sent).json()
+    assert (body["accepted"], body["duplicates"]) == (1, 1)
+    assert inbo_redis.state().hget(keys.item_counts(items[0].id), "click") == "1"
+
+
+def test_unknown_items_are_rejected_alone_with_their_index(auth_client, items, user):
+    withdrawn = make_item()
+    Item.objects.filter(pk=withdrawn.pk).update(status=Item.Status.UNAVAILABLE)
+    batch = [
+        interaction(items[0], "click"),
+        interaction(10**12, "click"),
+        interaction(items[1], "impression"),
+        interaction(withdrawn, "click"),
+    ]
+
+    body = post_interactions(auth_client, *batch).json()
+
+    assert body["accepted"] == 2
+    assert body["duplicates"] == 0
+    assert body["rejected"] == [
+        {"index": 1, "event_id": batch[1]["event_id"], "reason": "unknown_item"},
+        {"index": 3, "event_id": batch[3]["event_id"], "reason": "unknown_item"},
+    ]
+    assert set(UserEvent.objects.filter(user=user).values_list("item_id", flat=True)) == {
+        items[0].id,
+        items[1].id,
+    }
+
+
+def test_a_batch_of_only_unknown_items_stores_nothing(auth_client, user):
+    body = post_interactions(auth_client, interaction(10**12, "click")).json()
+    assert body["accepted"] == 0 and len(body["rejected"]) == 1
+    assert not ExperienceInteraction.objects.exists()
+
+
+def _future():
+    return (timezone.now() + timedelta(hours=2)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"interactions": [{"event_id": "E", "item_id": 1, "type": "like"}]}, "interactions"),
+        ({"interactions": [{"event_id": "not-a-uuid", "item_id": 1, "type": "click"}]}, None),
+        ({"interactions": [{"item_id": 1, "type": "click"}]}, None),
+        ({"interactions": [{"event_id": "E", "item_id": "x", "type": "click"}]}, None),
+        ({"interactions": [{"event_id": "E", "item_id": 0, "type": "click"}]}, None),
+        ({"interactions": [{"event_id": "E", "item_id": 2**70, "type": "click"}]}, None),
+        (
+            {"interactions": [{"event_id": "E", "item_id": 1, "type": "click", "position": -1}]},
+            None,
+        ),
+        (
+            {"interactions": [{"event_id": "E", "item_id": 1, "type": "click", "section": "x"}]},
+            None,
+        ),
+        (
+            {"interactions": [{"event_id": "E", "item_id": 1, "type": "click", "request_id": "r"}]},
+            None,
+        ),
+        (
+            {
+                "interactions": [
+                    {"event_id": "E", "item_id": 1, "type": "click", "occurred_at": "F"}
+                ]
+            },
+            None,
+        ),
+        (
+            {
+                "interactions": [
+                    {"event_id": "E", "item_id": 1, "type": "click", "occurred_at": "yesterday"}
+                ]
+            },
+            None,
+        ),
+        ({"interactions": []}, "interactions"),
+        ({"interactions": {"event_id": "E"}}, "interactions"),
+        ({"interactions": "nope"}, "interactions"),
+        ({}, "interactions"),
+        ([], "non_field_errors"),
+        (
+            {"interactions": [{"event_id": "E", "item_id": 1, "type": "click"}] * 501},
+            "interactions",
+        ),
+    ],
+)
+def test_invalid_batches_are_a_400(auth_client, payload, field, user):
+    def fill(value):
+        if value == "E":
+            return str(uuid.uuid4())
+        if value == "F":
+            return _future()
+        return value
+
+    if isinstance(payload, dict) and isinstance(payload.get("interactions"), list):
+        payload = {
+            "interactions": [{k: fill(v) for k, v in i.items()} for i in payload["interactions"]]
+        }
+
+    error = assert_error(auth_client.post(INTERACTIONS, payload, format="json"), 400, "invalid")
+
+    assert (field or "interactions") in error["details"]
+    assert not ExperienceInteraction.objects.exists()
+    assert not UserEvent.objects.exists()
+
+
+def test_malformed_json_is_a_400(auth_client):
+    response = auth_client.post(
+        INTERACTIONS, data='{"interactions": [', content_type="application/json"
+    )
+    assert_error(response, 400, "parse_error")
+
+
+def test_interactions_need_authentication(api_client, items):
+    assert_error(post_interactions(api_client, interaction(items[0], "click")), 401)
+    assert not ExperienceInteraction.objects.exists()
+
+
+def test_the_next_home_call_drops_a_dismissed_item(auth_client, items):
+    body = auth_client.get(HOME).json()
+    victim = all_ids(body)[0]
+
+    post_interactions(auth_client, interaction(victim, "dismiss"))
+
+    after = auth_client.get(HOME).json()
+    assert after["cached"] is False
+    assert victim not in all_ids(after)
+
+
+@pytest.fixture
+def two_topics():
+    """Two topics with equally many, equally fresh items from the same providers."""
+    x, y = CategoryFactory(name="Space"), CategoryFactory(name="Cooking")
+    providers = [ProviderFactory() for _ in range(4)]
+    made = {"x": [], "y": []}
+    for n in range(24):
+        made["x"].append(make_item(hours_ago=1 + n, categories=[x], provider=providers[n % 4]))
+        made["y"].append(make_item(hours_ago=1 + n, categories=[y], provider=providers[n % 4]))
+    return {"x": x, "y": y, **made}
+
+
+def _for_you(client):
+    body = client.get(HOME).json()
+    return sections(body)["for_you"]
+
+
+def test_clicks_on_a_category_raise_its_items_in_for_you(auth_client, two_topics):
+    x_ids = {i.id for i in two_topics["x"]}
+    before = _for_you(auth_client)
+    before_ranks = [e["position"] for e in before["items"] if e["item"]["id"] in x_ids]
+    assert all(e["explanation"]["affinity"] == 0 for e in before["items"])
+
+    clicked = two_topics["x"][-3:]  # the oldest ones: not what for_you would show anyway
+    post_interactions(auth_client, *[interaction(i, "click") for i in clicked])
+
+    after = _for_you(auth_client)
+    x_entries = [e for e in after["items"] if e["item"]["id"] in x_ids]
+    y_entries = [e for e in after["items"] if e["item"]["id"] not in x_ids]
+    assert x_entries and all(e["explanation"]["affinity"] > 0 for e in x_entries)
+    assert all(e["explanation"]["affinity"] == 0 for e in y_entries)
+    after_ranks = [e["position"] for e in x_entries]
+    assert statistics.mean(after_ranks) < statistics.mean(before_ranks or [len(before["items"])])
+    assert ids(after)[0] in x_ids
+    top_x = min(x_entries, key=lambda e: e["position"])
+    top_y = min(y_entries, key=lambda e: e["position"], default=None)
+    assert top_y is None or top_x["score"] > top_y["score"]
+
+
+def test_dismissing_a_category_lowers_its_items(auth_client, two_topics):
+    y_ids = {i.id for i in two_topics["y"]}
+    post_interactions(auth_client, *[interaction(i, "dismiss") for i in two_topics["y"][:2]])
+
+    after = _for_you(auth_client)
+
+    for e in after["items"]:
+        if e["item"]["id"] in y_ids:
+            assert e["explanation"]["affinity"] < 0
+    assert ids(after)[0] not in y_ids
+
+
+def test_an_item_read_to_the_end_never_comes_back(auth_client, items):
+    body = auth_client.get(HOME).json()
+    finished, other = all_ids(body)[:2]
+
+    post_interactions(auth_client, interaction(finished, "read"))
+    post_interactions(auth_client, interaction(other, "click"))  # no longer the last read
+
+    for _ in range(2):
+        assert finished not in all_ids(auth_client.get(HOME).json())
