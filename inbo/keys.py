@@ -8,6 +8,10 @@ from __future__ import annotations
 
 PREFIX = "inbo"
 
+# Django's cache framework prefixes its own keys (``<prefix>:<version>:<key>``) with this;
+# the cache lives in its own database (``REDIS_CACHE_URL``), apart from state and broker.
+CACHE_KEY_PREFIX = f"{PREFIX}:cache"
+
 # Beat writes its heartbeat every 30 s; readiness calls beat stalled after this long.
 BEAT_HEARTBEAT_TTL_SECONDS = 300
 
@@ -98,9 +102,22 @@ def feed_cache_stats() -> str:
     return _key("experience", "feed_cache_stats", "global", 1)
 
 
+def evaluation_lock() -> str:
+    """Lock of ``manage.py evaluate_ranking``'s scratch database (kept in that database)."""
+    return _key("experience", "evaluation_lock", "global", 1)
+
+
 def dirty_items() -> str:
     """Set of item ids whose counters changed since they were last synced to PostgreSQL."""
     return _key("features", "dirty_items", "global", 1)
+
+
+def dirty_items_syncing() -> str:
+    """Set of item ids a sync run has claimed from ``dirty_items`` and not yet written.
+
+    A run that dies mid-batch leaves them here; the next run takes them first.
+    """
+    return _key("features", "dirty_items_syncing", "global", 1)
 
 
 def features_lock(job: str) -> str:
@@ -118,10 +135,20 @@ def features_pattern() -> str:
     return f"{PREFIX}:features:*"
 
 
-# Keys a snapshot must not copy: locks and job bookkeeping are not counters.
-FEATURES_SNAPSHOT_EXCLUDED_THINGS = ("lock", "job_status", "dirty_items")
+# Keys a snapshot must not copy: locks and job bookkeeping are not counters. The dirty sets
+# are copied: a restored item still waiting for its sync must not be forgotten.
+FEATURES_SNAPSHOT_EXCLUDED_THINGS = ("lock", "job_status")
 
 
 def item_counts_pattern() -> str:
     """SCAN pattern of every item's lifetime counts hash (id between the last colons)."""
     return f"{PREFIX}:features:item_counts:*:v1"
+
+
+def feed_generation(user_id: int) -> str:
+    """Counter bumped by the user's feedback; a cached feed built under an older value is
+    stale even if it was written after the feedback (a build racing an interaction)."""
+    return _key("experience", "feed_generation", user_id, 1)
+
+
+FEED_GENERATION_TTL_SECONDS = 86400

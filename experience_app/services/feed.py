@@ -351,22 +351,33 @@ def _record_served(
 
 
 def home(user_id: int, *, now: datetime | None = None) -> dict[str, Any]:
-    """The first page of every section, from the cached feed when there is one."""
+    """The first page of every section, from the cached feed when there is one.
+
+    A cache hit costs one Redis round trip to read, two small queries (items that must
+    never come back) and one pipelined write of the served log and hit counter.
+    """
     now = now or timezone.now()
     request_id = uuid.uuid4()
     client = inbo_redis.state()
     feed: dict[str, Any] | None = None
+    generation = "0"
     redis_ok = True
     try:
-        raw = client.get(keys.feed(user_id))
+        raw, current = client.mget(keys.feed(user_id), keys.feed_generation(user_id))
+        generation = current or "0"
         feed = json.loads(raw) if raw else None
-        client.hincrby(keys.feed_cache_stats(), "hit" if feed else "miss", 1)
+        if feed is not None and feed.get("generation") != generation:
+            feed = None  # built before the user's latest feedback
     except redis.RedisError as exc:
         redis_ok = False
         logger.warning("experience.cache_unavailable user=%s error=%s", user_id, exc)
     cache_hit = feed is not None
+    size = settings.EXPERIENCE_SECTION_PAGE_SIZE
     if feed is None:
         feed = build_feed(user_id, now=now, degraded=not redis_ok)
+        feed["generation"] = generation
+        first_ids = [e["item_id"] for s in feed["sections"] for e in s["items"][:size]]
+        feed["cards"] = {str(k): v for k, v in reading.item_cards(first_ids).items()}
         if redis_ok and not feed["degraded"]:
             try:
                 blob = json.dumps(feed, separators=(",", ":"))
@@ -381,18 +392,17 @@ def home(user_id: int, *, now: datetime | None = None) -> dict[str, Any]:
             except redis.RedisError as exc:
                 redis_ok = False
                 logger.warning("experience.cache_write_failed user=%s error=%s", user_id, exc)
-    size = settings.EXPERIENCE_SECTION_PAGE_SIZE
-    first_ids = [e["item_id"] for s in feed["sections"] for e in s["items"][:size]]
-    # Checked on every call, cache or not: feedback given while Redis was unreachable
-    # could not delete the cached feed, and a dismissed item must never come back.
+    # Checked on every hit: feedback given while Redis was unreachable could not mark the
+    # cached feed stale, and a dismissed, read or completed item must never come back.
     excluded = _never_again(user_id) if cache_hit else set()
-    cards = _cards_without(first_ids, excluded)
+    cards = {int(k): v for k, v in feed["cards"].items() if int(k) not in excluded}
     pages = [_page(feed, s, 0, cards) for s in feed["sections"]]
     degraded = bool(feed["degraded"]) or not redis_ok
     try:
         if not redis_ok:
             raise redis.RedisError("unavailable")
         pipe = client.pipeline(transaction=False)
+        pipe.hincrby(keys.feed_cache_stats(), "hit" if cache_hit else "miss", 1)
         _record_served(pipe, request_id, user_id, now, pages, degraded)
         pipe.execute()
     except redis.RedisError:
@@ -449,9 +459,17 @@ def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = 
 
 
 def invalidate(user_id: int) -> bool:
-    """Forget the user's cached feed (their feedback changes it). False if Redis is away."""
+    """Forget the user's cached feed (their feedback changes it). False if Redis is away.
+
+    Bumping the generation also defeats a build that started before the feedback and
+    writes its (stale) feed after it.
+    """
     try:
-        inbo_redis.state().delete(keys.feed(user_id))
+        pipe = inbo_redis.state().pipeline(transaction=False)
+        pipe.incr(keys.feed_generation(user_id))
+        pipe.expire(keys.feed_generation(user_id), keys.FEED_GENERATION_TTL_SECONDS)
+        pipe.delete(keys.feed(user_id))
+        pipe.execute()
     except redis.RedisError:
         return False
     return True
