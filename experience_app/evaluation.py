@@ -61,6 +61,7 @@ from features_app.public import (
     item_signals,
     user_profile,
 )
+from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app.public import ItemFacets, item_facets
 
@@ -80,9 +81,8 @@ METHOD_LABELS = {
     RECENT: "most recent (first seen)",
 }
 # The scratch database's lock. It lives in the scratch database itself: acquiring it and
-# flushing happen in one script, and releasing it is the final flush. Spelled in the
-# inbo/keys.py form; it belongs there with the other keys.
-LOCK_KEY = "inbo:experience:evaluation_lock:global:v1"
+# flushing happen in one script, and releasing it is the final flush.
+LOCK_KEY = keys.evaluation_lock()
 LOCK_TTL_MS = 10 * 60 * 1000
 LOCK_RENEW_SECONDS = 60.0
 

@@ -1,6 +1,6 @@
 """Settings for the test run: the project's settings, with test-owned Redis databases.
 
-Redis databases 13-15 belong to the tests, so a run never touches a developer's local
+Redis databases 12-15 belong to the tests, so a run never touches a developer's local
 queue, cache or counters (0-2). pytest-django creates ``test_<name>`` in PostgreSQL.
 Environment variables still win, so CI can point the tests elsewhere.
 """
@@ -11,6 +11,7 @@ os.environ.setdefault("INBO_ENV", "test")
 os.environ.setdefault("REDIS_BROKER_URL", "redis://127.0.0.1:6379/13")
 os.environ.setdefault("REDIS_CACHE_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("REDIS_STATE_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("REDIS_EVAL_URL", "redis://127.0.0.1:6379/12")
 os.environ.setdefault("SECURE_TRANSPORT", "false")
 os.environ.setdefault("STATIC_MANIFEST", "false")
 
