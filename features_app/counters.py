@@ -91,11 +91,18 @@ def _group_key(event: EventIn) -> object:
     return event.context.get("request_id") or event.context.get("impression_id")
 
 
-def apply_events(events: Sequence[EventIn], facets: dict[int, ItemFacets]) -> None:
+def apply_events(
+    events: Sequence[EventIn],
+    facets: dict[int, ItemFacets],
+    *,
+    pipe: redis.client.Pipeline | None = None,
+) -> None:
     """Add newly stored events to every counter, in one pipelined round trip.
 
     Increments are summed client-side first, so a batch of a thousand events is a few
-    hundred commands, not thousands.
+    hundred commands, not thousands. The batch matters: a list's click rate and the
+    seen-without-click memory are worked out within it. With ``pipe``, the commands are
+    queued there for the caller to execute (several batches, one round trip).
     """
     if not events:
         return
@@ -131,7 +138,7 @@ def apply_events(events: Sequence[EventIn], facets: dict[int, ItemFacets]) -> No
         day = int(ts // 86400)
         item_counts[e.item_id][kind.value] += 1
         dwell = e.context.get("dwell_ms")
-        if isinstance(dwell, int) and dwell > 0:
+        if type(dwell) is int and dwell > 0:  # not a bool, not a float: as reconcile counts
             item_counts[e.item_id]["dwell_ms"] += dwell
         daily[day][f"{e.item_id}:{kind.value}"] += 1
         user_counts[e.user_id][kind.value] += 1
@@ -157,7 +164,9 @@ def apply_events(events: Sequence[EventIn], facets: dict[int, ItemFacets]) -> No
         if kind in POSITIVE_TYPES:
             state[0], state[1] = True, 0
 
-    pipe = _client().pipeline(transaction=False)
+    own_pipe = pipe is None
+    if pipe is None:
+        pipe = _client().pipeline(transaction=False)
     for item_id, counts in item_counts.items():
         for field_name, n in counts.items():
             pipe.hincrby(keys.item_counts(item_id), field_name, n)
@@ -196,7 +205,8 @@ def apply_events(events: Sequence[EventIn], facets: dict[int, ItemFacets]) -> No
         touched_users.add(user_id)
     for user_id in touched_users:
         pipe.expire(keys.user_seen(user_id), keys.USER_STATE_TTL_SECONDS)
-    pipe.execute()
+    if own_pipe:
+        pipe.execute()
 
 
 def _decayed_now(values: Iterable[float | None], factor: float) -> list[float]:

@@ -31,10 +31,12 @@ TABLE = UserEvent._meta.db_table
 _LIFETIME = f"""
 SELECT item_id, event_type, count(*),
        coalesce(sum(CASE WHEN jsonb_typeof(context->'dwell_ms') = 'number'
-                          AND (context->>'dwell_ms')::numeric > 0
+                          AND (context->>'dwell_ms') ~ '^[0-9]{{1,18}}$'
                          THEN (context->>'dwell_ms')::bigint END), 0)
 FROM {TABLE} GROUP BY item_id, event_type
 """
+# Dwell counts as the ingestion path counts it: a positive JSON integer (1.5 or 3000.0 is
+# not one, and casting it to bigint would fail the whole query).
 _DAILY = f"""
 SELECT item_id, event_type, floor(extract(epoch FROM occurred_at) / 86400)::int AS day,
        count(*)
@@ -167,6 +169,8 @@ def _reconcile(client, report: ReconcileReport, now: datetime, dry_run: bool) ->
             _note(report.redis, f"user.{name}", diff)
             if diff and not dry_run:
                 repair.hincrby(keys.user_counts(user_id), name, diff)
+                # A key HINCRBY recreates would never expire; ingestion keeps it for a month.
+                repair.expire(keys.user_counts(user_id), keys.USER_STATE_TTL_SECONDS)
     if not dry_run:
         repair.execute()
 
@@ -205,11 +209,13 @@ def _reconcile_item_features(
                     synced_at=now,
                 )
             )
-    if rows and not dry_run:
+    if not dry_run:
         with transaction.atomic():
             ItemFeature.objects.bulk_create(
                 rows, update_conflicts=True, unique_fields=["item"], update_fields=FEATURE_FIELDS
             )
-            CounterQuarantine.objects.filter(
-                item_id__in=[r.item_id for r in rows], resolved_at__isnull=True
-            ).update(resolved_at=now)
+            # Redis and ItemFeature of every checked item now hold the recount: what was
+            # quarantined (a Redis value) is repaired, whether or not its row changed.
+            CounterQuarantine.objects.filter(item_id__in=item_ids, resolved_at__isnull=True).update(
+                resolved_at=now
+            )

@@ -1,18 +1,23 @@
 """Backups of the Redis counters in PostgreSQL, and restore from them.
 
 A snapshot copies every feature-store key with ``DUMP`` (exact, compact, any type) and
-remembers the newest event counted when it began. A restore loads the latest complete
-snapshot with ``RESTORE … REPLACE`` and then counts the events stored after it, so
-counters come back whole after Redis loses its data.
+remembers the newest event counted when it began. A restore deletes every counter key,
+loads the latest complete snapshot with ``RESTORE`` and then counts the events stored
+after it, batch by batch as ingestion counted them, so counters come back whole after
+Redis loses its data — and a second restore, or one after ingestion resumed on an empty
+Redis, counts nothing twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
+import redis
 from django.db import transaction
 from django.db.models import Max
 
@@ -95,30 +100,53 @@ class RestoreReport:
     seconds: float
 
 
+def _delete_counter_keys(client: redis.Redis) -> int:
+    names = [
+        k for k in client.scan_iter(match=keys.features_pattern(), count=1000) if _is_counter_key(k)
+    ]
+    for start in range(0, len(names), DUMP_BATCH):
+        client.unlink(*names[start : start + DUMP_BATCH])
+    return len(names)
+
+
 def restore(*, progress: Callable[[int], None] | None = None) -> RestoreReport:
     """Rebuild the counters: latest complete snapshot, then every event after it.
 
-    Without a snapshot, every event in the log is counted again (a full rebuild). Keys not
-    in the snapshot are left alone: run it on an empty (lost) state database.
+    Without a snapshot, every event in the log is counted again (a full rebuild). Every
+    counter key is deleted first, so what Redis held (nothing after a loss; what ingestion
+    counted since Redis came back) is never counted twice. An event ingestion counts while
+    a restore runs may be counted twice: restore on a quiet system.
+    Raises JobBusy while a snapshot is being taken (it would copy a half-restored state).
     """
     started = time.monotonic()
+    client = inbo_redis.state()
     raw_client = inbo_redis.state_raw()
-    snapshot = CounterSnapshot.objects.filter(complete=True).order_by("-created_at", "-id").first()
-    restored = 0
-    after = 0
-    if snapshot is not None:
-        after = snapshot.last_event_id
-        rows = CounterSnapshotKey.objects.filter(snapshot=snapshot).values_list(
-            "key", "payload", "ttl_ms"
+    lock = client.lock(keys.features_lock("snapshot"), timeout=1800, blocking=False)
+    if not lock.acquire(blocking=False):
+        raise JobBusy("snapshot")
+    try:
+        snapshot = (
+            CounterSnapshot.objects.filter(complete=True).order_by("-created_at", "-id").first()
         )
-        pipe = raw_client.pipeline(transaction=False)
-        for key, payload, ttl in rows.iterator(chunk_size=DUMP_BATCH):
-            pipe.restore(key, ttl, bytes(payload), replace=True)
-            restored += 1
-            if restored % DUMP_BATCH == 0:
-                pipe.execute()
-        pipe.execute()
-    replayed = _replay_after(after, progress)
+        _delete_counter_keys(client)
+        restored = 0
+        after = 0
+        if snapshot is not None:
+            after = snapshot.last_event_id
+            rows = CounterSnapshotKey.objects.filter(snapshot=snapshot).values_list(
+                "key", "payload", "ttl_ms"
+            )
+            pipe = raw_client.pipeline(transaction=False)
+            for key, payload, ttl in rows.iterator(chunk_size=DUMP_BATCH):
+                pipe.restore(key, ttl, bytes(payload), replace=True)
+                restored += 1
+                if restored % DUMP_BATCH == 0:
+                    pipe.execute()
+            pipe.execute()
+        replayed = _replay_after(after, progress)
+    finally:
+        with contextlib.suppress(redis.exceptions.LockNotOwnedError):
+            lock.release()
     report = RestoreReport(
         snapshot.pk if snapshot else None, restored, replayed, round(time.monotonic() - started, 3)
     )
@@ -133,11 +161,20 @@ def restore(*, progress: Callable[[int], None] | None = None) -> RestoreReport:
 
 
 def _replay_after(last_event_id: int, progress: Callable[[int], None] | None) -> int:
+    """Count every event with an id above ``last_event_id`` as ingestion counted it.
+
+    Ingestion counts the events one call stored as one batch, and a batch's lists' click
+    rates and seen-without-click memory depend on what it holds. The events of one call
+    share ``received_at``, so each such group is applied as its own batch, in the order it
+    was stored (many groups per pipeline). A chunk ends before the group it would cut,
+    unless that group alone fills the chunk.
+    """
     replayed = 0
     cursor = last_event_id
+    client = inbo_redis.state()
     while True:
         with transaction.atomic():
-            batch = list(
+            rows = list(
                 UserEvent.objects.filter(id__gt=cursor)
                 .order_by("id")
                 .values_list(
@@ -149,24 +186,35 @@ def _replay_after(last_event_id: int, progress: Callable[[int], None] | None) ->
                     "event_id",
                     "source",
                     "context",
+                    "received_at",
                 )[:REPLAY_BATCH]
             )
-        if not batch:
+        if not rows:
             return replayed
-        events = [
-            EventIn(
-                user_id=user_id,
-                item_id=item_id,
-                event_type=EventType(event_type),
-                occurred_at=occurred_at,
-                event_id=event_id,
-                source=source,
-                context=context,
+        if len(rows) == REPLAY_BATCH:
+            tail = rows[-1][-1]
+            cut = next(i for i, row in enumerate(rows) if row[-1] == tail)
+            if cut:
+                rows = rows[:cut]  # the tail group comes whole with the next chunk
+        groups: dict[datetime, list[EventIn]] = {}
+        for _, user_id, item_id, event_type, occurred_at, event_id, source, context, at in rows:
+            groups.setdefault(at, []).append(
+                EventIn(
+                    user_id=user_id,
+                    item_id=item_id,
+                    event_type=EventType(event_type),
+                    occurred_at=occurred_at,
+                    event_id=event_id,
+                    source=source,
+                    context=context,
+                )
             )
-            for _, user_id, item_id, event_type, occurred_at, event_id, source, context in batch
-        ]
-        counters.apply_events(events, item_facets([e.item_id for e in events]))
-        cursor = batch[-1][0]
-        replayed += len(events)
+        facets = item_facets(list({row[2] for row in rows}))
+        pipe = client.pipeline(transaction=False)
+        for events in groups.values():
+            counters.apply_events(events, facets, pipe=pipe)
+        pipe.execute()
+        cursor = rows[-1][0]
+        replayed += len(rows)
         if progress:
-            progress(len(events))
+            progress(len(rows))

@@ -1,19 +1,25 @@
 """Redis → ``ItemFeature``: copy validated counters of changed items to PostgreSQL.
 
-Items whose counters changed are in a Redis set (``keys.dirty_items``); the job takes them
-in batches, reads their lifetime and windowed counts, validates them against what was
-synced before, and upserts the valid ones (absolute values: running it twice writes the
-same rows). One run at a time, under a Redis lock.
+Items whose counters changed are in a Redis set (``keys.dirty_items``); the job claims them
+in batches (moved to ``keys.dirty_items_syncing`` before their counters are read, so an
+event arriving meanwhile marks its item dirty again), reads their lifetime and windowed
+counts, validates them against what was synced before, and upserts the valid ones
+(absolute values: running it twice writes the same rows). A run that dies mid-batch
+leaves its claim behind, and the next run takes it first. One run at a time, under a Redis
+lock that is renewed after every batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import redis
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -59,6 +65,8 @@ class SyncReport:
 
 def read_counters(item_ids: Sequence[int], *, now: datetime) -> dict[int, dict[str, int]]:
     """Lifetime and windowed counters of items, read from Redis in one round trip."""
+    if not item_ids:
+        return {}  # HMGET with no field is an error
     client = inbo_redis.state()
     today = int(now.timestamp() // 86400)
     pipe = client.pipeline(transaction=False)
@@ -156,6 +164,21 @@ def sync_batch(item_ids: Sequence[int], *, now: datetime, report: SyncReport) ->
     report.quarantined += len({q.item_id for q in quarantine})
 
 
+def _claim(client: redis.Redis, batch_size: int) -> list[int]:
+    """The next batch: what a dead run left claimed first, else ids moved out of the dirty
+    set (an event counted from now on marks its item dirty again)."""
+    raw = client.srandmember(keys.dirty_items_syncing(), batch_size)
+    if not raw:
+        raw = client.srandmember(keys.dirty_items(), batch_size)
+        if not raw:
+            return []
+        pipe = client.pipeline(transaction=True)
+        pipe.sadd(keys.dirty_items_syncing(), *raw)
+        pipe.srem(keys.dirty_items(), *raw)
+        pipe.execute()
+    return sorted(int(x) for x in raw)
+
+
 def sync_features(
     *,
     batch_size: int = 500,
@@ -165,7 +188,9 @@ def sync_features(
 ) -> SyncReport:
     """Sync every dirty item (or ``max_batches`` batches). Raises JobBusy if one is running."""
     client = inbo_redis.state()
-    lock = client.lock(keys.features_lock("sync"), timeout=600, blocking=False)
+    lock = client.lock(
+        keys.features_lock("sync"), timeout=settings.FEATURES_SYNC_LOCK_SECONDS, blocking=False
+    )
     if not lock.acquire(blocking=False):
         raise JobBusy("sync")
     started = time.monotonic()
@@ -173,19 +198,23 @@ def sync_features(
     try:
         batches = 0
         while max_batches is None or batches < max_batches:
-            raw = client.srandmember(keys.dirty_items(), batch_size)
-            if not raw:
+            ids = _claim(client, batch_size)
+            if not ids:
                 break
-            ids = sorted(int(x) for x in raw)
             sync_batch(ids, now=now or timezone.now(), report=report)
             # Only after the rows are committed: a crash before this line re-syncs the batch.
-            client.srem(keys.dirty_items(), *ids)
+            client.srem(keys.dirty_items_syncing(), *ids)
+            lock.reacquire()  # a lost lock (LockNotOwnedError) ends this run: another has it
             batches += 1
             if progress:
                 progress(len(ids))
-        report.remaining = int(client.scard(keys.dirty_items()))
+        pipe = client.pipeline(transaction=False)
+        pipe.scard(keys.dirty_items())
+        pipe.scard(keys.dirty_items_syncing())
+        report.remaining = sum(pipe.execute())
     finally:
-        lock.release()
+        with contextlib.suppress(redis.exceptions.LockNotOwnedError):
+            lock.release()
     report.seconds = round(time.monotonic() - started, 3)
     client.hset(
         keys.features_job_status("sync"),

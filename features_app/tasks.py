@@ -8,6 +8,7 @@ import logging
 
 import redis
 from celery import shared_task
+from django.conf import settings
 
 from features_app import reconcile as reconciliation
 from features_app import snapshots, sync
@@ -30,7 +31,7 @@ _COMMON = {
 def sync_features() -> int:
     """Copy validated counters of changed items from Redis to ItemFeature."""
     try:
-        return sync.sync_features().synced
+        return sync.sync_features(batch_size=settings.FEATURES_SYNC_BATCH_SIZE).synced
     except JobBusy:
         logger.info("features.sync_skipped reason=busy")
         return 0

@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from inbo.env import env_bool, env_float, env_int, env_list, env_str, redis_url_with_db
+from inbo.keys import CACHE_KEY_PREFIX
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -119,7 +120,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_CACHE_URL,
-        "KEY_PREFIX": "inbo:cache",
+        "KEY_PREFIX": CACHE_KEY_PREFIX,
         "TIMEOUT": 300,
         "OPTIONS": {
             "socket_timeout": REDIS_SOCKET_TIMEOUT,
@@ -152,7 +153,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A message a worker took but never acknowledged (acks_late, the worker died) is delivered
+# again this many seconds after it was taken, when a worker next starts or sweeps.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Beat's own heartbeat: readiness reports beat as stalled when this stops.
@@ -266,6 +269,10 @@ DEMO_USER_PASSWORD = env_str("DEMO_USER_PASSWORD", "inbo-demo")
 # for an impression shown outside any list.
 FEATURES_CLICK_HALF_LIFE_HOURS = env_float("FEATURES_CLICK_HALF_LIFE_HOURS", 6.0)
 FEATURES_PRIOR_CTR = env_float("FEATURES_PRIOR_CTR", 0.04)
+# Items per batch of the Redis -> ItemFeature sync, and the lifetime of its lock: renewed
+# after every batch, so a killed sync blocks the next one for at most this long.
+FEATURES_SYNC_BATCH_SIZE = env_int("FEATURES_SYNC_BATCH_SIZE", 500)
+FEATURES_SYNC_LOCK_SECONDS = env_int("FEATURES_SYNC_LOCK_SECONDS", 60)
 
 # Home experience: ranking weights (see experience_app/ranking.py), sections and caching.
 EXPERIENCE_WEIGHT_POPULARITY = env_float("EXPERIENCE_WEIGHT_POPULARITY", 1.0)

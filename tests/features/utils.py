@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from features_app.contracts import EventIn, EventType
+from inbo import keys
 from inbo import redis as inbo_redis
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -48,3 +49,35 @@ def state_snapshot() -> dict[str, object]:
         "list": lambda key: client.lrange(key, 0, -1),
     }
     return {key: readers[client.type(key)](key) for key in sorted(client.scan_iter())}
+
+
+def feature_store_state(*, drop_zeros: bool = False, digits: int = 9) -> dict[str, object]:
+    """Every feature-store key with its value, minus locks and job bookkeeping.
+
+    Hashes as dicts, sorted sets as ``{member: score to digits significant digits}`` (a
+    replay may add the same floats in another order; decayed scores reach 1e60), sets as
+    sets. ``drop_zeros`` leaves out hash fields that are ``0``: a repair by difference
+    leaves them behind, a clean count never writes them.
+    """
+    client = inbo_redis.state()
+    state: dict[str, object] = {}
+    for key in sorted(client.scan_iter(match=keys.features_pattern())):
+        if key.split(":")[2] in keys.FEATURES_SNAPSHOT_EXCLUDED_THINGS:
+            continue
+        kind = client.type(key)
+        value: object
+        if kind == "hash":
+            value = {
+                f: v for f, v in client.hgetall(key).items() if not (drop_zeros and float(v) == 0)
+            }
+        elif kind == "zset":
+            value = {
+                m: float(f"{s:.{digits}g}") for m, s in client.zrange(key, 0, -1, withscores=True)
+            }
+        elif kind == "set":
+            value = client.smembers(key)
+        else:
+            raise AssertionError(f"unexpected {kind} at {key}")
+        if value or not drop_zeros:
+            state[key] = value
+    return state

@@ -1,15 +1,17 @@
 """``manage.py restore_counters``: rebuild Redis counters after a loss."""
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from features_app import snapshots
+from features_app.sync import JobBusy
 
 
 class Command(BaseCommand):
     help = (
         "Rebuild the Redis counters from the latest snapshot plus every event stored after "
-        "it (or from the whole event log when there is no snapshot). Meant for an empty "
-        "state database, e.g. after a Redis restart without persistence."
+        "it (or from the whole event log when there is no snapshot), e.g. after a Redis "
+        "restart without persistence. Counter keys are deleted first, so running it again "
+        "counts nothing twice; run it while ingestion is quiet."
     )
 
     def handle(self, *args, **options):
@@ -20,7 +22,10 @@ class Command(BaseCommand):
             done += n
             self.stderr.write(f"\r  replayed {done} events", ending="")
 
-        report = snapshots.restore(progress=progress)
+        try:
+            report = snapshots.restore(progress=progress)
+        except JobBusy:
+            raise CommandError("A snapshot is being taken; restore after it.") from None
         if done:
             self.stderr.write("")
         source = f"snapshot {report.snapshot_id}" if report.snapshot_id else "no snapshot"

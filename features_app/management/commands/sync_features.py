@@ -1,5 +1,6 @@
 """``manage.py sync_features``: copy validated Redis counters to ItemFeature now."""
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from features_app import sync
@@ -9,7 +10,12 @@ class Command(BaseCommand):
     help = "Sync changed items' counters from Redis to ItemFeature (validated; idempotent)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=settings.FEATURES_SYNC_BATCH_SIZE,
+            help="Items per batch (default: FEATURES_SYNC_BATCH_SIZE).",
+        )
 
     def handle(self, *args, batch_size: int, **options):
         done = 0
