@@ -364,7 +364,7 @@ def home(user_id: int, *, now: datetime | None = None) -> dict[str, Any]:
     redis_ok = True
     try:
         raw, current = client.mget(keys.feed(user_id), keys.feed_generation(user_id))
-        generation = current or "0"
+        generation = str(current or "0")
         feed = json.loads(raw) if raw else None
         if feed is not None and feed.get("generation") != generation:
             feed = None  # built before the user's latest feedback
