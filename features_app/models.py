@@ -15,17 +15,28 @@ EVENT_TYPE_CHOICES = [(t.value, t.value.capitalize()) for t in EventType]
 class UserEvent(models.Model):
     """One thing a user did with an item, at the moment it happened.
 
-    Append-only. Designed for monthly range partitioning on ``occurred_at``: every unique
-    key includes ``occurred_at`` (PostgreSQL requires a partitioned table's unique keys to
-    contain the partition key), so idempotency is ``(event_id, occurred_at)`` — a retried
-    batch carries the same ``event_id`` and the same ``occurred_at``.
+    Append-only, and in PostgreSQL a table partitioned by RANGE (``occurred_at``), one
+    partition per UTC month (migration 0003, ``features_app.partitions``). Every unique key
+    of a partitioned table must contain the partition key, so:
+
+    * the database primary key is ``(id, occurred_at)``; Django still treats ``id`` as the
+      primary key (ids come from one sequence, so they stay unique), but no foreign key can
+      point at this table;
+    * idempotency is ``(event_id, occurred_at)`` — a retried batch carries the same
+      ``event_id`` and the same ``occurred_at``.
+
+    Filter by ``occurred_at`` (with the user or the item) so that PostgreSQL reads only the
+    months asked for. The foreign keys have no single-column index: ``(user, occurred_at)``
+    and ``(item, occurred_at)`` serve lookups by user or item as well.
     """
 
     id = models.BigAutoField(primary_key=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="events"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="events", db_index=False
     )
-    item = models.ForeignKey("reading_app.Item", on_delete=models.CASCADE, related_name="events")
+    item = models.ForeignKey(
+        "reading_app.Item", on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     event_type = models.CharField(max_length=16, choices=EVENT_TYPE_CHOICES)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 from django.db import connection
+from django.db.utils import IntegrityError
 from django.utils import timezone
 
-from features_app import counters
+from features_app import counters, partitions
 from features_app.contracts import EventIn, IngestResult, RecordResult
 from features_app.models import UserEvent
 from reading_app.public import item_facets
@@ -32,29 +34,46 @@ RETURNING event_id, occurred_at
 
 
 def events_store(events: Sequence[EventIn]) -> list[EventIn]:
-    """Insert events, skipping stored ones; return exactly those this call inserted."""
+    """Insert events, skipping stored ones; return exactly those this call inserted.
+
+    The log is partitioned by month: the months of the batch get their partitions first
+    (no query when this process already knows them all, see ``partitions.ensure_for``).
+    """
     unique: dict[tuple, EventIn] = {}
     for event in events:
         unique.setdefault((event.event_id, event.occurred_at), event)
     batch = list(unique.values())
+    if not batch:
+        return []
+    partitions.ensure_for(e.occurred_at for e in batch)
     now = timezone.now()
     inserted: list[EventIn] = []
     with connection.cursor() as cursor:
         for start in range(0, len(batch), BATCH_SIZE):
             chunk = batch[start : start + BATCH_SIZE]
-            cursor.execute(
-                _INSERT,
-                [
-                    [e.user_id for e in chunk],
-                    [e.item_id for e in chunk],
-                    [str(e.event_type) for e in chunk],
-                    [e.occurred_at for e in chunk],
-                    [now] * len(chunk),
-                    [e.event_id for e in chunk],
-                    [e.source for e in chunk],
-                    [json.dumps(e.context) for e in chunk],
-                ],
-            )
+            params: list[Any] = [
+                [e.user_id for e in chunk],
+                [e.item_id for e in chunk],
+                [str(e.event_type) for e in chunk],
+                [e.occurred_at for e in chunk],
+                [now] * len(chunk),
+                [e.event_id for e in chunk],
+                [e.source for e in chunk],
+                [json.dumps(e.context) for e in chunk],
+            ]
+            try:
+                cursor.execute(_INSERT, params)
+            except IntegrityError as exc:
+                if not partitions.is_missing_partition(exc):
+                    raise
+                # Another process detached a month this one still remembered. Forget it;
+                # in autocommit the failed statement changed nothing and can run again, in
+                # the caller's transaction it is aborted and the caller's retry succeeds.
+                partitions.forget()
+                if connection.in_atomic_block:
+                    raise
+                partitions.ensure_for(e.occurred_at for e in chunk)
+                cursor.execute(_INSERT, params)
             stored = set(cursor.fetchall())
             inserted.extend(e for e in chunk if (e.event_id, e.occurred_at) in stored)
     return inserted

@@ -9,9 +9,10 @@ import logging
 import redis
 from celery import shared_task
 from django.conf import settings
+from django.db import OperationalError
 
+from features_app import partitions, snapshots, sync
 from features_app import reconcile as reconciliation
-from features_app import snapshots, sync
 from features_app.sync import JobBusy
 
 logger = logging.getLogger(__name__)
@@ -55,3 +56,22 @@ def snapshot_counters() -> int | None:
     except JobBusy:
         logger.info("features.snapshot_skipped reason=busy")
         return None
+
+
+@shared_task(
+    name="inbo.features.ensure_partitions",
+    soft_time_limit=120,
+    time_limit=180,
+    ignore_result=True,
+    acks_late=True,  # idempotent: existing partitions are left as they are
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def ensure_partitions(months_ahead: int = 3) -> int:
+    """Create the event log's partitions for this month and the next ``months_ahead``."""
+    created = partitions.ensure_ahead(months_ahead)
+    logger.info("features.partitions_ensured ahead=%d created=%d", months_ahead, len(created))
+    return len(created)

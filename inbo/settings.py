@@ -186,6 +186,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=41),
         "options": {"expires": 3000},
     },
+    # The event log's monthly partitions, three months ahead (idempotent; daily, so a missed
+    # run or two changes nothing).
+    "features-ensure-partitions": {
+        "task": "inbo.features.ensure_partitions",
+        "schedule": crontab(hour=1, minute=7),
+        "options": {"expires": 6 * 3600},
+    },
     # Session auth (browsable API, admin) leaves expired rows behind; delete them nightly.
     "reading-clear-expired-sessions": {
         "task": "inbo.reading.clear_expired_sessions",
