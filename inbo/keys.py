@@ -71,6 +71,20 @@ def user_seen(user_id: int) -> str:
     return _key("features", "user_seen", user_id, 1)
 
 
+# ONLY for ``manage.py features_memory_report``, which writes it in its scratch database
+# (REDIS_EVAL_URL): the naive layout the hashes above are measured against. Never used by
+# the application, never in the state database.
+def memory_report_naive_counter(thing: str, ident: str | int, field: str) -> str:
+    """One string key per counter: field ``field`` of the compact key ``thing``/``ident``."""
+    return _key("features", f"naive_{thing}", f"{ident}.{field.replace(':', '.')}", 1)
+
+
+def memory_report_bucket(thing: str, ident: str | int, bucket: int) -> str:
+    """A what-if layout the report also measures: the fields of ``thing`` for a block of
+    item ids in one small hash (``bucket`` = item id // block size)."""
+    return _key("features", f"bucketed_{thing}", f"{ident}.b{bucket}", 1)
+
+
 # --- experience_app: the home feed ---------------------------------------------------
 # Snapshots outlive the cached feed so that a client paging a section keeps its order.
 FEED_SNAPSHOT_TTL_SECONDS = 30 * 60
