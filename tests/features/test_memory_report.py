@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from features_app import memory_report
+from features_app import memory_report, synthetic_activity
 from features_app.memory_report import ITEM_THINGS, USER_THINGS, MemoryReportError
 from inbo import keys
 
@@ -20,8 +20,8 @@ def scratch(redis_server):
 
 
 def test_synthetic_world_is_deterministic_and_covers_the_catalog():
-    one = memory_report.synthetic_world(items=300, users=40, seed=3)
-    two = memory_report.synthetic_world(items=300, users=40, seed=3, now=one.now)
+    one = synthetic_activity.synthetic_world(items=300, users=40, seed=3)
+    two = synthetic_activity.synthetic_world(items=300, users=40, seed=3, now=one.now)
     assert [(e.user_id, e.item_id, e.event_type) for e in one.events] == [
         (e.user_id, e.item_id, e.event_type) for e in two.events
     ]
