@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
+
+import redis
 
 from features_app import counters, fallback, services
 from features_app.contracts import (
@@ -14,7 +17,9 @@ from features_app.contracts import (
     RecordResult,
     UserProfile,
 )
-from features_app.models import UserEvent
+from features_app.models import CounterQuarantine, UserEvent
+from inbo import keys
+from inbo import redis as inbo_redis
 
 __all__ = [
     "EventIn",
@@ -29,6 +34,7 @@ __all__ = [
     "events_ingest",
     "events_record",
     "events_store",
+    "health_figures",
     "item_signals",
     "item_signals_from_log",
     "last_engaged_item_id",
@@ -107,3 +113,28 @@ def events_store(events: Sequence[EventIn]) -> list[EventIn]:
 def events_count(events: Sequence[EventIn]) -> bool:
     """Apply stored events to the Redis counters; False (and logged) if Redis is down."""
     return services.events_count(events)
+
+
+def health_figures() -> dict[str, float]:
+    """Feature-store figures for monitoring: open quarantines (PostgreSQL), and from Redis
+    the items waiting for a sync, seconds since the last sync and the last reconcile's
+    drift. Redis figures are absent when Redis is unreachable."""
+    figures: dict[str, float] = {
+        "quarantined_open": float(
+            CounterQuarantine.objects.filter(resolved_at__isnull=True).count()
+        )
+    }
+    try:
+        pipe = inbo_redis.state().pipeline(transaction=False)
+        pipe.scard(keys.dirty_items())
+        pipe.hgetall(keys.features_job_status("sync"))
+        pipe.hgetall(keys.features_job_status("reconcile"))
+        dirty, sync_status, reconcile_status = pipe.execute()
+    except redis.RedisError:
+        return figures
+    figures["dirty_items"] = float(dirty)
+    if "finished_at" in sync_status:
+        figures["sync_age_seconds"] = max(0.0, time.time() - float(sync_status["finished_at"]))
+    if "drift" in reconcile_status:
+        figures["reconcile_drift"] = float(reconcile_status["drift"])
+    return figures
