@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
+
 from experience_app.models import ExperienceInteraction, InteractionType, UserInterest
 
 # Interactions after which an item is never shown again: the user rejected it, or read it
@@ -12,6 +14,13 @@ NEVER_AGAIN_TYPES = (InteractionType.DISMISS, InteractionType.HIDE, InteractionT
 
 def interest_category_ids(*, user_id: int) -> set[int]:
     return set(UserInterest.objects.filter(user_id=user_id).values_list("category_id", flat=True))
+
+
+def never_again_query(*, user_id: int) -> QuerySet:
+    """Ids of items the user dismissed, hid or read, as a lazy query."""
+    return ExperienceInteraction.objects.filter(
+        user_id=user_id, interaction_type__in=NEVER_AGAIN_TYPES
+    ).values_list("item_id", flat=True)
 
 
 def never_again_item_ids(*, user_id: int) -> set[int]:

@@ -213,8 +213,14 @@ def _decayed_now(values: Iterable[float | None], factor: float) -> list[float]:
     return [(v or 0.0) * factor for v in values]
 
 
-def item_signals(item_ids: Sequence[int], *, now: datetime) -> dict[int, ItemSignals]:
-    """Signals of ``item_ids`` at ``now``: one pipelined round trip."""
+def item_signals(
+    item_ids: Sequence[int], *, now: datetime, with_counts: bool = True
+) -> dict[int, ItemSignals]:
+    """Signals of ``item_ids`` at ``now``: one pipelined round trip.
+
+    ``with_counts=False`` skips the lifetime counts (one command per item), which ranking
+    does not use; the decayed sums and first-seen times are always read.
+    """
     ids = list(dict.fromkeys(item_ids))
     if not ids:
         return {}
@@ -223,15 +229,17 @@ def item_signals(item_ids: Sequence[int], *, now: datetime) -> dict[int, ItemSig
     epoch = decay.epoch(ts)
     epochs = (epoch, epoch - 1)
     pipe = _client().pipeline(transaction=False)
-    for item_id in ids:
-        pipe.hgetall(keys.item_counts(item_id))
+    if with_counts:
+        for item_id in ids:
+            pipe.hgetall(keys.item_counts(item_id))
     for kind_name in ("clicks", "expected"):
         for e in epochs:
             pipe.zmscore(keys.decayed(kind_name, decay.half_life_hours, e), [str(i) for i in ids])
     pipe.hmget(keys.item_first_seen(), ids)
     replies = pipe.execute()
-    counts = replies[: len(ids)]
-    c_cur, c_prev, x_cur, x_prev, first = replies[len(ids) :]
+    n = len(ids) if with_counts else 0
+    counts = replies[:n] if with_counts else [{}] * len(ids)
+    c_cur, c_prev, x_cur, x_prev, first = replies[n:]
     factors = [decay.to_now(e, ts) for e in epochs]
     clicks_now = [
         a + b

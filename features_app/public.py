@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -63,10 +65,13 @@ def events_ingest(events: Sequence[EventIn]) -> IngestResult:
     return services.events_ingest(events)
 
 
-def item_signals(item_ids: Sequence[int], *, now: datetime) -> dict[int, ItemSignals]:
-    """Popularity signals of items at ``now``. Raises ``redis.RedisError`` when Redis is
-    unreachable; see :func:`item_signals_from_log` for the degraded path."""
-    return counters.item_signals(item_ids, now=now)
+def item_signals(
+    item_ids: Sequence[int], *, now: datetime, with_counts: bool = True
+) -> dict[int, ItemSignals]:
+    """Popularity signals of items at ``now`` (``with_counts=False``: decayed sums and first
+    seen only, cheaper). Raises ``redis.RedisError`` when Redis is unreachable; see
+    :func:`item_signals_from_log` for the degraded path."""
+    return counters.item_signals(item_ids, now=now, with_counts=with_counts)
 
 
 def user_profile(user_id: int) -> UserProfile:
@@ -95,8 +100,21 @@ def trending_from_log(*, now: datetime, limit: int) -> list[tuple[int, float]]:
 
 
 def co_read(item_id: int, *, since: datetime, limit: int) -> list[int]:
-    """Items most often engaged with by recent readers of ``item_id`` (co-reading)."""
-    return fallback.co_read(item_id, since=since, limit=limit)
+    """Items most often engaged with by recent readers of ``item_id`` (co-reading).
+
+    Shared by every user whose anchor is this item: kept in Redis for ten minutes.
+    """
+    key = keys.co_read(item_id)
+    try:
+        cached = inbo_redis.state().get(key)
+    except redis.RedisError:
+        return fallback.co_read(item_id, since=since, limit=limit)
+    if cached is not None:
+        return [int(i) for i in json.loads(cached)][:limit]
+    found = fallback.co_read(item_id, since=since, limit=limit)
+    with contextlib.suppress(redis.RedisError):
+        inbo_redis.state().set(key, json.dumps(found), ex=keys.CO_READ_TTL_SECONDS)
+    return found
 
 
 def last_engaged_item_id(user_id: int, *, since: datetime) -> int | None:

@@ -166,3 +166,11 @@ def feed_generation(user_id: int) -> str:
 
 
 FEED_GENERATION_TTL_SECONDS = 86400
+
+
+CO_READ_TTL_SECONDS = 600
+
+
+def co_read(item_id: int) -> str:
+    """JSON list of items most engaged with by an item's recent readers. TTL: 10 minutes."""
+    return _key("features", "co_read", item_id, 1)

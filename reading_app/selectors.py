@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -56,11 +57,37 @@ def progress_for(*, user_id: int, item_id: int) -> ReadingProgress | None:
     )
 
 
-def item_facets(item_ids: Iterable[int]) -> dict[int, ItemFacets]:
-    """Provider, categories and publication time of items, in two queries."""
+# Facets change rarely (provider, categories, publication, status) and every feed build
+# needs hundreds of them: each process keeps them for a short while.
+FACETS_TTL_SECONDS = 60.0
+FACETS_CACHE_MAX = 200_000
+_facets_cache: dict[int, tuple[float, ItemFacets]] = {}
+
+
+def facets_cache_clear() -> None:
+    """Forget this process's cached facets (tests; after bulk edits in a shell)."""
+    _facets_cache.clear()
+
+
+def item_facets(item_ids: Iterable[int], *, cached: bool = False) -> dict[int, ItemFacets]:
+    """Provider, categories and publication time of items, in two queries.
+
+    ``cached=True`` serves facets read in this process within the last minute (for the
+    feed; an unpublished item may be seen as available for that long).
+    """
     ids = list(set(item_ids))
     if not ids:
         return {}
+    result: dict[int, ItemFacets] = {}
+    if cached:
+        now = time.monotonic()
+        for item_id in ids:
+            hit = _facets_cache.get(item_id)
+            if hit is not None and hit[0] > now:
+                result[item_id] = hit[1]
+        ids = [i for i in ids if i not in result]
+        if not ids:
+            return result
     rows = Item.objects.filter(id__in=ids).values_list(
         "id", "provider_id", "published_at", "status"
     )
@@ -69,7 +96,7 @@ def item_facets(item_ids: Iterable[int]) -> dict[int, ItemFacets]:
         "item_id", "category_id"
     ):
         cats.setdefault(item_id, []).append(category_id)
-    return {
+    fetched = {
         item_id: ItemFacets(
             item_id=item_id,
             provider_id=provider_id,
@@ -79,6 +106,13 @@ def item_facets(item_ids: Iterable[int]) -> dict[int, ItemFacets]:
         )
         for item_id, provider_id, published_at, status in rows
     }
+    if cached:
+        if len(_facets_cache) > FACETS_CACHE_MAX:
+            _facets_cache.clear()
+        expires = time.monotonic() + FACETS_TTL_SECONDS
+        _facets_cache.update((k, (expires, v)) for k, v in fetched.items())
+    result.update(fetched)
+    return result
 
 
 def subscribed_provider_ids(*, user_id: int) -> set[int]:
@@ -89,12 +123,15 @@ def subscribed_provider_ids(*, user_id: int) -> set[int]:
     )
 
 
-def completed_item_ids(*, user_id: int) -> set[int]:
-    return set(
-        ReadingProgress.objects.filter(user_id=user_id, completed_at__isnull=False).values_list(
-            "item_id", flat=True
-        )
+def completed_item_ids_query(*, user_id: int) -> QuerySet:
+    """The ids of items the user read to the end, as a query (to combine with others)."""
+    return ReadingProgress.objects.filter(user_id=user_id, completed_at__isnull=False).values_list(
+        "item_id", flat=True
     )
+
+
+def completed_item_ids(*, user_id: int) -> set[int]:
+    return set(completed_item_ids_query(user_id=user_id))
 
 
 def in_progress(*, user_id: int, since: datetime, limit: int) -> list[tuple[int, float]]:

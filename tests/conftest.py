@@ -6,6 +6,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from reading_app.selectors import facets_cache_clear
 from tests.factories import UserFactory
 
 
@@ -17,6 +18,7 @@ def _clean_redis(request):
     from inbo import redis as inbo_redis
 
     inbo_redis.reset_clients()
+    facets_cache_clear()
     try:
         inbo_redis.state().flushdb()
         cache.clear()

@@ -56,3 +56,18 @@ def test_unknown_parent_category_and_provider_are_reported():
     _world()
     with pytest.raises(InvalidInput):
         catalog.providers_upsert([ProviderIn("ext:p2", "p2", "P2", category_slugs=("nope",))])
+
+
+def test_cached_facets_are_served_without_queries(django_assert_num_queries):
+    from reading_app import selectors
+    from tests.factories import ItemFactory
+
+    item = ItemFactory()
+    with django_assert_num_queries(2):
+        first = selectors.item_facets([item.id], cached=True)
+    with django_assert_num_queries(0):
+        assert selectors.item_facets([item.id], cached=True) == first
+    Item.objects.filter(id=item.id).update(status=Item.Status.UNAVAILABLE)
+    assert selectors.item_facets([item.id])[item.id].available is False  # uncached: fresh
+    selectors.facets_cache_clear()
+    assert selectors.item_facets([item.id], cached=True)[item.id].available is False
