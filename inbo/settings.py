@@ -299,6 +299,10 @@ EXPERIENCE_SECTION_PAGE_SIZE = env_int("EXPERIENCE_SECTION_PAGE_SIZE", 10)
 EXPERIENCE_SECTION_MAX_ITEMS = env_int("EXPERIENCE_SECTION_MAX_ITEMS", 50)
 EXPERIENCE_FEED_CACHE_SECONDS = env_int("EXPERIENCE_FEED_CACHE_SECONDS", 300)
 
+# --- Benchmark --------------------------------------------------------------------------
+# Route the benchmark-only endpoints (GET /api/v1/_bench/ceiling/). Only `make bench` sets it.
+INBO_BENCH_ENDPOINTS = env_bool("INBO_BENCH_ENDPOINTS", False)
+
 # --- Logging: one line per event, named events, no personal data ------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

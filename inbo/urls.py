@@ -1,5 +1,6 @@
 """Root URLs: the versioned API, its schema and docs, admin, health and metrics."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -13,6 +14,9 @@ api_v1 = [
     path("", include("reading_app.api.urls")),
     path("", include("experience_app.api.urls")),
 ]
+if settings.INBO_BENCH_ENDPOINTS:
+    # Benchmark-only endpoints (`make bench`, docs/BENCHMARKS.md); never routed otherwise.
+    api_v1.append(path("_bench/", include("inbo.api.bench")))
 
 urlpatterns = [
     path("api/v1/", include((api_v1, "v1"), namespace="v1")),

@@ -1,0 +1,666 @@
+"""Measure the home feed, ingestion and the ceiling endpoint on loopback, in one run.
+
+    python -m bench.load        (after python -m bench.seed_world; ``make bench`` runs both)
+
+Starts the real app under gunicorn on ``BENCH_BIND`` (127.0.0.1:8765) with the benchmark's
+database and Redis, drives it with wrk (Lua scripts in bench/wrk/ rotate the users' tokens)
+and stops it at the end. Phases, in order:
+
+1. ``ceiling`` — ``GET /api/v1/_bench/ceiling/``: token auth and one cached Redis value;
+2. ``home_cold`` — ``GET /api/v1/experience/home/``, every request a different user whose
+   cached feed was deleted first, at one connection per core (latency with the cores busy
+   but no queueing), then ``home_cold_saturated`` at the full connection count;
+3. ``home_warm`` — the same endpoint for a fixed set of users whose feeds were built first,
+   so every request is a cache hit (checked with the feed cache's hit/miss counters);
+4. ``ingest`` — ``POST /api/v1/experience/interactions/``, batches of fresh interactions,
+   with the server restarted as ONE worker process (4 threads, as the image runs it).
+
+Prints a table with the ratios to the ceiling and writes var/bench/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import ROOT, VAR, env_int, say, setup_django
+
+BIND = os.environ.get("BENCH_BIND", "127.0.0.1:8765")
+BASE = f"http://{BIND}"
+CEILING = "/api/v1/_bench/ceiling/"
+HOME = "/api/v1/experience/home/"
+INTERACTIONS = "/api/v1/experience/interactions/"
+CPUS = os.cpu_count() or 1
+
+# Two sync workers per core (docs/BENCHMARKS.md, "Server"): with a few keep-alive
+# connections, gthread workers split them unevenly (one process can hold most of them and
+# its GIL caps it at one core), which made runs bimodal; sync workers take one request at
+# a time and always share the load.
+WORKERS = env_int("BENCH_WORKERS", 2 * CPUS)
+THREADS = env_int("BENCH_THREADS", 1)
+INGEST_THREADS = env_int("BENCH_INGEST_THREADS", 4)  # one process, as the image runs it
+CONNECTIONS = env_int("BENCH_CONNECTIONS", 16)
+COLD_CONNECTIONS = env_int("BENCH_COLD_CONNECTIONS", CPUS)  # one request per core
+DURATION = env_int("BENCH_DURATION", 20)
+COLD_DURATION = env_int("BENCH_COLD_DURATION", 20)
+WARMUP = env_int("BENCH_WARMUP", 3)
+WARM_USERS = env_int("BENCH_WARM_USERS", 200)
+INGEST_BATCH = env_int("BENCH_INGEST_BATCH", 100)
+INGEST_WORKERS = 1  # the target is per web process
+WRK_THREADS = env_int("BENCH_WRK_THREADS", 1)
+
+TARGETS = {
+    "warm_home_rps_vs_ceiling": 0.60,
+    "cold_home_p95_ms": 100.0,
+    "ingest_events_per_s": 2000.0,
+}
+
+
+# --- the server ----------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """gunicorn serving inbo.wsgi on loopback, as the container image runs it."""
+
+    workers: int
+    threads: int
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        return [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "inbo.wsgi:application",
+            "--bind",
+            BIND,
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--worker-class",
+            "gthread" if self.threads > 1 else "sync",
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "5",
+            "--backlog",
+            "2048",
+            "--worker-tmp-dir",
+            "/dev/shm",
+            "--no-control-socket",
+            "--log-level",
+            "warning",
+        ]
+
+    def start(self) -> None:
+        log = open(VAR / "gunicorn.log", "a")  # noqa: SIM115 - closed with the process
+        log.write(f"--- {datetime.now(UTC).isoformat()} {' '.join(self.command())}\n")
+        log.flush()
+        self.proc = subprocess.Popen(
+            self.command(),
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"bench: gunicorn exited; see {VAR / 'gunicorn.log'}")
+            try:
+                with urllib.request.urlopen(f"{BASE}/health/live/", timeout=1) as response:
+                    if response.status == 200 and len(self.worker_pids()) == self.workers:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise SystemExit("bench: gunicorn did not answer within 30 s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def worker_pids(self) -> list[int]:
+        assert self.proc is not None
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                pids.append(int(entry.name))
+        return pids
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the master and its workers so far."""
+        assert self.proc is not None
+        return sum(_process_cpu(pid) for pid in [self.proc.pid, *self.worker_pids()])
+
+
+# --- the load generator --------------------------------------------------------------
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _postgres_pids() -> list[int]:
+    """The PostgreSQL backends serving the benchmark database (the app's connections)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass
+class CpuSnapshot:
+    wrk: float
+    app: float
+    postgres: dict[int, float]
+    redis: float
+    machine: tuple[int, int]
+
+
+def cpu_snapshot(server: Server) -> CpuSnapshot:
+    from inbo import redis as inbo_redis
+
+    redis_pid = int(inbo_redis.state().info("server")["process_id"])
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished children: the wrk runs
+    return CpuSnapshot(
+        wrk=usage.ru_utime + usage.ru_stime,
+        app=server.cpu_seconds(),
+        postgres={pid: _process_cpu(pid) for pid in _postgres_pids()},
+        redis=_process_cpu(redis_pid),
+        machine=_machine_cpu(),
+    )
+
+
+def cpu_used(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """CPU seconds each part used between two snapshots; ``busy`` is the whole machine's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return {
+        "wrk": after.wrk - before.wrk,
+        "app": after.app - before.app,
+        "postgres": sum(c - before.postgres.get(p, 0.0) for p, c in after.postgres.items()),
+        "redis": after.redis - before.redis,
+        "busy": (after.machine[0] - before.machine[0]) / tick,
+    }
+
+
+def cpu_shares(used: dict[str, float], seconds: float) -> dict[str, float]:
+    """Each part's CPU as a percentage of the whole machine (all cores) over ``seconds``.
+
+    ``rest`` is everything else that was busy meanwhile: PostgreSQL's parallel query
+    workers (short-lived processes, gone before they can be attributed), other databases'
+    backends, other people's processes on a shared machine.
+    """
+    parts = ("wrk", "app", "postgres", "redis")
+    out = {k: round(100 * used[k] / seconds / CPUS, 1) for k in parts}
+    out["machine"] = round(100 * used["busy"] / seconds / CPUS, 1)
+    out["rest"] = round(max(0.0, out["machine"] - sum(out[k] for k in parts)), 1)
+    return out
+
+
+def wrk(
+    server: Server,
+    path: str,
+    script: str,
+    args: list[str],
+    *,
+    connections: int,
+    duration: int,
+) -> dict:
+    """One wrk run; its figures, plus the CPU the client and the server used meanwhile."""
+    threads = max(1, min(WRK_THREADS, connections))
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        f"bench/wrk/{script}",
+        BASE + path,
+        "--",
+        *args,
+        str(threads),
+    ]
+    before = cpu_snapshot(server)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    used = cpu_used(before, cpu_snapshot(server))
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"bench: wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    seconds = raw["duration_us"] / 1e6
+    latency = {k: v / 1000 for k, v in raw["latency_us"].items()}
+    errors = sum(raw["errors"].values())
+    return {
+        "requests": raw["requests"],
+        "seconds": round(seconds, 2),
+        "rps": round(raw["requests"] / seconds, 1),
+        "p50_ms": round(latency["p50"], 2),
+        "p90_ms": round(latency["p90"], 2),
+        "p95_ms": round(latency["p95"], 2),
+        "p99_ms": round(latency["p99"], 2),
+        "max_ms": round(latency["max"], 2),
+        "mean_ms": round(latency["mean"], 2),
+        "errors": errors,
+        "errors_detail": raw["errors"],
+        "connections": connections,
+        "client_threads": threads,
+        # Shares of the whole machine (all cores) while the run lasted, and the CPU time
+        # one request cost the app, PostgreSQL and Redis (robust to a busy machine).
+        "cpu_pct": cpu_shares(used, seconds),
+        "cpu_ms_per_request": {
+            k: round(1000 * used[k] / max(raw["requests"], 1), 2)
+            for k in ("app", "postgres", "redis")
+        },
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+# --- the world and its state ---------------------------------------------------------
+
+
+def bench_users() -> list[tuple[int, str]]:
+    """(user id, token) of every bench user, by id."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    users = get_user_model().objects.filter(username__startswith="bench_user_")
+    rows = Token.objects.filter(user__in=users).order_by("user_id").values_list("user_id", "key")
+    return [(int(u), str(k)) for u, k in rows]
+
+
+def published_item_ids() -> list[int]:
+    from reading_app.public import recent_item_ids
+
+    since = datetime.fromtimestamp(0, UTC)
+    return recent_item_ids(since=since, limit=1_000_000)
+
+
+def forget_feeds(user_ids: list[int]) -> None:
+    """Delete cached feeds (a user without one gets a freshly built feed on the next call)
+    and the served-feed buffer (Celery beat, which drains it, does not run here)."""
+    from inbo import keys
+    from inbo import redis as inbo_redis
+
+    client = inbo_redis.state()
+    for start in range(0, len(user_ids), 5000):
+        client.delete(*[keys.feed(u) for u in user_ids[start : start + 5000]])
+    client.delete(keys.served_buffer())
+
+
+def forget_snapshots() -> int:
+    from inbo import keys
+    from inbo import redis as inbo_redis
+
+    client = inbo_redis.state()
+    found = list(client.scan_iter(match=keys.feed_snapshot("*", "*"), count=5000))  # type: ignore[arg-type]
+    for start in range(0, len(found), 5000):
+        client.delete(*found[start : start + 5000])
+    return len(found)
+
+
+def cached_feeds(user_ids: list[int]) -> int:
+    from inbo import keys
+    from inbo import redis as inbo_redis
+
+    pipe = inbo_redis.state().pipeline(transaction=False)
+    for u in user_ids:
+        pipe.exists(keys.feed(u))
+    return sum(pipe.execute())
+
+
+def cache_stats() -> dict[str, int]:
+    from inbo import keys
+    from inbo import redis as inbo_redis
+
+    raw = inbo_redis.state().hgetall(keys.feed_cache_stats())
+    return {"hit": int(raw.get("hit", 0)), "miss": int(raw.get("miss", 0))}
+
+
+def interactions_stored() -> int:
+    from django.apps import apps
+    from django.db import connection
+
+    table = apps.get_model("experience_app.ExperienceInteraction")._meta.db_table
+    with connection.cursor() as cursor:
+        # The planner's estimate would be wrong right after a bulk insert: count exactly.
+        cursor.execute(f"SELECT count(*) FROM {table}")
+        return int(cursor.fetchone()[0])
+
+
+def get(path: str, token: str) -> int:
+    request = urllib.request.Request(BASE + path, headers={"Authorization": f"Token {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+        return response.status
+
+
+def write_lines(name: str, values: list) -> str:
+    path = VAR / name
+    path.write_text("".join(f"{v}\n" for v in values))
+    return str(path)
+
+
+# --- the phases ----------------------------------------------------------------------
+
+
+def run_ceiling(server: Server, tokens_file: str) -> dict:
+    say("ceiling: GET /api/v1/_bench/ceiling/")
+    args = [tokens_file]
+    wrk(server, CEILING, "get.lua", args, connections=CONNECTIONS, duration=WARMUP)
+    return wrk(server, CEILING, "get.lua", args, connections=CONNECTIONS, duration=DURATION)
+
+
+def run_cold(server: Server, users: list[tuple[int, str]], connections: int, name: str) -> dict:
+    say(f"{name}: GET home, a different user with no cached feed every request, c={connections}")
+    forget_feeds([u for u, _ in users])
+    tokens_file = write_lines(f"tokens_{name}.txt", [t for _, t in users])
+    before = cache_stats()
+    result = wrk(
+        server, HOME, "get.lua", [tokens_file], connections=connections, duration=COLD_DURATION
+    )
+    after = cache_stats()
+    result["cache_hits"] = after["hit"] - before["hit"]
+    result["cache_misses"] = after["miss"] - before["miss"]
+    result["distinct_users"] = min(result["requests"], len(users))
+    if result["requests"] > len(users):
+        say(f"  warning: {result['requests']} requests over {len(users)} users: some were warm")
+    return result
+
+
+def run_warm(server: Server, users: list[tuple[int, str]]) -> dict:
+    say(f"home_warm: GET home for {len(users)} users whose feeds are cached")
+    ids = [u for u, _ in users]
+    forget_feeds(ids)
+    began = time.monotonic()
+    with ThreadPoolExecutor(max_workers=WORKERS * 2) as pool:
+        statuses = list(pool.map(lambda t: get(HOME, t), [t for _, t in users]))
+    if set(statuses) != {200}:
+        raise SystemExit(f"bench: priming home answered {sorted(set(statuses))}")
+    primed = cached_feeds(ids)
+    say(f"  primed {primed}/{len(ids)} feeds in {time.monotonic() - began:.1f}s")
+    tokens_file = write_lines("tokens_warm.txt", [t for _, t in users])
+    wrk(server, HOME, "get.lua", [tokens_file], connections=CONNECTIONS, duration=WARMUP)
+    before = cache_stats()
+    result = wrk(server, HOME, "get.lua", [tokens_file], connections=CONNECTIONS, duration=DURATION)
+    after = cache_stats()
+    result["cache_hits"] = after["hit"] - before["hit"]
+    result["cache_misses"] = after["miss"] - before["miss"]
+    result["distinct_users"] = len(users)
+    forget_feeds(ids)
+    return result
+
+
+def run_ingest(server: Server, users: list[tuple[int, str]], items: list[int]) -> dict:
+    say(
+        f"ingest: POST batches of {INGEST_BATCH} interactions, 1 worker process x "
+        f"{INGEST_THREADS} threads"
+    )
+    tokens_file = write_lines("tokens_ingest.txt", [t for _, t in users])
+    items_file = write_lines("items.txt", items)
+    nonce = random.SystemRandom().getrandbits(32)
+
+    def args(salt: int) -> list[str]:
+        return [tokens_file, items_file, str(INGEST_BATCH), str((nonce + salt) % 2**32)]
+
+    wrk(server, INTERACTIONS, "ingest.lua", args(0), connections=CONNECTIONS, duration=WARMUP)
+    time.sleep(1)
+    before = interactions_stored()
+    result = wrk(
+        server, INTERACTIONS, "ingest.lua", args(1), connections=CONNECTIONS, duration=DURATION
+    )
+    time.sleep(2)  # requests still in flight when wrk stopped
+    stored = interactions_stored() - before
+    result["batch"] = INGEST_BATCH
+    result["events_sent"] = result["requests"] * INGEST_BATCH
+    result["events_stored"] = stored
+    result["events_per_s"] = round(result["events_sent"] / result["seconds"], 1)
+    forget_feeds([u for u, _ in users])
+    return result
+
+
+# --- report --------------------------------------------------------------------------
+
+
+def ratios(figures: dict) -> dict:
+    ceiling = figures["ceiling"]
+    out = {}
+    for name in ("home_warm", "home_cold", "home_cold_saturated"):
+        f = figures[name]
+        out[f"{name}_rps_vs_ceiling"] = round(f["rps"] / ceiling["rps"], 3)
+        out[f"{name}_p50_vs_ceiling"] = round(f["p50_ms"] / ceiling["p50_ms"], 2)
+        out[f"{name}_p95_vs_ceiling"] = round(f["p95_ms"] / ceiling["p95_ms"], 2)
+    out["ingest_rps_vs_ceiling"] = round(figures["ingest"]["rps"] / ceiling["rps"], 3)
+    # The same comparison by CPU cost (app + PostgreSQL + Redis per request): what the
+    # throughput ratio would be on an otherwise idle machine, whatever else ran meanwhile.
+    cost = {name: sum(f["cpu_ms_per_request"].values()) for name, f in figures.items()}
+    for name in ("home_warm", "home_cold"):
+        out[f"{name}_cpu_cost_ratio"] = round(cost["ceiling"] / max(cost[name], 1e-9), 3)
+    return out
+
+
+def targets(figures: dict, ratio: dict) -> list[dict]:
+    measured = {
+        "warm_home_rps_vs_ceiling": ratio["home_warm_rps_vs_ceiling"],
+        "cold_home_p95_ms": figures["home_cold"]["p95_ms"],
+        "ingest_events_per_s": figures["ingest"]["events_per_s"],
+    }
+    out = []
+    for name, target in TARGETS.items():
+        value = measured[name]
+        met = value < target if name.endswith("_ms") else value >= target
+        out.append({"name": name, "target": target, "measured": value, "met": met})
+    return out
+
+
+def table(results: dict) -> str:
+    f, r = results["figures"], results["ratios"]
+    rows = [
+        ("ceiling", f["ceiling"], "1.00"),
+        ("home warm", f["home_warm"], f"{r['home_warm_rps_vs_ceiling']:.2f}"),
+        ("home cold", f["home_cold"], f"{r['home_cold_rps_vs_ceiling']:.2f}"),
+        (
+            "home cold sat.",
+            f["home_cold_saturated"],
+            f"{r['home_cold_saturated_rps_vs_ceiling']:.2f}",
+        ),
+        ("ingest (1 proc)", f["ingest"], f"{r['ingest_rps_vs_ceiling']:.2f}"),
+    ]
+    head = (
+        f"{'phase':<16}{'conns':>6}{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'p99 ms':>9}{'errors':>7}{'vs ceil':>8}  cpu % wrk/app/pg/redis/rest  app cpu ms/req"
+    )
+    lines = [head, "-" * len(head)]
+    for name, x, ratio in rows:
+        cpu = x["cpu_pct"]
+        lines.append(
+            f"{name:<16}{x['connections']:>6}{x['requests']:>10,}{x['rps']:>9,.1f}"
+            f"{x['p50_ms']:>9.1f}{x['p95_ms']:>9.1f}{x['p99_ms']:>9.1f}{x['errors']:>7}"
+            f"{ratio:>8}  {cpu['wrk']:.0f}/{cpu['app']:.0f}/{cpu['postgres']:.0f}"
+            f"/{cpu['redis']:.0f}/{cpu['rest']:.0f}"
+            f"{x['cpu_ms_per_request']['app']:>11.2f}"
+        )
+    ingest = f["ingest"]
+    lines.append("")
+    lines.append(
+        f"ingestion: {ingest['events_per_s']:,.0f} events/s from one web process "
+        f"({ingest['batch']} per batch; {ingest['events_sent']:,} sent, "
+        f"{ingest['events_stored']:,} stored)"
+    )
+    lines.append(
+        f"by CPU cost per request (app+pg+redis): home warm {r['home_warm_cpu_cost_ratio']:.2f}"
+        f" of the ceiling, home cold {r['home_cold_cpu_cost_ratio']:.3f}"
+    )
+    warm, cold = f["home_warm"], f["home_cold"]
+    lines.append(
+        f"feed cache: warm run {warm['cache_hits']:,} hits / {warm['cache_misses']:,} misses; "
+        f"cold run {cold['cache_hits']:,} hits / {cold['cache_misses']:,} misses"
+    )
+    lines.append("")
+    lines.append("targets:")
+    for t in results["targets"]:
+        lines.append(
+            f"  {'MET ' if t['met'] else 'MISS'} {t['name']}: {t['measured']:,} "
+            f"(target {'<' if t['name'].endswith('_ms') else '>='} {t['target']:,})"
+        )
+    return "\n".join(lines)
+
+
+def environment(env: dict[str, str], world: dict) -> dict:
+    from django.db import connection
+
+    from inbo import redis as inbo_redis
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        pg = cursor.fetchone()[0]
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+    return {
+        "cpus": CPUS,
+        "python": platform.python_version(),
+        "postgresql": pg,
+        "redis": inbo_redis.state().info("server")["redis_version"],
+        "wrk": wrk_version.splitlines()[0] if wrk_version else "wrk",
+        "git_head": git,
+        "git_modified": sorted(line[3:] for line in dirty if line.strip()),
+        "database": env["DATABASE_URL"].rsplit("/", 1)[-1],
+        "redis_dbs": {
+            role: env[f"REDIS_{role}_URL"].rsplit("/", 1)[-1]
+            for role in ("BROKER", "CACHE", "STATE")
+        },
+        "world": world,
+    }
+
+
+def main() -> None:
+    env = setup_django()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is not installed (apt-get install -y wrk)")
+    VAR.mkdir(parents=True, exist_ok=True)
+    from bench.seed_world import world_summary
+
+    users = bench_users()
+    items = published_item_ids()
+    world = world_summary()
+    if not users or not items:
+        raise SystemExit("bench: no world; run python -m bench.seed_world first")
+    rng = random.Random(7)
+    shuffled = users[:]
+    rng.shuffle(shuffled)
+    warm_users = shuffled[:WARM_USERS]
+    cold_users = shuffled[WARM_USERS:]
+    half = len(cold_users) // 2
+    say(
+        f"{len(users):,} users, {len(items):,} published items; gunicorn {WORKERS} workers x "
+        f"{THREADS} thread(s) on {BIND}; wrk {WRK_THREADS} thread, {CONNECTIONS} connections "
+        f"({COLD_CONNECTIONS} for cold latency), {DURATION}s runs"
+    )
+    figures: dict[str, dict] = {}
+    server = Server(WORKERS, THREADS, env)
+    try:
+        server.start()
+        figures["ceiling"] = run_ceiling(
+            server, write_lines("tokens_all.txt", [t for _, t in shuffled])
+        )
+        figures["home_cold"] = run_cold(server, cold_users[:half], COLD_CONNECTIONS, "home_cold")
+        figures["home_cold_saturated"] = run_cold(
+            server, cold_users[half:], CONNECTIONS, "home_cold_saturated"
+        )
+        figures["home_warm"] = run_warm(server, warm_users)
+        server.stop()
+        server = Server(INGEST_WORKERS, INGEST_THREADS, env)
+        server.start()
+        figures["ingest"] = run_ingest(server, shuffled, items)
+    finally:
+        server.stop()
+        forget_feeds([u for u, _ in users])
+        forget_snapshots()
+    results = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "server": {
+            "bind": BIND,
+            "workers": WORKERS,
+            "threads": THREADS,
+            "worker_class": "gthread" if THREADS > 1 else "sync",
+            "ingest_workers": INGEST_WORKERS,
+            "ingest_threads": INGEST_THREADS,
+        },
+        "client": {
+            "tool": "wrk",
+            "threads": WRK_THREADS,
+            "connections": CONNECTIONS,
+            "cold_connections": COLD_CONNECTIONS,
+            "duration_s": DURATION,
+            "cold_duration_s": COLD_DURATION,
+            "warmup_s": WARMUP,
+            "warm_users": len(warm_users),
+        },
+        "environment": environment(env, world),
+        "figures": figures,
+    }
+    results["ratios"] = ratios(figures)
+    results["targets"] = targets(figures, results["ratios"])
+    (VAR / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(table(results))
+    print(f"\nresults: {VAR / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
