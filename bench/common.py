@@ -72,6 +72,25 @@ def check_targets(env: dict[str, str]) -> None:
         sys.exit("bench: broker, cache and state need three different Redis databases")
 
 
+def database_name(database_url: str) -> str:
+    return urlsplit(database_url).path.lstrip("/")
+
+
+def pg_connect(database_url: str, dbname: str | None = None, **kwargs):
+    """A psycopg connection outside Django (to ``dbname`` instead, if given)."""
+    import psycopg
+
+    parts = urlsplit(database_url)
+    return psycopg.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password or None,
+        dbname=dbname or database_name(database_url),
+        **kwargs,
+    )
+
+
 def setup_django() -> dict[str, str]:
     """Point this process at the benchmark's data and start Django; returns that env."""
     env = bench_env()
