@@ -174,3 +174,14 @@ CO_READ_TTL_SECONDS = 600
 def co_read(item_id: int) -> str:
     """JSON list of items most engaged with by an item's recent readers. TTL: 10 minutes."""
     return _key("features", "co_read", item_id, 1)
+
+
+def feed_pages(user_id: int) -> str:
+    """The cached feed's first pages, as the exact JSON the home endpoint sends. Same TTL
+    and invalidation as :func:`feed`, which holds their metadata."""
+    return _key("experience", "feed_pages", user_id, 1)
+
+
+def feed_served(user_id: int) -> str:
+    """JSON of the served-log items of the cached first pages (what each hit logs)."""
+    return _key("experience", "feed_served", user_id, 1)

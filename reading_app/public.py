@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from django.db.models import QuerySet
-
 from reading_app import selectors
 from reading_app.api.serializers import ItemListSerializer
 from reading_app.contracts import (
@@ -43,7 +41,6 @@ __all__ = [
     "category_ids_by_slug",
     "category_names",
     "completed_item_ids",
-    "completed_item_ids_query",
     "in_progress",
     "item_cards",
     "item_facets",
@@ -129,12 +126,6 @@ def subscribed_provider_ids(*, user_id: int) -> set[int]:
 def completed_item_ids(*, user_id: int) -> set[int]:
     """Items the user read to the end."""
     return selectors.completed_item_ids(user_id=user_id)
-
-
-def completed_item_ids_query(*, user_id: int) -> QuerySet:
-    """Items the user read to the end, as a lazy ``values_list`` query of ids, so callers
-    can combine it with their own in one round trip (``union``)."""
-    return selectors.completed_item_ids_query(user_id=user_id)
 
 
 def in_progress(*, user_id: int, since: datetime, limit: int) -> list[tuple[int, float]]:

@@ -306,18 +306,40 @@ def _page(
 
 
 def _never_again(user_id: int) -> set[int]:
-    """Dismissed, hidden, read and completed items: filtered out even from a cached feed.
-
-    One round trip: the two apps' queries are combined with UNION.
-    """
-    query = selectors.never_again_query(user_id=user_id).union(
-        reading.completed_item_ids_query(user_id=user_id)
+    """Dismissed, hidden, read and completed items: filtered out even from a cached feed."""
+    return selectors.never_again_item_ids(user_id=user_id) | reading.completed_item_ids(
+        user_id=user_id
     )
-    return set(query)
 
 
 def _cards_without(ids: list[int], excluded: set[int]) -> dict[int, dict]:
     return {k: v for k, v in reading.item_cards([i for i in ids if i not in excluded]).items()}
+
+
+def _served_items(pages: list[dict]) -> list[dict[str, Any]]:
+    """What the served log keeps of each shown item: where, its score and its signals."""
+    return [
+        {
+            "item_id": entry["item"]["id"],
+            "section": page["key"],
+            "position": entry["position"],
+            "score": entry["score"],
+            "signals": entry["explanation"],
+        }
+        for page in pages
+        for entry in page["items"]
+    ]
+
+
+def _served_record(
+    request_id: uuid.UUID, user_id: int, now: datetime, degraded: bool, items_json: str
+) -> str:
+    # Spliced, not re-encoded: the items part is encoded once per feed build.
+    return (
+        f'{{"request_id":"{request_id}","user_id":{int(user_id)},'
+        f'"served_at":{json.dumps(now.isoformat())},"degraded":{json.dumps(degraded)},'
+        f'"items":{items_json}}}'
+    )
 
 
 def _record_served(
@@ -328,100 +350,149 @@ def _record_served(
     pages: list[dict],
     degraded: bool,
 ) -> None:
-    record = {
-        "request_id": str(request_id),
-        "user_id": user_id,
-        "served_at": now.isoformat(),
-        "degraded": degraded,
-        "items": [
-            {
-                "item_id": entry["item"]["id"],
-                "section": page["key"],
-                "position": entry["position"],
-                "score": entry["score"],
-                "signals": entry["explanation"],
-            }
-            for page in pages
-            for entry in page["items"]
-        ],
-    }
+    items = _served_items(pages)
     if pipe_or_none is not None:
-        pipe_or_none.rpush(keys.served_buffer(), json.dumps(record, separators=(",", ":")))
+        pipe_or_none.rpush(
+            keys.served_buffer(),
+            _served_record(
+                request_id, user_id, now, degraded, json.dumps(items, separators=(",", ":"))
+            ),
+        )
     else:
         ServedFeed.objects.create(
-            request_id=request_id,
-            user_id=user_id,
-            served_at=now,
-            degraded=degraded,
-            items=record["items"],
+            request_id=request_id, user_id=user_id, served_at=now, degraded=degraded, items=items
         )
 
 
-def home(user_id: int, *, now: datetime | None = None) -> dict[str, Any]:
-    """The first page of every section, from the cached feed when there is one.
+def _body(
+    request_id: uuid.UUID, meta: dict[str, Any], degraded: bool, cached: bool, pages_json: str
+) -> bytes:
+    head = json.dumps(
+        {
+            "request_id": str(request_id),
+            "generated_at": meta["generated_at"],
+            "degraded": degraded,
+            "cold_start": meta["cold_start"],
+            "cached": cached,
+        },
+        separators=(",", ":"),
+    )
+    return f'{head[:-1]},"sections":{pages_json}}}'.encode()
 
-    A cache hit costs one Redis round trip to read, two small queries (items that must
-    never come back) and one pipelined write of the served log and hit counter.
+
+def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
+    """The home response body: the first page of every section, ready to send.
+
+    A cache hit costs one Redis round trip to read (metadata, the first pages as encoded
+    JSON, their served-log items, the feedback generation), two small queries (items that
+    must never come back) and one pipelined write of the served log and hit counter; the
+    cached JSON is sent as it is unless one of its items must be taken out.
     """
     now = now or timezone.now()
     request_id = uuid.uuid4()
     client = inbo_redis.state()
-    feed: dict[str, Any] | None = None
-    generation = "0"
     redis_ok = True
+    meta: dict[str, Any] | None = None
+    pages_json = served_json = ""
+    generation = "0"
     try:
-        raw, current = client.mget(keys.feed(user_id), keys.feed_generation(user_id))
+        meta_raw, pages_raw, served_raw, current = client.mget(
+            keys.feed(user_id),
+            keys.feed_pages(user_id),
+            keys.feed_served(user_id),
+            keys.feed_generation(user_id),
+        )
         generation = str(current or "0")
-        feed = json.loads(raw) if raw else None
-        if feed is not None and feed.get("generation") != generation:
-            feed = None  # built before the user's latest feedback
+        if meta_raw and pages_raw and served_raw:
+            meta = json.loads(meta_raw)
+            pages_json, served_json = str(pages_raw), str(served_raw)
+            if meta is not None and meta.get("generation") != generation:
+                meta = None  # built before the user's latest feedback
     except redis.RedisError as exc:
         redis_ok = False
         logger.warning("experience.cache_unavailable user=%s error=%s", user_id, exc)
-    cache_hit = feed is not None
+
+    if meta is not None:
+        # Checked on every hit: feedback given while Redis was unreachable could not mark
+        # the cached feed stale, and a dismissed, read or completed item never comes back.
+        gone = _never_again(user_id) & set(meta["ids"])
+        if gone:
+            pages = json.loads(pages_json)
+            for page in pages:
+                page["items"] = [e for e in page["items"] if e["item"]["id"] not in gone]
+            pages_json = json.dumps(pages, separators=(",", ":"))
+            served_json = json.dumps(_served_items(pages), separators=(",", ":"))
+        degraded = bool(meta["degraded"])
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.hincrby(keys.feed_cache_stats(), "hit", 1)
+            pipe.rpush(
+                keys.served_buffer(),
+                _served_record(request_id, user_id, now, degraded, served_json),
+            )
+            pipe.execute()
+        except redis.RedisError:
+            ServedFeed.objects.create(
+                request_id=request_id,
+                user_id=user_id,
+                served_at=now,
+                degraded=degraded,
+                items=json.loads(served_json),
+            )
+        return _body(request_id, meta, degraded, True, pages_json)
+
+    feed = build_feed(user_id, now=now, degraded=not redis_ok)
     size = settings.EXPERIENCE_SECTION_PAGE_SIZE
-    if feed is None:
-        feed = build_feed(user_id, now=now, degraded=not redis_ok)
-        feed["generation"] = generation
-        first_ids = [e["item_id"] for s in feed["sections"] for e in s["items"][:size]]
-        feed["cards"] = {str(k): v for k, v in reading.item_cards(first_ids).items()}
-        if redis_ok and not feed["degraded"]:
-            try:
-                blob = json.dumps(feed, separators=(",", ":"))
-                pipe = client.pipeline(transaction=False)
-                pipe.set(keys.feed(user_id), blob, ex=settings.EXPERIENCE_FEED_CACHE_SECONDS)
-                pipe.set(
-                    keys.feed_snapshot(user_id, feed["version"]),
-                    blob,
-                    ex=keys.FEED_SNAPSHOT_TTL_SECONDS,
-                )
-                pipe.execute()
-            except redis.RedisError as exc:
-                redis_ok = False
-                logger.warning("experience.cache_write_failed user=%s error=%s", user_id, exc)
-    # Checked on every hit: feedback given while Redis was unreachable could not mark the
-    # cached feed stale, and a dismissed, read or completed item must never come back.
-    excluded = _never_again(user_id) if cache_hit else set()
-    cards = {int(k): v for k, v in feed["cards"].items() if int(k) not in excluded}
+    first_ids = [e["item_id"] for s in feed["sections"] for e in s["items"][:size]]
+    cards = reading.item_cards(first_ids)
     pages = [_page(feed, s, 0, cards) for s in feed["sections"]]
-    degraded = bool(feed["degraded"]) or not redis_ok
-    try:
-        if not redis_ok:
-            raise redis.RedisError("unavailable")
-        pipe = client.pipeline(transaction=False)
-        pipe.hincrby(keys.feed_cache_stats(), "hit" if cache_hit else "miss", 1)
-        _record_served(pipe, request_id, user_id, now, pages, degraded)
-        pipe.execute()
-    except redis.RedisError:
-        _record_served(None, request_id, user_id, now, pages, degraded)
-    return {
-        "request_id": str(request_id),
+    pages_json = json.dumps(pages, separators=(",", ":"))
+    served_json = json.dumps(_served_items(pages), separators=(",", ":"))
+    meta = {
+        "generation": generation,
+        "version": feed["version"],
         "generated_at": feed["generated_at"],
-        "degraded": degraded,
+        "degraded": feed["degraded"],
         "cold_start": feed["cold_start"],
-        "cached": cache_hit,
-        "sections": pages,
+        "ids": [e["item"]["id"] for page in pages for e in page["items"]],
     }
+    degraded = bool(feed["degraded"]) or not redis_ok
+    if redis_ok and not feed["degraded"]:
+        try:
+            ttl = settings.EXPERIENCE_FEED_CACHE_SECONDS
+            pipe = client.pipeline(transaction=False)
+            pipe.set(keys.feed(user_id), json.dumps(meta, separators=(",", ":")), ex=ttl)
+            pipe.set(keys.feed_pages(user_id), pages_json, ex=ttl)
+            pipe.set(keys.feed_served(user_id), served_json, ex=ttl)
+            pipe.set(
+                keys.feed_snapshot(user_id, feed["version"]),
+                json.dumps(feed, separators=(",", ":")),
+                ex=keys.FEED_SNAPSHOT_TTL_SECONDS,
+            )
+            pipe.hincrby(keys.feed_cache_stats(), "miss", 1)
+            pipe.rpush(
+                keys.served_buffer(),
+                _served_record(request_id, user_id, now, degraded, served_json),
+            )
+            pipe.execute()
+            return _body(request_id, meta, degraded, False, pages_json)
+        except redis.RedisError as exc:
+            degraded = True
+            logger.warning("experience.cache_write_failed user=%s error=%s", user_id, exc)
+    ServedFeed.objects.create(
+        request_id=request_id,
+        user_id=user_id,
+        served_at=now,
+        degraded=degraded,
+        items=json.loads(served_json),
+    )
+    return _body(request_id, meta, degraded, False, pages_json)
+
+
+def home(user_id: int, *, now: datetime | None = None) -> dict[str, Any]:
+    """The home response as a dict (see :func:`home_json`)."""
+    body: dict[str, Any] = json.loads(home_json(user_id, now=now))
+    return body
 
 
 def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = None) -> dict:
@@ -475,7 +546,7 @@ def invalidate(user_id: int) -> bool:
         pipe = inbo_redis.state().pipeline(transaction=False)
         pipe.incr(keys.feed_generation(user_id))
         pipe.expire(keys.feed_generation(user_id), keys.FEED_GENERATION_TTL_SECONDS)
-        pipe.delete(keys.feed(user_id))
+        pipe.delete(keys.feed(user_id), keys.feed_pages(user_id), keys.feed_served(user_id))
         pipe.execute()
     except redis.RedisError:
         return False
