@@ -31,7 +31,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
@@ -61,8 +60,14 @@ from features_app.public import (
     item_signals,
     user_profile,
 )
-from inbo import keys
 from inbo import redis as inbo_redis
+from inbo.scratch import (
+    ScratchBusy,
+    ScratchLock,
+    ScratchLockLost,
+    ScratchUnsafe,
+    check_scratch_url,
+)
 from reading_app.public import ItemFacets, item_facets
 
 Report = Callable[[str], None]
@@ -80,27 +85,8 @@ METHOD_LABELS = {
     POPULARITY: "popularity (cumulative clicks)",
     RECENT: "most recent (first seen)",
 }
-# The scratch database's lock. It lives in the scratch database itself: acquiring it and
-# flushing happen in one script, and releasing it is the final flush.
-LOCK_KEY = keys.evaluation_lock()
 LOCK_TTL_MS = 10 * 60 * 1000
 LOCK_RENEW_SECONDS = 60.0
-
-_ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('FLUSHDB')
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('FLUSHDB')
-return 1
-"""
 
 
 class EvaluationError(Exception):
@@ -180,62 +166,44 @@ class _Catalog:
     user_ids: dict[str, int]  # by MIND user id
 
 
-def _address(url: str) -> tuple[str, int, str]:
-    parts = urlsplit(url)
-    db = (parts.path or "/0").strip("/") or "0"
-    return (parts.hostname or "localhost", parts.port or 6379, db)
-
-
 class _ScratchLock:
-    """Holds the scratch database for one run: flushed on acquire and on release."""
+    """The scratch database's lock, with the evaluation's own error messages."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.token = uuid.uuid4().hex
-        self.renewed = time.monotonic()
-
-    def acquire(self) -> None:
-        if not self.client.eval(_ACQUIRE, 1, LOCK_KEY, self.token, LOCK_TTL_MS):
-            raise EvaluationError(
-                "Another evaluation holds the scratch Redis database (REDIS_EVAL_URL); "
-                "wait for it to finish or point REDIS_EVAL_URL at another database."
-            )
-        self.renewed = time.monotonic()
+        self._lock = ScratchLock(client, ttl_ms=LOCK_TTL_MS, renew_every=LOCK_RENEW_SECONDS)
 
     def keep(self) -> None:
         """Renew the lock now and then; fail if another run has taken it meanwhile."""
-        if time.monotonic() - self.renewed < LOCK_RENEW_SECONDS:
-            return
-        if not self.client.eval(_RENEW, 1, LOCK_KEY, self.token, LOCK_TTL_MS):
-            raise EvaluationError("Lost the scratch database lock: the run was too slow.")
-        self.renewed = time.monotonic()
-
-    def release(self) -> None:
-        self.client.eval(_RELEASE, 1, LOCK_KEY, self.token)
+        try:
+            self._lock.keep()
+        except ScratchLockLost:
+            raise EvaluationError("Lost the scratch database lock: the run was too slow.") from None
 
 
 @contextmanager
 def scratch_state(url: str) -> Iterator[_ScratchLock]:
     """Point the application-state client at the scratch database ``url`` for the block,
     holding its lock; the database is flushed before and after."""
-    protected = {
-        "REDIS_STATE_URL": settings.REDIS_STATE_URL,
-        "REDIS_CACHE_URL": settings.REDIS_CACHE_URL,
-        "REDIS_BROKER_URL": settings.REDIS_BROKER_URL,
-    }
-    for name, other in protected.items():
-        if _address(url) == _address(other):
-            raise EvaluationError(
-                f"REDIS_EVAL_URL points at the same database as {name}; the evaluation "
-                "flushes its database, so it must be one of its own."
-            )
+    try:
+        check_scratch_url(url)
+    except ScratchUnsafe as exc:
+        raise EvaluationError(
+            f"REDIS_EVAL_URL points at the same database as {exc.setting}; the evaluation "
+            "flushes its database, so it must be one of its own."
+        ) from None
     with inbo_redis.use_state_client(url) as client:
         lock = _ScratchLock(client)
-        lock.acquire()
+        try:
+            lock._lock.acquire()
+        except ScratchBusy:
+            raise EvaluationError(
+                "Another evaluation holds the scratch Redis database (REDIS_EVAL_URL); "
+                "wait for it to finish or point REDIS_EVAL_URL at another database."
+            ) from None
         try:
             yield lock
         finally:
-            lock.release()
+            lock._lock.release()
 
 
 def _tiebreak(impression_id: int, news_id: str) -> int:

@@ -21,22 +21,18 @@ lock as ``manage.py evaluate_ranking`` (``keys.evaluation_lock``), so the two ne
 from __future__ import annotations
 
 import random
-import socket
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import redis
-from django.conf import settings
 
 from features_app import counters
 from features_app.contracts import EventType
 from features_app.synthetic_activity import synthetic_world
-from inbo import keys
+from inbo import keys, scratch
 from inbo import redis as inbo_redis
 
 ITEM_THINGS = (
@@ -66,22 +62,6 @@ BATCH_EVENTS = 5000  # events per apply_events call, as a replay sends them
 NAIVE_SAMPLE = 5000  # naive keys measured with MEMORY USAGE per kind of key
 LOCK_TTL_MS = 15 * 60 * 1000
 
-_ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('FLUSHDB')
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('FLUSHDB')
-return 1
-"""
-
 
 class MemoryReportError(Exception):
     """The report cannot run (unsafe or busy scratch database)."""
@@ -90,29 +70,15 @@ class MemoryReportError(Exception):
 # --- the scratch database ------------------------------------------------------------------
 
 
-def _address(url: str) -> tuple[str, int, str]:
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    with suppress(OSError):  # unresolvable: compare the name as written
-        host = socket.gethostbyname(host)
-    db = (parts.path or "/0").strip("/") or "0"
-    return (host, parts.port or 6379, db)
-
-
 def check_scratch_url(url: str) -> None:
     """Refuse a database the application uses: the report flushes its database."""
-    protected = {
-        "REDIS_STATE_URL": settings.REDIS_STATE_URL,
-        "REDIS_CACHE_URL": settings.REDIS_CACHE_URL,
-        "REDIS_BROKER_URL": settings.REDIS_BROKER_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-    }
-    for name, other in protected.items():
-        if _address(url) == _address(other):
-            raise MemoryReportError(
-                f"{url} is the database of {name}; the report flushes its database, so it "
-                "needs a scratch one (default REDIS_EVAL_URL)."
-            )
+    try:
+        scratch.check_scratch_url(url)
+    except scratch.ScratchUnsafe as exc:
+        raise MemoryReportError(
+            f"{url} is the database of {exc.setting}; the report flushes its database, so "
+            "it needs a scratch one (default REDIS_EVAL_URL)."
+        ) from None
 
 
 @contextmanager
@@ -120,21 +86,28 @@ def scratch_database(url: str) -> Iterator[Callable[[], None]]:
     """Hold the scratch database: flushed on the way in and out. Yields ``renew()``."""
     check_scratch_url(url)
     client = redis.Redis.from_url(url, socket_timeout=30, decode_responses=True)
-    token = uuid.uuid4().hex
-    if not client.eval(_ACQUIRE, 1, keys.evaluation_lock(), token, LOCK_TTL_MS):
+    lock = scratch.ScratchLock(client, ttl_ms=LOCK_TTL_MS)
+    try:
+        lock.acquire()
+    except scratch.ScratchBusy:
+        client.close()
         raise MemoryReportError(
             "The scratch database is in use (an evaluate_ranking or another report holds its "
             "lock); wait for it, or pass another --redis-url."
-        )
+        ) from None
 
     def renew() -> None:
-        if not client.eval(_RENEW, 1, keys.evaluation_lock(), token, LOCK_TTL_MS):
-            raise MemoryReportError("Lost the scratch database's lock: the run was too slow.")
+        try:
+            lock.keep()
+        except scratch.ScratchLockLost:
+            raise MemoryReportError(
+                "Lost the scratch database's lock: the run was too slow."
+            ) from None
 
     try:
         yield renew
     finally:
-        client.eval(_RELEASE, 1, keys.evaluation_lock(), token)
+        lock.release()
         client.close()
 
 
