@@ -16,6 +16,7 @@ from django.core.management import CommandError, call_command
 
 from experience_app import evaluation, metrics
 from features_app.public import EventIn, EventType, events_ingest
+from inbo import keys
 from inbo import redis as inbo_redis
 from tests.factories import ItemFactory
 
@@ -266,13 +267,13 @@ def test_use_state_client_swaps_the_state_client_and_restores_it():
 @pytest.mark.django_db
 def test_a_second_run_cannot_share_the_scratch_database():
     client = eval_client()
-    client.set(evaluation.LOCK_KEY, "another-run", px=60_000)
+    client.set(keys.evaluation_lock(), "another-run", px=60_000)
     try:
         with pytest.raises(CommandError, match="Another evaluation"):
             run("--news", str(EVAL_NEWS), "--behaviors", str(EVAL_BEHAVIORS))
-        assert client.get(evaluation.LOCK_KEY) == "another-run"  # not flushed
+        assert client.get(keys.evaluation_lock()) == "another-run"  # not flushed
     finally:
-        client.delete(evaluation.LOCK_KEY)
+        client.delete(keys.evaluation_lock())
 
 
 @pytest.mark.django_db
