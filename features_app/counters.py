@@ -7,7 +7,7 @@ a Redis error propagates to the caller, which decides how to degrade.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -93,7 +93,7 @@ def _group_key(event: EventIn) -> object:
 
 def apply_events(
     events: Sequence[EventIn],
-    facets: dict[int, ItemFacets],
+    facets: Mapping[int, ItemFacets],
     *,
     pipe: redis.client.Pipeline | None = None,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -15,7 +15,7 @@ from django.utils import timezone
 from features_app import counters, partitions
 from features_app.contracts import EventIn, IngestResult, RecordResult
 from features_app.models import UserEvent
-from reading_app.public import item_facets
+from reading_app.public import ItemFacets, item_facets
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +88,17 @@ def events_record(events: Sequence[EventIn]) -> RecordResult:
     return RecordResult(created=len(inserted), duplicates=len(events) - len(inserted))
 
 
-def events_count(events: Sequence[EventIn]) -> bool:
-    """Apply already-stored events to the Redis counters. False if Redis is unreachable."""
+def events_count(
+    events: Sequence[EventIn], *, facets: Mapping[int, ItemFacets] | None = None
+) -> bool:
+    """Apply already-stored events to the Redis counters. False if Redis is unreachable.
+
+    ``facets`` of the events' items may be passed by a caller that already has them.
+    """
     if not events:
         return True
-    facets = item_facets([e.item_id for e in events])
+    if facets is None:
+        facets = item_facets([e.item_id for e in events])
     try:
         counters.apply_events(events, facets)
     except redis.RedisError as exc:

@@ -133,7 +133,7 @@ def interactions_record(
             ]
         )
     # After commit: counters and cache only ever reflect what PostgreSQL holds.
-    counted = features.events_count(stored)
+    counted = features.events_count(stored, facets=facets)
     if new:
         feed.invalidate(user_id)
     return BatchResult(
