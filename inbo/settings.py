@@ -267,7 +267,15 @@ X_FRAME_OPTIONS = "DENY"
 # --- Search -----------------------------------------------------------------------------
 SEARCH_BACKEND = env_str("SEARCH_BACKEND", "postgres")  # postgres | meilisearch
 MEILISEARCH_URL = env_str("MEILISEARCH_URL", "http://127.0.0.1:7700")
-MEILISEARCH_API_KEY = env_str("MEILISEARCH_API_KEY", "")
+# Local/test default: the master key scripts/meilisearch.sh and docker-compose start the server
+# with. Deployments set a scoped API key (no default there).
+_DEV_MEILISEARCH_KEY = "inbo-local-dev-master-key-0123"
+MEILISEARCH_API_KEY = env_str("MEILISEARCH_API_KEY", "" if _DEPLOYED else _DEV_MEILISEARCH_KEY)
+# Every call to the server gives up after this long (search, writes, health): a slow engine
+# degrades search to PostgreSQL instead of holding a web worker.
+MEILISEARCH_TIMEOUT_SECONDS = env_float("MEILISEARCH_TIMEOUT_SECONDS", 2.0)
+# Index names: <prefix>_items, <prefix>_providers (one server can host several deployments).
+MEILISEARCH_INDEX_PREFIX = env_str("MEILISEARCH_INDEX_PREFIX", "inbo")
 
 # --- Product knobs ----------------------------------------------------------------------
 READING_WORDS_PER_MINUTE = env_int("READING_WORDS_PER_MINUTE", 230)
