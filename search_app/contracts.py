@@ -41,7 +41,12 @@ class SearchQuery:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One matching document: its id, its relevance and highlighted snippets by field."""
+    """One matching document: its id, its relevance and highlighted snippets by field.
+
+    ``highlights`` maps a text field (``title``, ``summary``, ``body``) to a snippet in which
+    the document's text is HTML-escaped and matches are wrapped in ``<mark>…</mark>``; only
+    fields with at least one match are present (none for an empty query).
+    """
 
     id: int
     score: float = 0.0
@@ -56,11 +61,33 @@ class SearchResult:
     corrected_query: str | None = None  # set when unknown words were corrected
     backend: str = ""
     degraded: bool = False  # answered by the fallback because the engine was down
+    search_id: str | None = None  # set by the search service once the search is logged
+
+
+# The keys of ``Document.fields``, built by ``search_app.services.documents`` from the
+# catalog. Text, weighted in this order: ``title`` > ``provider`` (the provider's name) >
+# ``summary`` > ``body`` (an excerpt). Filters and facets: ``categories`` (slugs of the
+# document's categories and of their parents, so a parent matches its subcategories'
+# documents), ``provider_slug``, ``language``, ``published_at`` (aware datetime; None for
+# providers). ``provider_id`` is informative. Providers: ``title`` is the name, ``summary``
+# the description, ``provider``/``provider_slug`` themselves, ``body`` empty.
+DOCUMENT_FIELDS = (
+    "title",
+    "provider",
+    "provider_slug",
+    "provider_id",
+    "summary",
+    "body",
+    "categories",
+    "language",
+    "published_at",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """What a backend indexes for one item or provider (built from the catalog)."""
+    """What a backend indexes for one item or provider (built from the catalog); the keys
+    of ``fields`` are :data:`DOCUMENT_FIELDS`."""
 
     doc_type: DocType
     id: int

@@ -36,7 +36,11 @@ class SearchBackend(abc.ABC):
         self, documents: Callable[[DocType], Sequence[Document]], *, progress=None
     ) -> dict[str, int]:
         """Rebuild every index from scratch with zero downtime for searchers (build a new
-        index, then swap). Returns documents indexed per doc type."""
+        index, then swap). Returns documents indexed per doc type.
+
+        ``documents(doc_type)`` is a lazy sequence: ``len()`` is cheap, slicing returns
+        another lazy sequence, iterating reads the catalog in batches. ``progress``, when
+        given, is called as ``progress(doc_type, done, total)`` as batches are written."""
 
     @abc.abstractmethod
     def health(self) -> BackendHealth:
