@@ -18,18 +18,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import html
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
-from datetime import time as dtime
-from decimal import Decimal
 from typing import Any, cast
 
 import meilisearch
@@ -42,69 +36,37 @@ from meilisearch.errors import (
 )
 
 from search_app.backends.base import BackendUnavailable, SearchBackend
-from search_app.contracts import (
-    BackendHealth,
-    DocType,
-    Document,
-    Hit,
-    SearchQuery,
-    SearchResult,
-    Sort,
+from search_app.backends.meilisearch_index import (
+    BUILD_MARK,
+    FACETS,
+    HIGHLIGHT_POST,
+    HIGHLIGHT_PRE,
+    INDEX_SETTINGS,
+    PRIMARY_KEY,
+    chunks,
+    highlights,
+    payload,
+    quote,
+    same_settings,
+    search_params,
+    settings_hash,
 )
+from search_app.contracts import BackendHealth, DocType, Document, Hit, SearchQuery, SearchResult
+
+__all__ = [
+    "HIGHLIGHT_POST",
+    "HIGHLIGHT_PRE",
+    "INDEX_SETTINGS",
+    "IndexingFailed",
+    "IndexingUnknown",
+    "MeilisearchBackend",
+    "payload",
+    "quote",
+]
 
 log = logging.getLogger(__name__)
 
-PRIMARY_KEY = "id"
-BATCH_SIZE = 5_000  # documents per add request (well under the 100 MB payload limit)
-BUILD_MARK = "__build_"  # <live uid>__build_<settings hash>_<random>: an index being rebuilt
-
-HIGHLIGHT_PRE = "<mark>"
-HIGHLIGHT_POST = "</mark>"
-# Meilisearch marks matches with these control characters; the snippet is then HTML-escaped
-# and only they become tags, so a document's own markup can never reach a client as HTML.
-_PRE, _POST = "\x02", "\x03"
-CROP_WORDS = 24
-
-# Relevance first, except that a requested sort (newest) wins over it: "sort" leads.
-_RANKING_RULES = ["sort", "words", "typo", "proximity", "attribute", "exactness"]
-_COMMON_SETTINGS: dict[str, Any] = {
-    "rankingRules": _RANKING_RULES,
-    "typoTolerance": {"enabled": True},
-    "faceting": {"maxValuesPerFacet": 100, "sortFacetValuesBy": {"*": "count"}},
-    # Exact totals and deep pages up to this many hits (PostgreSQL counts exactly).
-    "pagination": {"maxTotalHits": 10_000},
-}
-# Searchable attributes are in weight order (title > provider > summary > body).
-INDEX_SETTINGS: dict[DocType, dict[str, Any]] = {
-    DocType.ITEMS: {
-        **_COMMON_SETTINGS,
-        "searchableAttributes": ["title", "provider", "summary", "body"],
-        "filterableAttributes": ["categories", "provider_slug", "language", "published_at"],
-        "sortableAttributes": ["published_at"],
-    },
-    DocType.PROVIDERS: {
-        **_COMMON_SETTINGS,
-        "searchableAttributes": ["title", "summary"],
-        "filterableAttributes": ["categories", "language", "published_at"],
-        "sortableAttributes": ["published_at"],
-    },
-}
-# Result facet name -> document attribute, per doc type.
-FACETS: dict[DocType, dict[str, str]] = {
-    DocType.ITEMS: {"category": "categories", "provider": "provider_slug", "language": "language"},
-    DocType.PROVIDERS: {"category": "categories", "language": "language"},
-}
-HIGHLIGHTED: dict[DocType, list[str]] = {
-    DocType.ITEMS: ["title", "summary", "body"],
-    DocType.PROVIDERS: ["title", "summary"],
-}
-CROPPED: dict[DocType, list[str]] = {
-    DocType.ITEMS: ["summary", "body"],
-    DocType.PROVIDERS: ["summary"],
-}
-
 # Meilisearch task status -> what the indexing task acts on.
-TERMINAL = frozenset({"succeeded", "failed"})
 _STATUS = {
     "enqueued": "enqueued",
     "processing": "processing",
@@ -130,69 +92,6 @@ class IndexingUnknown(Exception):
     def __init__(self, task_uids: Sequence[int]):
         self.task_uids = list(task_uids)
         super().__init__(f"meilisearch tasks not finished in time: {self.task_uids}")
-
-
-def settings_hash(declared: dict[str, Any]) -> str:
-    """Short, stable fingerprint of declared settings (names build indexes, logs)."""
-    canonical = json.dumps(declared, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def quote(value: str) -> str:
-    """A filter string literal: the value inside double quotes, ``\\`` and ``"`` escaped, so
-    user input can never close the string and add filter syntax."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _timestamp(value: datetime | date) -> int:
-    if not isinstance(value, datetime):
-        value = datetime.combine(value, dtime.min, tzinfo=UTC)
-    elif value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp())
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return _timestamp(value)  # filterable and sortable as numbers
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
-
-
-def payload(document: Document) -> dict[str, Any]:
-    """The JSON document Meilisearch stores for ``document``."""
-    body = {key: _jsonable(value) for key, value in document.fields.items() if key != PRIMARY_KEY}
-    body[PRIMARY_KEY] = document.id
-    return body
-
-
-def _snippet(formatted: str) -> str:
-    escaped = html.escape(formatted, quote=False)
-    return escaped.replace(_PRE, HIGHLIGHT_PRE).replace(_POST, HIGHLIGHT_POST)
-
-
-def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]
-
-
-def _same_settings(declared: Any, live: Any, key: str = "") -> bool:
-    """Declared settings are live: only declared keys count (the server adds defaults);
-    attribute sets whose order means nothing compare as sets."""
-    if key in ("filterableAttributes", "sortableAttributes"):
-        names = {
-            item if isinstance(item, str) else json.dumps(item, sort_keys=True)
-            for item in live or []
-        }
-        return names == set(declared)
-    if isinstance(declared, dict):
-        return isinstance(live, dict) and all(
-            _same_settings(value, live.get(sub), sub) for sub, value in declared.items()
-        )
-    return bool(declared == live)
 
 
 class MeilisearchBackend(SearchBackend):
@@ -252,76 +151,34 @@ class MeilisearchBackend(SearchBackend):
 
     # --- reads -------------------------------------------------------------------------
     def search(self, query: SearchQuery) -> SearchResult:
-        doc_type = query.doc_type
-        facets = FACETS[doc_type]
-        params: dict[str, Any] = {
-            "filter": self._filters(query),
-            "facets": list(facets.values()),
-            "attributesToRetrieve": [PRIMARY_KEY],
-            "attributesToHighlight": HIGHLIGHTED[doc_type],
-            "attributesToCrop": CROPPED[doc_type],
-            "cropLength": CROP_WORDS,
-            "highlightPreTag": _PRE,
-            "highlightPostTag": _POST,
-            "showRankingScore": True,
-        }
-        text = query.text.strip()
-        if query.sort == Sort.NEWEST or not text:
-            params["sort"] = ["published_at:desc"]
-        limit = max(query.limit, 1)
-        if query.offset % limit == 0:
-            # Page mode counts hits exactly (up to maxTotalHits), like PostgreSQL does.
-            params["hitsPerPage"] = limit
-            params["page"] = query.offset // limit + 1
-        else:
-            params["offset"] = query.offset
-            params["limit"] = limit
+        uid = self.index_uid(query.doc_type)
         with self._engine("search"):
             try:
-                raw = self.client.index(self.index_uid(doc_type)).search(text, params)
+                raw = self.client.index(uid).search(query.text.strip(), search_params(query))
             except MeilisearchApiError as exc:
                 if exc.code == "index_not_found":
                     raise BackendUnavailable(
-                        f"meilisearch index {self.index_uid(doc_type)} missing (run search_reindex)"
+                        f"meilisearch index {uid} missing (run search_reindex)"
                     ) from exc
                 raise
-        hits = [self._hit(doc_type, hit) for hit in raw.get("hits", [])]
-        total = raw.get("totalHits", raw.get("estimatedTotalHits", len(hits)))
+        hits = [
+            Hit(
+                id=int(hit[PRIMARY_KEY]),
+                score=float(hit.get("_rankingScore", 0.0)),
+                highlights=highlights(hit.get("_formatted") or {}),
+            )
+            for hit in raw.get("hits", [])
+        ]
         distribution = raw.get("facetDistribution") or {}
         return SearchResult(
             hits=hits,
-            total=int(total),
-            facets={name: dict(distribution.get(attr, {})) for name, attr in facets.items()},
+            total=int(raw.get("totalHits", raw.get("estimatedTotalHits", len(hits)))),
+            facets={
+                name: dict(distribution.get(attr, {}))
+                for name, attr in FACETS[query.doc_type].items()
+            },
             corrected_query=None,  # Meilisearch tolerates typos itself; nothing to report
             backend=self.name,
-        )
-
-    def _filters(self, query: SearchQuery) -> list[str]:
-        filters = []
-        if query.category:
-            filters.append(f"categories = {quote(query.category)}")
-        if query.language:
-            filters.append(f"language = {quote(query.language)}")
-        if query.doc_type == DocType.ITEMS:
-            if query.provider:
-                filters.append(f"provider_slug = {quote(query.provider)}")
-            if query.date_from is not None:
-                filters.append(f"published_at >= {_timestamp(query.date_from)}")
-            if query.date_to is not None:
-                filters.append(f"published_at < {_timestamp(query.date_to)}")
-        return filters
-
-    def _hit(self, doc_type: DocType, hit: dict[str, Any]) -> Hit:
-        formatted = hit.get("_formatted") or {}
-        highlights = {
-            attr: _snippet(value)
-            for attr in HIGHLIGHTED[doc_type]
-            if isinstance(value := formatted.get(attr), str) and _PRE in value
-        }
-        return Hit(
-            id=int(hit[PRIMARY_KEY]),
-            score=float(hit.get("_rankingScore", 0.0)),
-            highlights=highlights,
         )
 
     # --- writes ------------------------------------------------------------------------
@@ -341,7 +198,7 @@ class MeilisearchBackend(SearchBackend):
         with self._engine("add documents"):
             for doc_type, payloads in by_type.items():
                 index = self.client.index(self.index_uid(doc_type))
-                for chunk in _chunks(payloads, BATCH_SIZE):
+                for chunk in chunks(payloads):
                     uids.append(index.add_documents(list(chunk), PRIMARY_KEY).task_uid)
         return uids
 
@@ -353,7 +210,7 @@ class MeilisearchBackend(SearchBackend):
         path = f"indexes/{self.index_uid(doc_type)}/documents/delete-batch"
         uids = []
         with self._engine("delete documents"):
-            for chunk in _chunks(list(ids), BATCH_SIZE):
+            for chunk in chunks(list(ids)):
                 # The endpoint is current; only the client's helper warns about it.
                 uids.append(int(self.client.http.post(path, list(chunk))["taskUid"]))
         return uids
@@ -361,7 +218,7 @@ class MeilisearchBackend(SearchBackend):
     def _fetch_tasks(self, uids: Sequence[int]) -> dict[int, Any]:
         found: dict[int, Any] = {}
         with self._engine("tasks"):
-            for chunk in _chunks(list(uids), 500):
+            for chunk in chunks(list(uids), 500):
                 params = {"uids": ",".join(str(u) for u in chunk), "limit": len(chunk)}
                 for task in self.client.get_tasks(params).results:
                     found[task.uid] = task
@@ -462,7 +319,7 @@ class MeilisearchBackend(SearchBackend):
                         raise
                     drift[doc_type] = True
                     continue
-            drift[doc_type] = not _same_settings(self.index_settings[doc_type], live)
+            drift[doc_type] = not same_settings(self.index_settings[doc_type], live)
         return drift
 
     def apply_settings_if_changed(
@@ -504,17 +361,7 @@ class MeilisearchBackend(SearchBackend):
         try:
             self._settle([created, configured])
             docs = documents(doc_type)
-            uids = []
-            with self._engine("rebuild"):
-                index = self.client.index(build)
-                for chunk in _chunks([payload(d) for d in docs], BATCH_SIZE):
-                    uids.append(index.add_documents(list(chunk), PRIMARY_KEY).task_uid)
-            done = 0
-            for uid, chunk in zip(uids, _chunks(docs, BATCH_SIZE), strict=True):
-                self._settle([uid], self.rebuild_timeout_s)
-                done += len(chunk)
-                if progress is not None:
-                    progress(doc_type, done, len(docs))
+            total = self._fill(build, doc_type, docs, progress)
             live_exists = self._exists(live)
             swap: dict[str, Any] = {"indexes": [live, build]}
             if not live_exists:
@@ -532,12 +379,47 @@ class MeilisearchBackend(SearchBackend):
             "search.meilisearch.rebuilt",
             extra={
                 "index": live,
-                "documents": len(docs),
+                "documents": total,
                 "seconds": round(time.monotonic() - started, 1),
                 "settings_hash": settings_hash(declared),
             },
         )
-        return len(docs)
+        return total
+
+    def _fill(self, uid: str, doc_type: DocType, docs: Sequence[Document], progress: Any) -> int:
+        """Send ``docs`` batch by batch (read lazily while the engine indexes the previous
+        ones); report progress as batches succeed; raise on the first failed batch."""
+        total = len(docs)
+        pending: list[tuple[int, int]] = []  # (task uid, documents), in order
+        done = 0
+
+        def collect(wait: bool) -> None:
+            nonlocal done
+            if not pending:
+                return
+            uids = [uid for uid, _ in pending]
+            if wait:
+                statuses = self.wait_for(uids, self.rebuild_timeout_s)
+            else:
+                statuses = self.task_statuses(uids)
+            failed = [u for u in uids if statuses[u] == "failed"]
+            if failed:
+                raise IndexingFailed(self.task_errors(failed))
+            while pending and statuses[pending[0][0]] == "succeeded":
+                done += pending.pop(0)[1]
+                if progress is not None:
+                    progress(doc_type, done, total)
+            if wait and pending:
+                raise IndexingUnknown([uid for uid, _ in pending])
+
+        index = self.client.index(uid)
+        for chunk in chunks(docs):
+            batch = [payload(document) for document in chunk]
+            with self._engine("rebuild"):
+                pending.append((index.add_documents(batch, PRIMARY_KEY).task_uid, len(batch)))
+            collect(wait=False)
+        collect(wait=True)
+        return done
 
     def _drop_stale_builds(self, live: str) -> None:
         """Delete build indexes a crashed rebuild left behind."""

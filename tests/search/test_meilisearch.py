@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
 
+from search_app.backends import meilisearch_index
 from search_app.backends.base import BackendUnavailable
 from search_app.backends.meilisearch import (
-    BUILD_MARK,
     HIGHLIGHT_POST,
     HIGHLIGHT_PRE,
     INDEX_SETTINGS,
@@ -141,7 +142,11 @@ def test_changed_settings_are_drift_until_a_rebuild_swaps_them_in(filled):
     assert new_code.search(SearchQuery("quantum")).hits == []  # body no longer searchable
     assert ids(new_code.search(SearchQuery("ownership"))) == [2]
     uids = [i["uid"] for i in new_code.client.http.get("indexes?limit=1000")["results"]]
-    assert not [uid for uid in uids if uid.startswith(filled.index_prefix) and BUILD_MARK in uid]
+    assert not [
+        uid
+        for uid in uids
+        if uid.startswith(filled.index_prefix) and meilisearch_index.BUILD_MARK in uid
+    ]
     assert new_code.apply_settings_if_changed(corpus) is False  # nothing to do twice
 
 
@@ -162,6 +167,39 @@ def test_rebuild_of_a_fresh_deployment_creates_the_live_indexes(backend):
     health = backend.health()
     assert health.documents == {"items": len(CORPUS), "providers": 0}
     assert health.settings_drift is False
+
+
+class LazyDocs(Sequence):
+    """Like the catalog's lazy sequence: len() is cheap, slices are read when iterated."""
+
+    def __init__(self, docs, reads):
+        self.docs, self.reads = docs, reads
+
+    def __len__(self):
+        return len(self.docs)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return LazyDocs(self.docs[index], self.reads)
+        document = self.docs[index]
+        self.reads.append(document.id)
+        return document
+
+
+def test_rebuild_streams_batches_and_reports_progress(backend, monkeypatch):
+    monkeypatch.setattr(meilisearch_index, "BATCH_SIZE", 2)
+    reads: list[int] = []
+    calls = []
+
+    counts = backend.rebuild(
+        lambda doc_type: LazyDocs(corpus(doc_type), reads),
+        progress=lambda doc_type, done, total: calls.append((doc_type, done, total)),
+    )
+
+    assert counts == {"items": 5, "providers": 0}
+    assert calls == [(DocType.ITEMS, 2, 5), (DocType.ITEMS, 4, 5), (DocType.ITEMS, 5, 5)]
+    assert sorted(reads) == [1, 2, 3, 4, 5]  # every document read once, through slices
+    assert backend.search(SearchQuery("")).total == 5
 
 
 # --- search ----------------------------------------------------------------------------
