@@ -26,7 +26,9 @@ _meili_die() {
 }
 
 _meili_healthy() {
-  curl -fsS --max-time 2 "$MEILISEARCH_URL/health" 2>/dev/null | grep -q '"available"'
+  local body
+  body="$(curl -fsS --max-time 2 "$MEILISEARCH_URL/health" 2>/dev/null)" || return 1
+  [[ "$body" == *'"available"'* ]]
 }
 
 # The server answers; does it take our key? (A server started with another master key would
