@@ -85,9 +85,10 @@ class IndexingFailed(Exception):
         super().__init__(f"meilisearch tasks failed: {errors}")
 
 
-class IndexingUnknown(Exception):
+class IndexingUnknown(BackendUnavailable):
     """A write was enqueued but not finished by the deadline: it may still succeed or fail.
-    Record the task uids and reconcile them later with :meth:`task_statuses`."""
+    Record the task uids and reconcile them later with :meth:`task_statuses`. (The engine
+    did not answer in time: for the caller, a kind of unavailable, retried as a whole.)"""
 
     def __init__(self, task_uids: Sequence[int]):
         self.task_uids = list(task_uids)
@@ -200,6 +201,18 @@ class MeilisearchBackend(SearchBackend):
                 index = self.client.index(self.index_uid(doc_type))
                 for chunk in chunks(payloads):
                     uids.append(index.add_documents(list(chunk), PRIMARY_KEY).task_uid)
+        return uids
+
+    def submit_each(self, documents: Sequence[Document]) -> dict[int, int]:
+        """Enqueue one task per document; return document id -> task uid. For finding the
+        bad documents of a failed batch: Meilisearch fails only the bad document's task,
+        even when it processes the tasks together, so one :meth:`wait_for` settles all."""
+        self.ensure_indexes()
+        uids = {}
+        with self._engine("add documents"):
+            for document in documents:
+                index = self.client.index(self.index_uid(document.doc_type))
+                uids[document.id] = index.add_documents([payload(document)], PRIMARY_KEY).task_uid
         return uids
 
     def submit_delete(self, doc_type: DocType, ids: Sequence[int]) -> list[int]:
@@ -414,7 +427,9 @@ class MeilisearchBackend(SearchBackend):
 
         index = self.client.index(uid)
         for chunk in chunks(docs):
-            batch = [payload(document) for document in chunk]
+            batch = [payload(document) for document in chunk]  # skips deleted documents
+            if not batch:
+                continue
             with self._engine("rebuild"):
                 pending.append((index.add_documents(batch, PRIMARY_KEY).task_uid, len(batch)))
             collect(wait=False)

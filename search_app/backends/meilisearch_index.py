@@ -29,12 +29,23 @@ CROP_WORDS = 24
 
 # Weight order of the text fields: title > provider > summary > body (``DOCUMENT_FIELDS``).
 SEARCHABLE = ["title", "provider", "summary", "body"]
-# Relevance first, except that a requested sort (newest) wins over it: "sort" leads.
-_RANKING_RULES = ["sort", "words", "typo", "proximity", "attribute", "exactness"]
+# Relevance, then newest, then highest id (PostgreSQL's order); a requested sort (newest,
+# or an empty query) comes before relevance: "sort" leads.
+_RANKING_RULES = [
+    "sort",
+    "words",
+    "typo",
+    "proximity",
+    "attribute",
+    "exactness",
+    "published_at:desc",
+    "id:desc",
+]
+NEWEST = ["published_at:desc", "id:desc"]
 _SETTINGS: dict[str, Any] = {
     "searchableAttributes": SEARCHABLE,
     "filterableAttributes": ["categories", "provider_slug", "language", "published_at"],
-    "sortableAttributes": ["published_at"],
+    "sortableAttributes": ["published_at", "id"],
     "rankingRules": _RANKING_RULES,
     "typoTolerance": {"enabled": True},
     "faceting": {"maxValuesPerFacet": 100, "sortFacetValuesBy": {"*": "count"}},
@@ -148,14 +159,14 @@ def search_params(query: SearchQuery) -> dict[str, Any]:
         "showRankingScore": True,
     }
     if query.sort == Sort.NEWEST or not query.text.strip():
-        params["sort"] = ["published_at:desc"]
-    limit = max(query.limit, 1)
-    if query.offset % limit == 0:
+        params["sort"] = NEWEST
+    limit, offset = max(query.limit, 0), max(query.offset, 0)
+    if limit == 0 or offset % limit == 0:
         # Page mode counts hits exactly (up to maxTotalHits), like PostgreSQL does.
         params["hitsPerPage"] = limit
-        params["page"] = query.offset // limit + 1
+        params["page"] = offset // limit + 1 if limit else 1
     else:
-        params["offset"] = query.offset
+        params["offset"] = offset
         params["limit"] = limit
     return params
 

@@ -224,6 +224,34 @@ def test_filters_sort_facets_and_paging(filled):
     assert facets["language"] == {"en": 4, "pt": 1}
 
 
+def test_providers_without_dates_page_newest_id_first_and_count_without_hits(backend):
+    providers = [
+        Document(
+            DocType.PROVIDERS,
+            pk,
+            {
+                "title": f"Letter {pk}",
+                "provider": f"Letter {pk}",
+                "provider_slug": f"letter-{pk}",
+                "summary": "weekly essays",
+                "body": "",
+                "categories": ["culture"],
+                "language": "en",
+                "published_at": None,
+            },
+        )
+        for pk in (3, 1, 2)
+    ]
+    backend.upsert(providers)
+
+    listed = backend.search(SearchQuery("", doc_type=DocType.PROVIDERS))
+    assert ids(listed) == [3, 2, 1]
+    assert set(listed.facets) == {"category", "language"}
+    assert ids(backend.search(SearchQuery("essays", doc_type=DocType.PROVIDERS))) == [3, 2, 1]
+    counted = backend.search(SearchQuery("essays", doc_type=DocType.PROVIDERS, limit=0))
+    assert (counted.hits, counted.total) == ([], 3)
+
+
 def test_filter_values_cannot_inject_filter_syntax(filled):
     sneaky = 'python" OR language = "en'
     assert filled.search(SearchQuery("", category=sneaky)).total == 0
@@ -269,6 +297,19 @@ def test_a_rejected_document_is_a_failed_task_not_a_success(backend):
     assert failed.value.task_uids
 
 
+def test_one_task_per_document_isolates_the_bad_one(backend):
+    good, bad = CORPUS[0], Document(DocType.ITEMS, 2**70, {"title": "bad"})
+
+    uids = backend.submit_each([good, bad, CORPUS[1]])
+    statuses = backend.wait_for(list(uids.values()), timeout_s=30)
+
+    assert {doc_id: statuses[uid] for doc_id, uid in uids.items()} == {
+        1: "succeeded",
+        2**70: "failed",
+        2: "succeeded",
+    }
+
+
 def test_a_task_unfinished_at_the_deadline_is_unknown(backend):
     backend.ensure_indexes()
     many = [item(i, f"title {i}", body="word " * 200) for i in range(1, 3001)]
@@ -278,8 +319,10 @@ def test_a_task_unfinished_at_the_deadline_is_unknown(backend):
     assert backend.task_statuses([10**9]) == {10**9: "unknown"}
 
     impatient = MeilisearchBackend(index_prefix=backend.index_prefix, task_timeout_s=0)
-    with pytest.raises(IndexingUnknown):
+    with pytest.raises(IndexingUnknown) as unknown:
         impatient.upsert(many[:100])
+    assert isinstance(unknown.value, BackendUnavailable)  # retried as a whole, reconciled
+    assert unknown.value.task_uids
     assert backend.wait_for(uids, timeout_s=60) == {uids[0]: "succeeded"}
 
 
