@@ -25,6 +25,28 @@ def beat_heartbeat() -> str:
     return _key("monitoring", "beat_heartbeat", "global", 1)
 
 
+# Heartbeats older than this are pruned from the set (a worker that stopped without saying
+# so); readiness calls a worker live for a much shorter time (``WORKER_HEARTBEAT_MAX_AGE``).
+WORKER_HEARTBEAT_RETENTION_SECONDS = 3600
+
+
+def worker_heartbeats() -> str:
+    """Sorted set: Celery worker node name -> Unix time of its last heartbeat.
+
+    Written by every worker's main process every ``WORKER_HEARTBEAT_SECONDS``; members older
+    than ``WORKER_HEARTBEAT_RETENTION_SECONDS`` are pruned on write. No TTL.
+    """
+    return _key("monitoring", "worker_heartbeats", "global", 1)
+
+
+def beat_last_run() -> str:
+    """Hash: task name -> Unix time beat last sent it (written by beat as it publishes).
+
+    No TTL: a daily task's last run must survive a quiet day.
+    """
+    return _key("monitoring", "beat_last_run", "global", 1)
+
+
 # --- features_app: counters of what users do ------------------------------------------
 # Windowed day buckets live a little longer than the longest window (28 days).
 ITEM_DAILY_TTL_SECONDS = 29 * 86400

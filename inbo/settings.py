@@ -54,6 +54,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Feed latency by section and interactions by type (monitoring/metrics.py).
+    "monitoring.middleware.ApiMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -200,6 +202,23 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3600},
     },
 }
+
+# --- Monitoring (docs/OPERATIONS.md) ---------------------------------------------------
+# Readiness runs its checks concurrently: each is bounded by its own timeout, the whole
+# endpoint by a deadline, so it answers within a second even when a dependency hangs.
+HEALTH_CHECK_TIMEOUT_SECONDS = env_float("HEALTH_CHECK_TIMEOUT_SECONDS", 0.5)
+HEALTH_DEADLINE_SECONDS = env_float("HEALTH_DEADLINE_SECONDS", 0.8)
+# Checks whose failure makes readiness answer 503; the others are reported (and alerted on).
+HEALTH_CRITICAL_CHECKS = env_list("HEALTH_CRITICAL_CHECKS", ["postgres", "redis_state"])
+# Every worker's main process writes a heartbeat this often; readiness counts a worker as
+# live while its last heartbeat is younger than the max age.
+WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 10.0)
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_float("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 45.0)
+# Beat is stalled when it has sent nothing for this long (it sends its heartbeat every 30 s).
+BEAT_MAX_AGE_SECONDS = env_float("BEAT_MAX_AGE_SECONDS", 120.0)
+# The worker's own /metrics (task runs, failures, durations from every prefork child); 0 = off.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "0.0.0.0")
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

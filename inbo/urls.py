@@ -23,8 +23,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
-    path("", include("monitoring.urls")),
-    path("", include("django_prometheus.urls")),
+    path("", include("monitoring.urls")),  # /health/live/, /health/ready/, /metrics
 ]
 
 handler400 = "inbo.api.errors.json_bad_request"

@@ -9,6 +9,7 @@ class MonitoringConfig(AppConfig):
     def ready(self) -> None:
         from prometheus_client import REGISTRY
 
+        from monitoring import worker  # noqa: F401 - connects the Celery signal handlers
         from monitoring.metrics import InboCollector
 
         if not any(isinstance(c, InboCollector) for c in REGISTRY._collector_to_names):

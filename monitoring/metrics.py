@@ -1,48 +1,160 @@
-"""INBO's own Prometheus metrics, all defined here.
+"""INBO's own Prometheus metrics, all defined here (docs/OPERATIONS.md lists them).
 
-Figures that live in PostgreSQL or Redis (and are written by worker processes) are read
-at scrape time by a collector, so every web process exports the same true values without
-a multiprocess registry.
+Two kinds:
+
+- **Observed in the process** that does the work (histograms and counters below): feed
+  latency and interactions in the web processes (``monitoring.middleware``), Celery task runs,
+  failures and durations in the worker processes (``monitoring.worker``). With
+  ``PROMETHEUS_MULTIPROC_DIR`` set, every process of a group (gunicorn workers, prefork
+  children) writes its samples there and one exporter sums them
+  ([ADR 0011](../docs/adr/0011-metrics-multiprocess-per-process-group.md)).
+- **Read at scrape time** by :class:`InboCollector` from PostgreSQL and Redis, so every web
+  process exports the same true values: feature-store figures, the feed cache, readiness
+  checks, workers, beat, queues and the search health report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from django.conf import settings
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from experience_app import public as experience
 from features_app import public as features
+from monitoring import checks
+
+# --- observed in the process ----------------------------------------------------------
+# Buckets around the home SLO (docs/OPERATIONS.md: 99 % of home responses within 300 ms).
+FEED_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
+
+FEED_LATENCY = Histogram(
+    "inbo_feed_latency_seconds",
+    "Home feed response time by section: `home` is the home endpoint (first page of every "
+    "section), a section key is a further page of that section, `invalid` a rejected one.",
+    ["section"],
+    buckets=FEED_LATENCY_BUCKETS,
+)
+INTERACTIONS_RECEIVED = Counter(
+    "inbo_interactions_received",
+    "Valid interactions in accepted batches, by type (a retried batch counts again; "
+    "inbo_interactions_total says how many were new).",
+    ["type"],
+)
+INTERACTIONS = Counter(
+    "inbo_interactions",
+    "Interactions by outcome: accepted (stored and counted), duplicate (stored before), "
+    "rejected (unknown or unavailable item).",
+    ["outcome"],
+)
+CELERY_TASK_RUNS = Counter(
+    "inbo_celery_task_runs",
+    "Celery task runs by task and final state (SUCCESS, FAILURE, RETRY, ...).",
+    ["task", "state"],
+)
+CELERY_TASK_FAILURES = Counter(
+    "inbo_celery_task_failures",
+    "Celery task failures by task and exception class.",
+    ["task", "exception"],
+)
+CELERY_TASK_DURATION = Histogram(
+    "inbo_celery_task_duration_seconds",
+    "Celery task run time, by task.",
+    ["task"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+# What a worker's own exporter serves when it is not in multiprocess mode.
+WORKER_METRICS = (CELERY_TASK_RUNS, CELERY_TASK_FAILURES, CELERY_TASK_DURATION)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory this process group shares its samples in, if any."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def web_registry() -> CollectorRegistry:
+    """What ``/metrics`` exports: this process's registry, or the whole group's samples plus
+    the scrape-time collector in multiprocess mode (custom collectors are not shared)."""
+    if multiprocess_dir() is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    registry.register(InboCollector())
+    return registry
+
+
+def worker_registry() -> CollectorRegistry:
+    """What a Celery worker's exporter serves: every prefork child's samples, or this
+    process's task metrics when the worker is not in multiprocess mode."""
+    registry = CollectorRegistry()
+    if multiprocess_dir() is not None:
+        MultiProcessCollector(registry)
+    else:
+        for metric in WORKER_METRICS:
+            registry.register(metric)
+    return registry
+
+
+# --- read at scrape time ----------------------------------------------------------------
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _labelled(
+    name: str, documentation: str, label: str, values: Iterable[tuple[str, float]]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for key, value in values:
+        family.add_metric([key], value)
+    return family
 
 
 class InboCollector(Collector):
-    """Feature-store health and feed cache figures, read when Prometheus scrapes."""
+    """Feature store, feed cache, readiness, Celery and search figures, read per scrape."""
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
+        yield from self._features()
+        results = {r.name: r for r in checks.run_all()}
+        yield from self._health(results)
+        yield from self._celery(results)
+        yield from search_metrics(results["search"].data if "search" in results else {})
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # collected lazily: nothing to query at registration
+
+    def _features(self) -> Iterator[Metric]:
         figures = features.health_figures()
-        yield GaugeMetricFamily(
+        yield _gauge(
             "inbo_features_quarantined_counters",
             "Counter values that failed validation and are not resolved.",
-            value=figures["quarantined_open"],
+            figures["quarantined_open"],
         )
         if "dirty_items" in figures:
-            yield GaugeMetricFamily(
+            yield _gauge(
                 "inbo_features_sync_backlog_items",
                 "Items whose counters changed and wait for the next sync.",
-                value=figures["dirty_items"],
+                figures["dirty_items"],
             )
         if "sync_age_seconds" in figures:
-            yield GaugeMetricFamily(
+            yield _gauge(
                 "inbo_features_sync_lag_seconds",
                 "Seconds since the last completed counter sync.",
-                value=figures["sync_age_seconds"],
+                figures["sync_age_seconds"],
             )
         if "reconcile_drift" in figures:
-            yield GaugeMetricFamily(
+            yield _gauge(
                 "inbo_features_reconcile_drift",
                 "Total counter drift the last reconciliation found (before repairing it).",
-                value=figures["reconcile_drift"],
+                figures["reconcile_drift"],
             )
         stats = experience.feed_cache_stats()
         if stats is not None:
@@ -55,5 +167,154 @@ class InboCollector(Collector):
             family.add_metric(["miss"], stats["miss"])
             yield family
 
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        return iter(())  # collected lazily: nothing to query at registration
+    def _health(self, results: Mapping[str, checks.CheckResult]) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "inbo_health_check_up",
+            "1 when a readiness check passes, 0 when it fails or times out (skipped: absent).",
+            labels=["check", "critical"],
+        )
+        latency = GaugeMetricFamily(
+            "inbo_health_check_latency_seconds",
+            "How long a readiness check took at this scrape.",
+            labels=["check"],
+        )
+        for result in results.values():
+            if result.status == checks.SKIPPED:
+                continue
+            up.add_metric([result.name, str(result.critical).lower()], 1.0 if result.ok else 0.0)
+            latency.add_metric([result.name], result.latency_ms / 1000)
+        yield up
+        yield latency
+        yield _gauge(
+            "inbo_ready",
+            "1 when every critical readiness check passes (what /health/ready/ answers 200 to).",
+            1.0 if checks.healthy(list(results.values())) else 0.0,
+        )
+
+    def _celery(self, results: Mapping[str, checks.CheckResult]) -> Iterator[Metric]:
+        workers = results.get("workers")
+        if workers is not None and "alive" in workers.data:
+            yield _gauge(
+                "inbo_celery_workers_alive",
+                "Celery workers whose heartbeat is younger than WORKER_HEARTBEAT_MAX_AGE_SECONDS.",
+                float(len(workers.data["alive"])),
+            )
+        beat = results.get("beat")
+        if beat is not None and "age_seconds" in beat.data:
+            yield _gauge(
+                "inbo_beat_heartbeat_age_seconds",
+                "Seconds since beat last sent a task (or its heartbeat task last ran).",
+                float(beat.data["age_seconds"]),
+            )
+            now = time.time()
+            sent = beat.data["last_run"]
+            scheduled = sorted({e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()})
+            yield _labelled(
+                "inbo_beat_last_run_age_seconds",
+                "Seconds since beat last sent each scheduled task (never sent: absent).",
+                "task",
+                ((task, max(0.0, now - sent[task])) for task in scheduled if task in sent),
+            )
+        broker = results.get("redis_broker")
+        if broker is not None and "queues" in broker.data:
+            yield _labelled(
+                "inbo_celery_queue_messages",
+                "Messages waiting in each Celery queue of the broker.",
+                "queue",
+                ((queue, float(n)) for queue, n in broker.data["queues"].items()),
+            )
+
+
+# --- search (issue 5): from search_app.public.health() when it exists --------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def _age(value: Any, now: float) -> float | None:
+    """Seconds since ``value``: a datetime, a Unix time or an ISO 8601 string."""
+    if isinstance(value, datetime):
+        return max(0.0, now - value.timestamp())
+    if isinstance(value, str):
+        try:
+            return max(0.0, now - datetime.fromisoformat(value).timestamp())
+        except ValueError:
+            return None
+    number = _number(value)
+    return None if number is None else max(0.0, now - number)
+
+
+# Gauges taken as they are from the report: (metric, report figure, scale, documentation).
+_SEARCH_GAUGES = (
+    ("inbo_search_backend_up", "up", 1.0, "1 when the search backend answers."),
+    ("inbo_search_backend_latency_seconds", "latency_ms", 1e-3, "Search backend round trip."),
+    (
+        "inbo_search_settings_drift",
+        "settings_drift",
+        1.0,
+        "1 when the live index settings differ from those declared in code.",
+    ),
+    ("inbo_search_indexing_pending", "pending", 1.0, "Indexing changes waiting in the outbox."),
+    (
+        "inbo_search_indexing_dead_letters",
+        "dead",
+        1.0,
+        "Indexing changes that failed every try (dead letters).",
+    ),
+    (
+        "inbo_search_indexing_oldest_pending_age_seconds",
+        "oldest_pending_age_seconds",
+        1.0,
+        "Age of the oldest indexing change still pending.",
+    ),
+    (
+        "inbo_search_latency_p95_seconds",
+        "search_latency_p95_ms",
+        1e-3,
+        "95th percentile search latency over the report's recent window.",
+    ),
+    (
+        "inbo_search_zero_result_ratio",
+        "zero_result_rate",
+        1.0,
+        "Share of recent searches that found nothing.",
+    ),
+)
+
+
+def search_metrics(report: Mapping[str, Any]) -> Iterator[Metric]:
+    """Search health gauges from ``search_app.public.health()``'s report; none without it.
+
+    Figures may be flat (``up``) or grouped under ``backend`` / ``outbox``; a figure the
+    report lacks is simply absent.
+    """
+    if not report:
+        return
+    for name, figure, scale, documentation in _SEARCH_GAUGES:
+        value = _number(checks.search_figure(report, figure))
+        if value is not None:
+            yield _gauge(name, documentation, value * scale)
+    drift = checks.search_figure(report, "drift")
+    if isinstance(drift, Mapping):
+        per_type = [(str(k), v) for k, v in drift.items() if _number(v) is not None]
+    else:
+        per_type = [("all", drift)] if _number(drift) is not None else []
+    if per_type:
+        yield _labelled(
+            "inbo_search_index_drift_documents",
+            "Documents in the index minus rows in the database, by document type.",
+            "doc_type",
+            ((doc_type, float(value)) for doc_type, value in per_type),
+        )
+    age = _age(checks.search_figure(report, "last_indexed_at"), time.time())
+    if age is not None:
+        yield _gauge(
+            "inbo_search_last_indexed_age_seconds",
+            "Seconds since the last successful indexing.",
+            age,
+        )

@@ -1,10 +1,11 @@
-"""Liveness (the process answers) and readiness (its dependencies answer)."""
+"""Liveness (the process answers), readiness (its dependencies answer) and /metrics."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitoring.checks import run_all
+from monitoring import checks, metrics
 
 
 def live(request: HttpRequest) -> JsonResponse:
@@ -12,13 +13,13 @@ def live(request: HttpRequest) -> JsonResponse:
 
 
 def ready(request: HttpRequest) -> JsonResponse:
-    results = run_all()
-    healthy = all(r.ok for r in results if r.critical)
+    results = checks.run_all()
+    healthy = checks.healthy(results)
     body = {
         "status": "ok" if healthy else "unavailable",
         "checks": {
             r.name: {
-                "status": "ok" if r.ok else "fail",
+                "status": r.status,
                 "latency_ms": r.latency_ms,
                 "critical": r.critical,
                 "detail": r.detail,
@@ -27,3 +28,8 @@ def ready(request: HttpRequest) -> JsonResponse:
         },
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """django-prometheus's figures and INBO's own, for every process of this group."""
+    return HttpResponse(generate_latest(metrics.web_registry()), content_type=CONTENT_TYPE_LATEST)

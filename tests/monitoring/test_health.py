@@ -1,45 +1,186 @@
 from __future__ import annotations
 
+import sys
 import time
+import types
 
 import pytest
 
 from inbo import keys
 from inbo import redis as inbo_redis
+from monitoring import checks
 from monitoring.tasks import beat_heartbeat
+from monitoring.worker import record_sent, write_heartbeat
+from tests.monitoring.hanging_server import hanging_server
 
 pytestmark = pytest.mark.django_db
 
+ALL_CHECKS = {
+    "postgres",
+    "redis_broker",
+    "redis_cache",
+    "redis_state",
+    "celery_broker",
+    "workers",
+    "beat",
+    "search",
+}
 
-def test_live_needs_no_dependencies(client):
+
+def _ready(client):
+    response = client.get("/health/ready/")
+    return response.status_code, response.json()
+
+
+def test_live_needs_no_dependencies(client, settings):
+    settings.REDIS_STATE_URL = "redis://127.0.0.1:1/0"
+    inbo_redis.reset_clients()
     response = client.get("/health/live/")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_ready_reports_each_check(client):
-    beat_heartbeat()
-    response = client.get("/health/ready/")
-    body = response.json()
-    assert response.status_code == 200, body
+def test_ready_reports_every_check_with_status_latency_and_criticality(client):
+    write_heartbeat("celery@test")
+    record_sent("inbo.monitoring.beat_heartbeat")
+    status, body = _ready(client)
+    assert status == 200, body
     assert body["status"] == "ok"
-    assert {"postgres", "redis_state", "beat"} <= body["checks"].keys()
-    assert all(check["status"] == "ok" for check in body["checks"].values())
+    assert body["checks"].keys() == ALL_CHECKS
+    for name, check in body["checks"].items():
+        assert check.keys() == {"status", "latency_ms", "critical", "detail"}
+        expected = (
+            "skipped" if name == "search" and checks.search_health_function() is None else "ok"
+        )
+        assert check["status"] == expected, (name, check)
+    assert body["checks"]["postgres"]["critical"] is True
+    assert body["checks"]["redis_state"]["critical"] is True
+    assert body["checks"]["workers"]["critical"] is False
+    assert "celery@test" in body["checks"]["workers"]["detail"]
 
 
-def test_ready_without_beat_heartbeat_is_still_ready_but_says_so(client):
-    body = client.get("/health/ready/").json()
+def test_ready_without_worker_or_beat_is_still_ready_but_says_so(client):
+    status, body = _ready(client)
+    assert status == 200
+    assert body["checks"]["workers"]["status"] == "fail"
     assert body["checks"]["beat"]["status"] == "fail"
     assert body["checks"]["beat"]["critical"] is False
-    assert body["status"] == "ok"
+
+
+def test_a_check_named_critical_decides_readiness(client, settings):
+    settings.HEALTH_CRITICAL_CHECKS = ["postgres", "workers"]
+    status, body = _ready(client)
+    assert status == 503
+    assert body["status"] == "unavailable"
+    assert body["checks"]["workers"]["critical"] is True
+    write_heartbeat("celery@test")
+    assert _ready(client)[0] == 200
+
+
+def test_a_silent_worker_stops_counting(settings):
+    write_heartbeat("celery@old", now=time.time() - settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS - 5)
+    assert {r.name: r for r in checks.run_all()}["workers"].status == "fail"
+    write_heartbeat("celery@new")
+    result = {r.name: r for r in checks.run_all()}["workers"]
+    assert result.status == "ok"
+    assert set(result.data["alive"]) == {"celery@new"}
+
+
+def test_beat_is_stalled_when_it_sent_nothing_for_too_long(settings):
+    record_sent("inbo.features.sync", now=time.time() - settings.BEAT_MAX_AGE_SECONDS - 10)
+    result = {r.name: r for r in checks.run_all()}["beat"]
+    assert result.status == "fail"
+    assert "ago" in result.detail
+    beat_heartbeat()  # the heartbeat task, run by a worker, also proves beat sent it
+    assert {r.name: r for r in checks.run_all()}["beat"].status == "ok"
 
 
 def test_ready_fails_when_redis_is_unreachable(client, settings):
     settings.REDIS_STATE_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     inbo_redis.reset_clients()
-    response = client.get("/health/ready/")
-    assert response.status_code == 503
-    assert response.json()["checks"]["redis_state"]["status"] == "fail"
+    status, body = _ready(client)
+    assert status == 503
+    assert body["checks"]["redis_state"]["status"] == "fail"
+
+
+def test_ready_follows_a_real_redis_that_stops_and_comes_back(client, settings, redis_server):
+    write_heartbeat("celery@test")
+    for name, db in (("REDIS_BROKER_URL", 0), ("REDIS_CACHE_URL", 1), ("REDIS_STATE_URL", 2)):
+        setattr(settings, name, redis_server.url(db))
+    settings.CELERY_BROKER_URL = redis_server.url(0)
+    status, body = _ready(client)
+    assert status == 200, body
+    assert body["checks"]["redis_cache"]["status"] == "ok"
+
+    redis_server.stop()
+    started = time.monotonic()
+    status, body = _ready(client)
+    assert time.monotonic() - started < 1.0
+    assert status == 503
+    for name in ("redis_broker", "redis_cache", "redis_state", "celery_broker", "workers"):
+        assert body["checks"][name]["status"] in {"fail", "timeout"}, (name, body)
+    assert body["checks"]["postgres"]["status"] == "ok"
+
+    redis_server.start()  # comes back empty: no worker heartbeat yet, but ready again
+    status, body = _ready(client)
+    assert status == 200, body
+    assert body["checks"]["redis_state"]["status"] == "ok"
+
+
+def test_ready_answers_within_a_second_when_every_redis_hangs(client, settings):
+    with hanging_server() as url:
+        for name in ("REDIS_BROKER_URL", "REDIS_CACHE_URL", "REDIS_STATE_URL", "CELERY_BROKER_URL"):
+            setattr(settings, name, url)
+        started = time.monotonic()
+        status, body = _ready(client)
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0, body
+    assert status == 503
+    assert body["checks"]["redis_state"]["status"] in {"fail", "timeout"}
+    assert body["checks"]["celery_broker"]["status"] in {"fail", "timeout"}
+    assert body["checks"]["postgres"]["status"] == "ok"
+
+
+def test_a_hanging_check_is_cut_at_the_deadline_and_a_crashing_one_is_a_failure(settings):
+    settings.HEALTH_DEADLINE_SECONDS = 0.3
+
+    def hangs() -> checks.Outcome:
+        time.sleep(2)
+        return checks.Outcome()
+
+    def crashes() -> checks.Outcome:
+        raise ValueError("a bug")
+
+    started = time.monotonic()
+    results = {r.name: r for r in checks.run_all({"hangs": hangs, "crashes": crashes})}
+    assert time.monotonic() - started < 0.6
+    assert results["hangs"].status == "timeout"
+    assert results["crashes"].status == "fail"
+    assert "ValueError" in results["crashes"].detail
+
+
+def _fake_search(monkeypatch, report: dict) -> None:
+    module = types.ModuleType("search_app.public")
+    module.health = lambda: report  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "search_app.public", module)
+
+
+def test_search_is_skipped_until_search_app_reports_its_health(monkeypatch):
+    monkeypatch.setitem(sys.modules, "search_app.public", types.ModuleType("search_app.public"))
+    result = {r.name: r for r in checks.run_all()}["search"]
+    assert result.status == "skipped"
+    assert result.ok
+    assert result.critical is False
+
+
+def test_search_check_follows_the_backend_it_reports(client, monkeypatch):
+    _fake_search(monkeypatch, {"backend": {"up": False, "latency_ms": 1.0}, "detail": "refused"})
+    status, body = _ready(client)
+    assert status == 200  # search falls back to PostgreSQL: reported, not critical
+    assert body["checks"]["search"]["status"] == "fail"
+    assert body["checks"]["search"]["detail"] == "refused"
+    _fake_search(monkeypatch, {"backend": "meilisearch", "up": True})
+    assert _ready(client)[1]["checks"]["search"]["status"] == "ok"
 
 
 def test_heartbeat_task_writes_a_timestamp():
