@@ -43,12 +43,15 @@ def unique_prefix() -> str:
 
 
 @contextmanager
-def scratch_backend(**kwargs: Any) -> Iterator[MeilisearchBackend]:
-    """A backend on its own indexes, deleted afterwards (builds included)."""
+def scratch_backend(*, create: bool = True, **kwargs: Any) -> Iterator[MeilisearchBackend]:
+    """A backend on its own indexes (created empty unless ``create`` is false), deleted
+    afterwards, builds included."""
     require()
     kwargs.setdefault("index_prefix", unique_prefix())
     backend = MeilisearchBackend(**kwargs)
     try:
+        if create:
+            backend.ensure_indexes()
         yield backend
     finally:
         drop_indexes(backend.index_prefix)

@@ -81,6 +81,13 @@ def backend():
 
 
 @pytest.fixture
+def fresh():
+    """A backend whose indexes do not exist yet (a new deployment)."""
+    with scratch_backend(create=False) as scratch:
+        yield scratch
+
+
+@pytest.fixture
 def filled(backend):
     backend.upsert(CORPUS)
     return backend
@@ -106,7 +113,8 @@ def test_payload_sends_dates_as_timestamps_and_the_id_as_primary_key():
 
 
 # --- settings: applied once, changed only by a swap ----------------------------------
-def test_first_write_creates_indexes_with_declared_settings_only_once(backend):
+def test_first_write_creates_indexes_with_declared_settings_only_once(fresh):
+    backend = fresh
     backend.upsert(CORPUS[:2])
     again = MeilisearchBackend(index_prefix=backend.index_prefix)  # e.g. another worker
     again.upsert(CORPUS[2:])
@@ -160,11 +168,11 @@ def test_settings_changed_behind_our_back_are_reported_as_drift(filled):
     assert uid in health.detail
 
 
-def test_rebuild_of_a_fresh_deployment_creates_the_live_indexes(backend):
-    assert backend.rebuild(corpus) == {"items": len(CORPUS), "providers": 0}
+def test_rebuild_of_a_fresh_deployment_creates_the_live_indexes(fresh):
+    assert fresh.rebuild(corpus) == {"items": len(CORPUS), "providers": 0}
 
-    assert backend.search(SearchQuery("packaging")).total == 1
-    health = backend.health()
+    assert fresh.search(SearchQuery("packaging")).total == 1
+    health = fresh.health()
     assert health.documents == {"items": len(CORPUS), "providers": 0}
     assert health.settings_drift is False
 
@@ -364,7 +372,7 @@ def test_a_rejected_key_is_unavailable_not_a_crash(filled):
     assert wrong.health().up is False
 
 
-def test_search_before_any_index_exists_is_unavailable(backend):
+def test_search_before_any_index_exists_is_unavailable(fresh):
     with pytest.raises(BackendUnavailable, match="search_reindex"):
-        backend.search(SearchQuery("python"))
-    assert backend.health().detail.startswith("missing indexes")
+        fresh.search(SearchQuery("python"))
+    assert fresh.health().detail.startswith("missing indexes")
