@@ -157,6 +157,9 @@ def search_params(query: SearchQuery) -> dict[str, Any]:
         "highlightPreTag": PRE,
         "highlightPostTag": POST,
         "showRankingScore": True,
+        # Every word must match (typos allowed, the last word as a prefix), as in PostgreSQL;
+        # Meilisearch's default drops words from the end until something matches.
+        "matchingStrategy": "all",
     }
     if query.sort == Sort.NEWEST or not query.text.strip():
         params["sort"] = NEWEST
