@@ -207,3 +207,12 @@ def feed_pages(user_id: int) -> str:
 def feed_served(user_id: int) -> str:
     """JSON of the served-log items of the cached first pages (what each hit logs)."""
     return _key("experience", "feed_served", user_id, 1)
+
+
+# --- search_app: indexing ---------------------------------------------------------------
+
+
+def search_last_indexed() -> str:
+    """Unix time (string) of the last indexing batch that reached every index. No TTL:
+    ``search_health`` and readiness report its age."""
+    return _key("search", "last_indexed", "global", 1)

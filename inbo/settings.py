@@ -195,6 +195,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=1, minute=7),
         "options": {"expires": 6 * 3600},
     },
+    # Search: catalog changes waiting in the outbox reach the indexes in batches.
+    "search-index-pending": {
+        "task": "inbo.search.index_pending",
+        "schedule": float(env_int("SEARCH_INDEX_INTERVAL_SECONDS", 5)),
+        "options": {"expires": env_int("SEARCH_INDEX_INTERVAL_SECONDS", 5)},
+    },
     # Session auth (browsable API, admin) leaves expired rows behind; delete them nightly.
     "reading-clear-expired-sessions": {
         "task": "inbo.reading.clear_expired_sessions",
@@ -295,6 +301,15 @@ MEILISEARCH_API_KEY = env_str("MEILISEARCH_API_KEY", "" if _DEPLOYED else _DEV_M
 MEILISEARCH_TIMEOUT_SECONDS = env_float("MEILISEARCH_TIMEOUT_SECONDS", 2.0)
 # Index names: <prefix>_items, <prefix>_providers (one server can host several deployments).
 MEILISEARCH_INDEX_PREFIX = env_str("MEILISEARCH_INDEX_PREFIX", "inbo")
+# PostgreSQL search (also the fallback): every search statement is cancelled after this long.
+SEARCH_STATEMENT_TIMEOUT_MS = env_int("SEARCH_STATEMENT_TIMEOUT_MS", 2000)
+# Indexing (inbo.search.index_pending, every SEARCH_INDEX_INTERVAL_SECONDS): outbox rows per
+# batch, tries before a change is dead-lettered, base delay of the exponential backoff
+# (doubled per try, with jitter, at most an hour).
+SEARCH_INDEX_BATCH_SIZE = env_int("SEARCH_INDEX_BATCH_SIZE", 500)
+SEARCH_INDEX_MAX_ATTEMPTS = env_int("SEARCH_INDEX_MAX_ATTEMPTS", 6)
+SEARCH_INDEX_BACKOFF_SECONDS = env_float("SEARCH_INDEX_BACKOFF_SECONDS", 30.0)
+SEARCH_INDEX_INTERVAL_SECONDS = env_int("SEARCH_INDEX_INTERVAL_SECONDS", 5)
 
 # --- Product knobs ----------------------------------------------------------------------
 READING_WORDS_PER_MINUTE = env_int("READING_WORDS_PER_MINUTE", 230)

@@ -1,7 +1,8 @@
-"""Values that cross the reading_app boundary (frozen dataclasses only)."""
+"""Values that cross the reading_app boundary (frozen dataclasses and enums)."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -110,3 +111,43 @@ class ItemFacets:
     category_ids: tuple[int, ...]
     published_at: datetime
     available: bool
+
+
+class CatalogKind(enum.StrEnum):
+    """What changed in the catalog (the values are those of search's document types)."""
+
+    ITEMS = "items"
+    PROVIDERS = "providers"
+
+
+class CatalogOp(enum.StrEnum):
+    UPSERT = "upsert"  # created, edited, or its categories changed
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSearchData:
+    """The searchable text and filters of a published item."""
+
+    id: int
+    title: str
+    summary: str
+    body_excerpt: str
+    provider_id: int
+    provider_name: str
+    provider_slug: str
+    category_slugs: tuple[str, ...]  # its categories and their parents, sorted
+    language: str
+    published_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSearchData:
+    """The searchable text and filters of a provider (newsletter)."""
+
+    id: int
+    name: str
+    slug: str
+    description: str
+    category_slugs: tuple[str, ...]  # its categories and their parents, sorted
+    language: str

@@ -6,35 +6,47 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from reading_app import selectors
-from reading_app.api.serializers import ItemListSerializer
+from reading_app.api.serializers import ItemListSerializer, ProviderSerializer
 from reading_app.contracts import (
     BulkCreateResult,
+    CatalogKind,
+    CatalogOp,
     CategoryIn,
     ItemFacets,
     ItemIn,
+    ItemSearchData,
     ProviderIn,
+    ProviderSearchData,
     ReadingProgressIn,
     SavedItemIn,
     SubscriptionIn,
     UpsertResult,
 )
 from reading_app.models import Category, Item, Provider
-from reading_app.services import bulk, catalog
+from reading_app.services import bulk, catalog, changes
 
 # The JSON shape of an item card, for other apps' API documentation.
 ItemCardSerializer = ItemListSerializer
+# The JSON shape of a provider card (a newsletter as the catalog lists it).
+ProviderCardSerializer = ProviderSerializer
 
 __all__ = [
     "BulkCreateResult",
+    "CatalogKind",
+    "CatalogOp",
     "CategoryIn",
     "ItemCardSerializer",
     "ItemFacets",
     "ItemIn",
+    "ItemSearchData",
+    "ProviderCardSerializer",
     "ProviderIn",
+    "ProviderSearchData",
     "ReadingProgressIn",
     "SavedItemIn",
     "SubscriptionIn",
     "UpsertResult",
+    "catalog_changed_since",
     "catalog_counts",
     "categories_by_id",
     "categories_upsert",
@@ -44,14 +56,22 @@ __all__ = [
     "in_progress",
     "item_cards",
     "item_facets",
+    "item_ids_of_providers",
+    "item_search_data",
     "items_published_at",
     "items_upsert",
+    "provider_cards",
+    "provider_search_data",
     "providers_upsert",
     "reading_progress_bulk_create",
     "recent_item_ids",
     "saved_items_bulk_create",
+    "searchable_counts",
+    "searchable_ids",
+    "subscribe_catalog_changes",
     "subscribed_provider_ids",
     "subscriptions_bulk_create",
+    "unsubscribe_catalog_changes",
 ]
 
 
@@ -171,3 +191,75 @@ def categories_by_id(category_ids: Sequence[int] | set[int]) -> list[dict]:
         {"slug": c.slug, "name": c.name, "parent": c.parent.slug if c.parent else None}
         for c in rows.order_by("slug")
     ]
+
+
+# --- Catalog changes and searchable text (search) -------------------------------------
+
+
+def subscribe_catalog_changes(callback: changes.CatalogListener) -> None:
+    """Call ``callback(kind, ids, op)`` whenever items or providers change.
+
+    ``kind`` is ``"items"`` or ``"providers"``, ``ids`` a sorted list of primary keys, ``op``
+    ``"upsert"`` (created, edited, categories changed) or ``"delete"``. The callback runs
+    inside the change's transaction (saves, deletes, category links, category slug edits,
+    and the bulk imports of ``items_upsert``/``providers_upsert``); if it raises, the
+    change fails. Register it once, in ``AppConfig.ready``.
+    """
+    changes.subscribe(callback)
+
+
+def unsubscribe_catalog_changes(callback: changes.CatalogListener) -> None:
+    """Stop calling ``callback`` (tests)."""
+    changes.unsubscribe(callback)
+
+
+def item_search_data(item_ids: Sequence[int], *, body_chars: int) -> dict[int, ItemSearchData]:
+    """Searchable text and filters of published items, by id, in two queries; the body is
+    cut to ``body_chars``. Unavailable or unknown ids are absent (nothing to index)."""
+    return selectors.item_search_data(item_ids, body_chars=body_chars)
+
+
+def provider_search_data(provider_ids: Sequence[int]) -> dict[int, ProviderSearchData]:
+    """Searchable text and filters of providers, by id, in two queries."""
+    return selectors.provider_search_data(provider_ids)
+
+
+def searchable_ids(kind: CatalogKind | str) -> list[int]:
+    """Every id a search index should hold: published items, or all providers; ascending."""
+    if CatalogKind(kind) == CatalogKind.ITEMS:
+        qs = Item.objects.filter(status=Item.Status.PUBLISHED)
+        return list(qs.order_by("id").values_list("id", flat=True))
+    return list(Provider.objects.order_by("id").values_list("id", flat=True))
+
+
+def searchable_counts() -> dict[str, int]:
+    """How many documents a complete search index holds, by kind (for drift checks)."""
+    return {
+        CatalogKind.ITEMS.value: Item.objects.filter(status=Item.Status.PUBLISHED).count(),
+        CatalogKind.PROVIDERS.value: Provider.objects.count(),
+    }
+
+
+def item_ids_of_providers(provider_ids: Sequence[int] | set[int]) -> list[int]:
+    """Ids of every item of these providers (their documents show the provider's name)."""
+    return list(
+        Item.objects.filter(provider_id__in=list(provider_ids)).values_list("id", flat=True)
+    )
+
+
+def catalog_changed_since(since: datetime) -> dict[str, list[int]]:
+    """Ids of items and providers created or edited at or after ``since``, by kind."""
+    return {
+        CatalogKind.ITEMS.value: list(
+            Item.objects.filter(updated_at__gte=since).values_list("id", flat=True)
+        ),
+        CatalogKind.PROVIDERS.value: list(
+            Provider.objects.filter(updated_at__gte=since).values_list("id", flat=True)
+        ),
+    }
+
+
+def provider_cards(provider_ids: Sequence[int]) -> dict[int, dict]:
+    """Providers as cards (``ProviderCardSerializer``), by id, in two queries."""
+    rows = selectors.provider_list().filter(id__in=list(provider_ids))
+    return {row["id"]: row for row in ProviderSerializer(rows, many=True).data}

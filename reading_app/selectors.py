@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
+from django.db.models.functions import Left
 
-from reading_app.contracts import ItemFacets
+from reading_app.contracts import ItemFacets, ItemSearchData, ProviderSearchData
 from reading_app.models import Category, Item, Provider, ReadingProgress, SavedItem, Subscription
 
 _CATEGORIES = Prefetch("categories", queryset=Category.objects.select_related("parent"))
@@ -164,3 +166,80 @@ def recent_item_ids(
     if provider_ids is not None:
         qs = qs.filter(provider_id__in=list(provider_ids))
     return list(qs.order_by("-published_at", "-id").values_list("id", flat=True)[:limit])
+
+
+# --- Search: the catalog's text, in bulk ---------------------------------------------
+
+
+def _category_slugs(through: Any, owner_field: str, ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """Owner id -> sorted slugs of its categories and their parents (one query)."""
+    slugs: dict[int, set[str]] = {}
+    rows = through.objects.filter(**{f"{owner_field}__in": ids}).values_list(
+        owner_field, "category__slug", "category__parent__slug"
+    )
+    for owner, slug, parent in rows:
+        found = slugs.setdefault(owner, set())
+        found.add(slug)
+        if parent:
+            found.add(parent)
+    return {owner: tuple(sorted(found)) for owner, found in slugs.items()}
+
+
+def item_search_data(item_ids: Iterable[int], *, body_chars: int) -> dict[int, ItemSearchData]:
+    """Published items' searchable text (the body cut to ``body_chars``), in two queries."""
+    ids = list(set(item_ids))
+    if not ids:
+        return {}
+    rows = (
+        Item.objects.filter(id__in=ids, status=Item.Status.PUBLISHED)
+        .annotate(body_excerpt=Left("body", body_chars))
+        .values_list(
+            "id",
+            "title",
+            "summary",
+            "body_excerpt",
+            "provider_id",
+            "provider__name",
+            "provider__slug",
+            "language",
+            "published_at",
+        )
+    )
+    cats = _category_slugs(Item.categories.through, "item_id", ids)
+    return {
+        row[0]: ItemSearchData(
+            id=row[0],
+            title=row[1],
+            summary=row[2],
+            body_excerpt=row[3] or "",
+            provider_id=row[4],
+            provider_name=row[5],
+            provider_slug=row[6],
+            category_slugs=cats.get(row[0], ()),
+            language=row[7],
+            published_at=row[8],
+        )
+        for row in rows
+    }
+
+
+def provider_search_data(provider_ids: Iterable[int]) -> dict[int, ProviderSearchData]:
+    """Providers' searchable text, in two queries."""
+    ids = list(set(provider_ids))
+    if not ids:
+        return {}
+    rows = Provider.objects.filter(id__in=ids).values_list(
+        "id", "name", "slug", "description", "language"
+    )
+    cats = _category_slugs(Provider.categories.through, "provider_id", ids)
+    return {
+        pk: ProviderSearchData(
+            id=pk,
+            name=name,
+            slug=slug,
+            description=description,
+            category_slugs=cats.get(pk, ()),
+            language=language,
+        )
+        for pk, name, slug, description, language in rows
+    }

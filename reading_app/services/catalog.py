@@ -10,8 +10,16 @@ from django.conf import settings
 from django.db import transaction
 
 from inbo.errors import InvalidInput
-from reading_app.contracts import CategoryIn, ItemIn, ProviderIn, UpsertResult
+from reading_app.contracts import (
+    CatalogKind,
+    CatalogOp,
+    CategoryIn,
+    ItemIn,
+    ProviderIn,
+    UpsertResult,
+)
 from reading_app.models import Category, Item, Provider
+from reading_app.services.changes import notify
 
 BATCH_SIZE = 1000
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -121,6 +129,8 @@ def providers_upsert(providers: Sequence[ProviderIn]) -> UpsertResult:
         batch_size=BATCH_SIZE,
         ignore_conflicts=True,
     )
+    # bulk_create sends no signals: announce the new rows (same transaction) ourselves.
+    notify(CatalogKind.PROVIDERS, (ids.get(p.external_id) for p in new), CatalogOp.UPSERT)
     return UpsertResult(ids=ids, created=len(ids) - len(existing))
 
 
@@ -164,4 +174,5 @@ def items_upsert(items: Sequence[ItemIn]) -> UpsertResult:
         batch_size=BATCH_SIZE,
         ignore_conflicts=True,
     )
+    notify(CatalogKind.ITEMS, (ids.get(i.external_id) for i in new), CatalogOp.UPSERT)
     return UpsertResult(ids=ids, created=len(ids) - len(existing))
