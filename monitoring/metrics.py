@@ -311,7 +311,22 @@ def search_metrics(report: Mapping[str, Any]) -> Iterator[Metric]:
             "doc_type",
             ((doc_type, float(value)) for doc_type, value in per_type),
         )
-    age = _age(checks.search_figure(report, "last_indexed_at"), time.time())
+    for figure, name, documentation in (
+        ("outbox", "inbo_search_indexing_outbox_rows", "Indexing outbox rows by status."),
+        ("documents", "inbo_search_index_documents", "Documents in the index, by type."),
+    ):
+        by_key = report.get(figure)
+        if isinstance(by_key, Mapping):
+            values = [(str(k), _number(v)) for k, v in by_key.items()]
+            yield _labelled(
+                name,
+                documentation,
+                "status" if figure == "outbox" else "doc_type",
+                ((k, v) for k, v in values if v is not None),
+            )
+    age = _number(checks.search_figure(report, "last_indexed_age_seconds"))
+    if age is None:
+        age = _age(checks.search_figure(report, "last_indexed_at"), time.time())
     if age is not None:
         yield _gauge(
             "inbo_search_last_indexed_age_seconds",

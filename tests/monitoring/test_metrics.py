@@ -15,7 +15,7 @@ from features_app import sync
 from features_app.models import CounterQuarantine
 from inbo import keys
 from inbo import redis as inbo_redis
-from monitoring import checks
+from monitoring import checks, metrics
 from monitoring.tasks import beat_heartbeat
 from monitoring.worker import record_sent, write_heartbeat
 from tests.factories import ItemFactory
@@ -153,12 +153,17 @@ def test_task_runs_failures_and_durations_come_from_celery_signals(settings):
 
 def test_search_health_becomes_metrics_when_search_app_reports_it(client, monkeypatch):
     module = types.ModuleType("search_app.public")
-    module.health = lambda: {  # type: ignore[attr-defined]
-        "backend": {"up": True, "latency_ms": 12.0},
-        "settings_drift": False,
+    module.health = lambda: {  # type: ignore[attr-defined]  # search_app.public.health's shape
+        "backend": "meilisearch",
+        "up": True,
+        "latency_ms": 12.0,
+        "documents": {"items": 10, "providers": 2},
         "drift": {"items": 3, "providers": 0},
-        "outbox": {"pending": 5, "dead": 2, "oldest_pending_age_seconds": 40.0},
-        "last_indexed_at": time.time() - 60,
+        "settings_drift": False,
+        "outbox": {"pending": 5, "in_flight": 1, "failed": 0, "dead": 2},
+        "oldest_pending_age_seconds": 40.0,
+        "last_indexed_at": "2026-01-01T00:00:00+00:00",
+        "last_indexed_age_seconds": 61.0,
         "search_latency_p95_ms": 80.0,
         "zero_result_rate": 0.25,
     }
@@ -173,7 +178,23 @@ def test_search_health_becomes_metrics_when_search_app_reports_it(client, monkey
     assert "inbo_search_indexing_oldest_pending_age_seconds 40.0" in text
     assert "inbo_search_latency_p95_seconds 0.08" in text
     assert "inbo_search_zero_result_ratio 0.25" in text
-    assert re.search(r"inbo_search_last_indexed_age_seconds 6\d\.", text)
+    assert "inbo_search_last_indexed_age_seconds 61.0" in text
+    assert 'inbo_search_indexing_outbox_rows{status="in_flight"} 1.0' in text
+    assert 'inbo_search_index_documents{doc_type="providers"} 2.0' in text
+
+
+def test_search_figures_may_be_grouped_and_dated():
+    report = {
+        "backend": {"up": False, "latency_ms": 3.0},
+        "outbox": {"pending": 1},
+        "last_indexed_at": time.time() - 30,
+        "drift": None,
+    }
+    text = {m.name: m.samples[0].value for m in metrics.search_metrics(report)}
+    assert text["inbo_search_backend_up"] == 0.0
+    assert text["inbo_search_indexing_pending"] == 1.0
+    assert 29 <= text["inbo_search_last_indexed_age_seconds"] < 60
+    assert "inbo_search_index_drift_documents" not in text
 
 
 def test_no_search_metrics_without_a_search_health_report(client, monkeypatch):
