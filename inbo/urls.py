@@ -13,6 +13,7 @@ api_v1 = [
     path("me/", accounts.MeView.as_view(), name="me"),
     path("", include("reading_app.api.urls")),
     path("", include("experience_app.api.urls")),
+    path("", include("search_app.api.urls")),
 ]
 if settings.INBO_BENCH_ENDPOINTS:
     # Benchmark-only endpoints (`make bench`, docs/BENCHMARKS.md); never routed otherwise.

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Avg, Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Avg, Count, Exists, F, FloatField, OuterRef, Q, QuerySet
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from search_app.models import SearchClick, SearchLog
@@ -89,6 +90,7 @@ def analytics_summary(
             with_clicks=Count("id", filter=Q(clicked=True)),
             mean_results=Avg("result_count"),
         )
+        .annotate(ctr=Cast(F("with_clicks"), FloatField()) / F("searches"))
         .order_by("-searches", "query")[:top]
     )
     zero_queries = list(
@@ -113,7 +115,7 @@ def analytics_summary(
             {
                 "query": row["query"],
                 "searches": row["searches"],
-                "click_through_rate": row["with_clicks"] / row["searches"],
+                "click_through_rate": row["ctr"],
                 "mean_results": float(row["mean_results"] or 0.0),
             }
             for row in top_queries
