@@ -193,3 +193,11 @@ def test_metrics_endpoint_is_prometheus_text(client):
     response = client.get("/metrics")
     assert response.status_code == 200
     assert b"django_http_requests" in response.content
+
+
+def test_a_redis_restart_between_probes_is_not_a_failure(settings, redis_server):
+    settings.REDIS_STATE_URL = redis_server.url(0)
+    assert checks.check_redis_state().detail == "ok"  # a pooled connection now exists
+    redis_server.stop()
+    redis_server.start()  # that connection is dead; the next probe must not report it
+    assert checks.check_redis_state().detail == "ok"
