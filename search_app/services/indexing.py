@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 from django.conf import settings
@@ -217,11 +216,14 @@ def last_indexed_at() -> float | None:
 
 
 def reindex(
-    names: Sequence[str] | None = None, *, progress: Callable[[Any, int, int], None] | None = None
+    names: Sequence[str] | None = None,
+    *,
+    progress: Callable[[str, DocType, int, int], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     """Rebuild the indexes of ``names`` (default: the configured backend and PostgreSQL's)
-    from the whole catalog, with zero downtime for searchers. Changes made while it ran are
-    sent again through the outbox (an engine's new index may have missed them)."""
+    from the whole catalog, with zero downtime for searchers. ``progress(backend, doc_type,
+    done, total)`` follows each rebuild. Changes made while it ran are sent again through
+    the outbox (an engine's new index may have missed them)."""
     if names is None:
         names = list(dict.fromkeys([settings.SEARCH_BACKEND, POSTGRES]))
     started = timezone.now()
@@ -230,7 +232,13 @@ def reindex(
     for name in names:
         backend = get_backend(name)
         t0 = time.perf_counter()
-        counts[name] = backend.rebuild(lambda doc_type: snapshot[doc_type], progress=progress)
+        report = None
+        if progress is not None:
+
+            def report(doc_type: DocType, done: int, total: int, name: str = name) -> None:
+                progress(name, doc_type, done, total)
+
+        counts[name] = backend.rebuild(lambda doc_type: snapshot[doc_type], progress=report)
         logger.info(
             "search.rebuilt backend=%s documents=%s seconds=%.1f",
             name,
