@@ -201,3 +201,16 @@ def test_a_redis_restart_between_probes_is_not_a_failure(settings, redis_server)
     redis_server.stop()
     redis_server.start()  # that connection is dead; the next probe must not report it
     assert checks.check_redis_state().detail == "ok"
+
+
+def test_probes_close_together_share_one_search_report(monkeypatch):
+    calls: list[int] = []
+    module = types.ModuleType("search_app.public")
+    module.health = lambda: calls.append(1) or {"up": True}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "search_app.public", module)
+    assert checks.check_search().data == {"up": True}
+    assert checks.check_search().data == {"up": True}
+    assert len(calls) == 1
+    monkeypatch.setattr(checks, "SEARCH_REPORT_MAX_AGE_SECONDS", 0.0)
+    checks.check_search()
+    assert len(calls) == 2
