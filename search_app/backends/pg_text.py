@@ -95,5 +95,10 @@ def tsquery_sql(parsed: ParsedText) -> tuple[str, list[str]]:
     if parsed.prefix is None:
         return web, [parsed.web]
     term = f"'{parsed.prefix}':*"
-    prefix = "(to_tsquery('inbo_search', %s) || to_tsquery('inbo_prefix', %s))"
+    # Stemmed and as written; once when they are the same lexeme (most words), so that
+    # each matching row is not tested twice.
+    prefix = (
+        "(SELECT CASE WHEN s = w THEN s ELSE s || w END FROM (SELECT "
+        "to_tsquery('inbo_search', %s) AS s, to_tsquery('inbo_prefix', %s) AS w) AS t)"
+    )
     return f"({web} {parsed.joiner} {prefix})", [parsed.web, term, term]

@@ -169,15 +169,13 @@ def _search_sql(query: SearchQuery, tsquery: tuple[str, list[str]] | None) -> tu
         headlines, params_headline, page_source = "NULL, NULL, NULL", [], "page p"
     facet = (
         "(SELECT coalesce(json_agg(json_build_array(v, n) ORDER BY n DESC, v), '[]') FROM "
-        f"(SELECT {{col}} AS v, count(*) AS n FROM m{{join}} GROUP BY 1 "
+        f"(SELECT v, count(*) AS n FROM (SELECT {{col}} AS v FROM m) AS vals GROUP BY 1 "
         f"ORDER BY 2 DESC, 1 LIMIT {FACET_VALUES}) f)"
     )
-    category_facet = facet.format(col="c", join=", unnest(m.categories) AS c")
-    language_facet = facet.format(col="m.language", join="")
+    category_facet = facet.format(col="unnest(m.categories)")
+    language_facet = facet.format(col="m.language")
     provider_facet = (
-        facet.format(col="m.provider_slug", join="")
-        if query.doc_type == DocType.ITEMS
-        else "'[]'::json"
+        facet.format(col="m.provider_slug") if query.doc_type == DocType.ITEMS else "'[]'::json"
     )
     sql = f"""
 {head}m AS MATERIALIZED (
