@@ -351,9 +351,11 @@ class PostgresBackend(SearchBackend):
                 counts[doc_type.value] = done
             self.refresh_vocabulary(cursor)
         with connection.cursor() as cursor:
-            # Fresh statistics: the planner must know how selective words and types are.
-            cursor.execute(f"ANALYZE {DOCS}")
-            cursor.execute(f"ANALYZE {VOCAB}")
+            # Every row was rewritten: make the old versions reusable (VACUUM cannot run in
+            # a transaction) and give the planner fresh statistics on words and types.
+            command = "ANALYZE" if connection.in_atomic_block else "VACUUM (ANALYZE)"
+            cursor.execute(f"{command} {DOCS}")
+            cursor.execute(f"{command} {VOCAB}")
         return counts
 
     def refresh_vocabulary(self, cursor: Any) -> None:
