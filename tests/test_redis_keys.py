@@ -87,11 +87,12 @@ def test_every_builder_follows_the_naming_convention():
         keys.dirty_items_syncing(),
         keys.features_lock("sync"),
         keys.features_job_status("sync"),
+        keys.search_last_indexed(),
     ]
     for key in built:
         prefix, app, thing, ident, version = key.split(":")
         assert prefix == "inbo", key
-        assert app in {"features", "experience", "monitoring"}, key
+        assert app in {"features", "experience", "monitoring", "search"}, key
         assert thing and ident, key
         assert version.startswith("v") and version[1:].isdigit(), key
     assert len(set(built)) == len(built)
