@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, Min, OuterRef
 from django.utils import timezone
 
@@ -126,11 +126,22 @@ def fail(rows: Sequence[Claimed], error: str, *, task_ref: str = "") -> int:
                 row.next_attempt_at = now + timedelta(seconds=backoff_seconds(attempts))
             updated.append(row)
         SearchOutbox.objects.filter(id__in=newer - {r.id for r in updated}).delete()
-        SearchOutbox.objects.bulk_update(
-            updated,
-            ["attempts", "last_error", "task_ref", "claimed_at", "status", "next_attempt_at"],
-        )
+        try:
+            with transaction.atomic():
+                SearchOutbox.objects.bulk_update(updated, _FAIL_FIELDS)
+        except IntegrityError:
+            # A change committed meanwhile made a new live row for one of these documents:
+            # row by row, and the one that collides gives way to the newer row.
+            for row in updated:
+                try:
+                    with transaction.atomic():
+                        row.save(update_fields=_FAIL_FIELDS)
+                except IntegrityError:
+                    SearchOutbox.objects.filter(id=row.id).delete()
     return dead
+
+
+_FAIL_FIELDS = ["attempts", "last_error", "task_ref", "claimed_at", "status", "next_attempt_at"]
 
 
 def _with_newer_rows(ids: list[int]) -> set[int]:

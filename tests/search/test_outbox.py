@@ -385,3 +385,17 @@ def test_stats_report_rows_by_status_and_the_oldest_change():
 
     assert stats["by_status"] == {"pending": 2, "in_flight": 0, "failed": 0, "dead": 0}
     assert 299 < stats["oldest_pending_age_seconds"] < 400
+
+
+def test_a_failed_row_colliding_with_a_newer_change_gives_way(monkeypatch):
+    item = ItemFactory()
+    SearchOutbox.objects.filter(doc_type="providers").delete()
+    claimed = outbox.claim(10)
+    # The newer change lands after the sibling check: simulate by hiding it from the check.
+    monkeypatch.setattr(outbox, "_with_newer_rows", lambda ids: set())
+    item.save()
+
+    outbox.fail(claimed, "RuntimeError: boom")
+
+    (row,) = SearchOutbox.objects.filter(doc_type="items", object_id=item.pk)
+    assert (row.status, row.attempts) == ("pending", 0)
