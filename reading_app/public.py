@@ -201,9 +201,10 @@ def subscribe_catalog_changes(callback: changes.CatalogListener) -> None:
 
     ``kind`` is ``"items"`` or ``"providers"``, ``ids`` a sorted list of primary keys, ``op``
     ``"upsert"`` (created, edited, categories changed) or ``"delete"``. The callback runs
-    inside the change's transaction (saves, deletes, category links, category slug edits,
-    and the bulk imports of ``items_upsert``/``providers_upsert``); if it raises, the
-    change fails. Register it once, in ``AppConfig.ready``.
+    synchronously, inside the change's transaction when it has one (saves, deletes,
+    category links, category slug edits, and the bulk imports of
+    ``items_upsert``/``providers_upsert``); if it raises, that transaction fails. Register
+    it once, in ``AppConfig.ready``.
     """
     changes.subscribe(callback)
 
