@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 WORD = re.compile(r"\w+")
+NON_WORD = re.compile(r"\W+")
 # Shortest unknown word worth correcting: shorter words have too few trigrams to compare.
 MIN_CORRECTED_CHARS = 3
 
@@ -52,7 +53,17 @@ def parse(text: str) -> ParsedText:
         or _negated(text, last.start())
     ):
         return ParsedText(text=text, web=text, prefix=None, joiner="&&")
-    rest = text[: last.start()].rstrip()
+    rest = text[: last.start()]
+    if rest and rest[-1] not in ' "':
+        # The word ends a compound ("hard-to-g", "o'rei"): its other parts become plain
+        # words (websearch would read "hard-to-" as a phrase with a dangling part). A
+        # negated compound is complete: no prefix.
+        head, _, tail = rest.rpartition(" ")
+        lead = '"' if tail.startswith('"') else ""
+        if tail.startswith("-"):
+            return ParsedText(text=text, web=text, prefix=None, joiner="&&")
+        rest = f"{head} {lead}{NON_WORD.sub(' ', tail[len(lead):])}"
+    rest = rest.rstrip()
     joiner = "&&"
     if rest.casefold() == "or" or rest.casefold().endswith(" or"):
         rest, joiner = rest[:-2].rstrip(), "||"

@@ -228,3 +228,12 @@ def test_odd_input_never_fails(backend, raw):
     result = search(backend, normalize_query(raw))
 
     assert result.total >= 0
+
+
+def test_compound_words_match_typed_in_full_or_in_part(backend):
+    backend.upsert([item_doc(30, "A hard-to-get ticket", summary="O'Reilly on queues")])
+
+    assert ids(search(backend, "hard-to-get")) == [30]
+    assert ids(search(backend, "hard-to-g")) == [30]
+    assert ids(search(backend, "o'reilly")) == [30]
+    assert ids(search(backend, "ticket -hard-to-get")) == []
