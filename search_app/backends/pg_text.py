@@ -62,7 +62,7 @@ def parse(text: str) -> ParsedText:
         lead = '"' if tail.startswith('"') else ""
         if tail.startswith("-"):
             return ParsedText(text=text, web=text, prefix=None, joiner="&&")
-        rest = f"{head} {lead}{NON_WORD.sub(' ', tail[len(lead):])}"
+        rest = f"{head} {lead}{NON_WORD.sub(' ', tail[len(lead) :])}"
     rest = rest.rstrip()
     joiner = "&&"
     if rest.casefold() == "or" or rest.casefold().endswith(" or"):

@@ -245,3 +245,15 @@ def test_the_schema_documents_search(api_client):
     assert {"200", "400", "503"} <= set(search["responses"])
     assert "/api/v1/search/clicks/" in schema["paths"]
     assert "/api/v1/search/analytics/" in schema["paths"]
+
+
+def test_query_normalization_rules():
+    from search_app.services.query import analytics_key, normalize_query
+
+    assert normalize_query("  a\u200bb\u202e  c\x00\n\td ") == "ab c d"
+    assert normalize_query("\uff4b\uff55\uff42\uff45") == "kube"  # NFKC
+    assert normalize_query("\ud800x") == "x"
+    long = normalize_query("word " * 300)
+    assert len(long) <= 200 and not long.endswith(" ") and long.endswith("word")
+    assert normalize_query("x" * 5000) == "x" * 200
+    assert analytics_key("  Kubernetes  UPGRADES ") == "kubernetes upgrades"
