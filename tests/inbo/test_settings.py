@@ -91,3 +91,10 @@ def test_env_readers_reject_garbage(monkeypatch):
     assert env_bool("X_UNSET", True) is True
     with pytest.raises(ImproperlyConfigured):
         redis_url_with_db("not-a-url", 1)
+
+
+def test_database_connections_are_bounded_and_skip_jit(settings):
+    options = settings.DATABASES["default"]["OPTIONS"]
+    assert options["connect_timeout"] == 5
+    assert "-c statement_timeout=30000" in options["options"]
+    assert "-c jit=off" in options["options"]
