@@ -44,11 +44,11 @@ from experience_app.services.mind import (
     HISTORY_OFFSET,
     MindSummary,
     Stream,
-    _accepted_behaviors,
     _read_news,
     _Scan,
     _Skips,
     _write_catalog,
+    valid_behaviors,
 )
 from experience_app.services.progress import bar
 from experience_app.services.users import users_ensure
@@ -272,21 +272,7 @@ def _read_behaviors(
     path: Path, limit: int | None, summary: MindSummary, skip: _Skips, progress: Stream
 ) -> list[mind.Behavior]:
     """Valid lines in file order; malformed lines and repeated impression ids are skipped."""
-    kept: list[mind.Behavior] = []
-    first_line: dict[int, int] = {}
-    for number, parsed in _accepted_behaviors(path, limit, progress, "behaviors", None):
-        summary.behavior_lines += 1
-        if isinstance(parsed, str):
-            summary.behaviors_skipped += 1
-            skip(path, number, parsed)
-            continue
-        if (first := first_line.get(parsed.impression_id)) is not None:
-            summary.behaviors_skipped += 1
-            skip(path, number, f"duplicate impression id {parsed.impression_id} (line {first})")
-            continue
-        first_line[parsed.impression_id] = number
-        kept.append(parsed)
-    return kept
+    return [b for _, b in valid_behaviors(path, limit, summary, skip, progress, "behaviors")]
 
 
 def _write(

@@ -220,12 +220,18 @@ def _accepted_behaviors(
             yield number, str(error)
 
 
-def _scan_behaviors(
-    path: Path, limit: int | None, summary: MindSummary, skip: _Skips, progress: Stream
-) -> _Scan:
-    scan = _Scan()
+def valid_behaviors(
+    path: Path,
+    limit: int | None,
+    summary: MindSummary,
+    skip: _Skips,
+    progress: Stream,
+    desc: str,
+) -> Iterator[tuple[int, mind.Behavior]]:
+    """(line number, behavior) of every valid line in file order; malformed lines and
+    repeated impression ids are counted in ``summary`` and reported through ``skip``."""
     impression_line: dict[int, int] = {}
-    for number, parsed in _accepted_behaviors(path, limit, progress, "behaviors (scan)", None):
+    for number, parsed in _accepted_behaviors(path, limit, progress, desc, None):
         summary.behavior_lines += 1
         if isinstance(parsed, str):
             summary.behaviors_skipped += 1
@@ -236,6 +242,14 @@ def _scan_behaviors(
             skip(path, number, f"duplicate impression id {parsed.impression_id} (line {first})")
             continue
         impression_line[parsed.impression_id] = number
+        yield number, parsed
+
+
+def _scan_behaviors(
+    path: Path, limit: int | None, summary: MindSummary, skip: _Skips, progress: Stream
+) -> _Scan:
+    scan = _Scan()
+    for number, parsed in valid_behaviors(path, limit, summary, skip, progress, "behaviors (scan)"):
         scan.accepted.add(number)
         at = parsed.time
         if scan.earliest is None or at < scan.earliest:
