@@ -14,7 +14,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from inbo.env import env_bool, env_float, env_int, env_list, env_str, redis_url_with_db
+from inbo.env import env_bool, env_float, env_int, env_list, env_redis_role_url, env_str
 from inbo.keys import CACHE_KEY_PREFIX
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -114,13 +114,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: one server, separate databases per role -------------------------------------
 # Clearing the cache must never drop a queued task or a counter, so each role has its own
-# database (or its own URL in production).
+# database (or its own URL in production). Without per-role URLs the roles take four
+# consecutive databases from REDIS_URL's own (N broker, N+1 cache, N+2 state, N+3 scratch),
+# so the operator's choice of database is kept (ADR 0005).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-REDIS_BROKER_URL = env_str("REDIS_BROKER_URL", redis_url_with_db(REDIS_URL, 0))
-REDIS_CACHE_URL = env_str("REDIS_CACHE_URL", redis_url_with_db(REDIS_URL, 1))
-REDIS_STATE_URL = env_str("REDIS_STATE_URL", redis_url_with_db(REDIS_URL, 2))
+REDIS_BROKER_URL = env_redis_role_url("REDIS_BROKER_URL", REDIS_URL, 0)
+REDIS_CACHE_URL = env_redis_role_url("REDIS_CACHE_URL", REDIS_URL, 1)
+REDIS_STATE_URL = env_redis_role_url("REDIS_STATE_URL", REDIS_URL, 2)
 # Scratch state of `manage.py evaluate_ranking`: flushed before and after every run.
-REDIS_EVAL_URL = env_str("REDIS_EVAL_URL", redis_url_with_db(REDIS_URL, 3))
+REDIS_EVAL_URL = env_redis_role_url("REDIS_EVAL_URL", REDIS_URL, 3)
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5)
 
 CACHES = {
@@ -231,10 +233,36 @@ BEAT_MAX_AGE_SECONDS = env_float("BEAT_MAX_AGE_SECONDS", 120.0)
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
 WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "0.0.0.0")
 
+# --- Client address, throttling, API tokens (docs/OPERATIONS.md "Access") --------------
+# Proxies in front of the app that each append the address they saw to X-Forwarded-For.
+# 0: the client is REMOTE_ADDR and the header is ignored (a client can write anything in it);
+# N: the client is the Nth address from the right. One rule (inbo.api.client_ip) for every
+# throttle and for the monitoring endpoints' trust check.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# Rates per scope (N/sec|min|hour|day), each applied per client address and, where a user is
+# signed in, per user. The throttles read this at request time (inbo/api/throttling.py).
+THROTTLE_RATES = {
+    # Sign-up and token, per address (AUTH_THROTTLE_RATE is the former name, still read).
+    "auth": env_str("THROTTLE_RATE_AUTH", env_str("AUTH_THROTTLE_RATE", "20/min")),
+    # POSTs of the admin login form, per address.
+    "admin_login": env_str("THROTTLE_RATE_ADMIN_LOGIN", "10/min"),
+    "search": env_str("THROTTLE_RATE_SEARCH", "120/min"),
+    "search_click": env_str("THROTTLE_RATE_SEARCH_CLICK", "120/min"),
+    "interactions": env_str("THROTTLE_RATE_INTERACTIONS", "120/min"),
+}
+# An API token stops working this many hours after it was issued (0: never expires);
+# /auth/token/ then issues a new one. /auth/logout/ and /auth/logout-all/ revoke earlier.
+TOKEN_TTL_HOURS = env_int("TOKEN_TTL_HOURS", 720)
+# Who sees readiness details and /metrics: callers from these networks (CIDR), or with
+# "Authorization: Bearer <MONITORING_TOKEN>" when it is set. Everyone else gets the bare status.
+MONITORING_TRUSTED_NETWORKS = env_list("MONITORING_TRUSTED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+MONITORING_TOKEN = env_str("MONITORING_TOKEN", "")
+
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's token, with an expiry (TOKEN_TTL_HOURS).
+        "inbo.accounts.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -243,7 +271,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "inbo.api.pagination.DefaultPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "inbo.api.errors.api_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"auth": env_str("AUTH_THROTTLE_RATE", "20/min")},
+    "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {

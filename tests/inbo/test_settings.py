@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from inbo.env import env_bool, env_float, env_int, env_list, redis_url_with_db
+from inbo.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_redis_role_url,
+    redis_db_of,
+    redis_url_with_db,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,6 +80,60 @@ def test_redis_roles_get_separate_databases_from_one_url(settings):
     urls = {settings.REDIS_BROKER_URL, settings.REDIS_CACHE_URL, settings.REDIS_STATE_URL}
     assert len(urls) == 3
     assert settings.CELERY_BROKER_URL == settings.REDIS_BROKER_URL
+
+
+def test_redis_roles_take_consecutive_databases_from_the_one_in_redis_url(monkeypatch):
+    for name in ("REDIS_BROKER_URL", "REDIS_CACHE_URL", "REDIS_STATE_URL", "REDIS_EVAL_URL"):
+        monkeypatch.delenv(name, raising=False)
+    base = "redis://:pw@h:6379/4?ssl_cert_reqs=none"
+    assert [
+        env_redis_role_url(name, base, offset)
+        for offset, name in enumerate(("REDIS_BROKER_URL", "REDIS_CACHE_URL", "REDIS_STATE_URL"))
+    ] == [
+        "redis://:pw@h:6379/4?ssl_cert_reqs=none",
+        "redis://:pw@h:6379/5?ssl_cert_reqs=none",
+        "redis://:pw@h:6379/6?ssl_cert_reqs=none",
+    ]
+    assert env_redis_role_url("REDIS_EVAL_URL", "redis://h", 3) == "redis://h/3"
+    assert env_redis_role_url("REDIS_EVAL_URL", "unix:///run/r.sock?db=2", 3) == (
+        "unix:///run/r.sock?db=5"
+    )
+    assert redis_db_of("redis://h:6379") == 0
+    assert redis_db_of("redis://h/?db=7") == 7
+    with pytest.raises(ImproperlyConfigured, match="database number"):
+        redis_db_of("redis://h/abc")
+
+
+def test_redis_roles_past_the_last_database_are_refused_unless_set_explicitly(monkeypatch):
+    monkeypatch.delenv("REDIS_EVAL_URL", raising=False)
+    monkeypatch.delenv("REDIS_STATE_URL", raising=False)
+    assert env_redis_role_url("REDIS_STATE_URL", "redis://h/12", 2) == "redis://h/14"
+    assert env_redis_role_url("REDIS_EVAL_URL", "redis://h/12", 3) == "redis://h/15"
+    with pytest.raises(ImproperlyConfigured, match="REDIS_EVAL_URL would be database 16"):
+        env_redis_role_url("REDIS_EVAL_URL", "redis://h/13", 3)
+    monkeypatch.setenv("REDIS_EVAL_URL", "redis://other/0")
+    assert env_redis_role_url("REDIS_EVAL_URL", "redis://h/13", 3) == "redis://other/0"
+
+
+def test_settings_keep_the_operators_redis_database():
+    """Two installations on one server (``/0`` and ``/4``) never share a database."""
+    show = (
+        "from django.conf import settings as s; "
+        "print(s.REDIS_BROKER_URL, s.REDIS_CACHE_URL, s.REDIS_STATE_URL, s.REDIS_EVAL_URL, "
+        "s.CELERY_BROKER_URL)"
+    )
+    result = _manage("shell", "-c", show, env={"REDIS_URL": "redis://h:6379/4"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].split() == [
+        "redis://h:6379/4",
+        "redis://h:6379/5",
+        "redis://h:6379/6",
+        "redis://h:6379/7",
+        "redis://h:6379/4",
+    ]
+    result = _manage("shell", "-c", show, env={"REDIS_URL": "redis://h:6379/14"})
+    assert result.returncode != 0
+    assert "REDIS_STATE_URL would be database 16" in result.stderr
 
 
 def test_env_readers_reject_garbage(monkeypatch):
