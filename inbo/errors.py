@@ -50,3 +50,10 @@ class ServiceUnavailable(ApplicationError):
     status_code = 503
     code = "service_unavailable"
     default_message = "A dependency is unavailable; try again shortly."
+
+    def __init__(
+        self, message: str | None = None, *, details: Any = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        # Seconds after which a retry may succeed (the Retry-After header), when known.
+        self.retry_after = retry_after
