@@ -63,6 +63,7 @@ from features_app.public import (
 from inbo import redis as inbo_redis
 from inbo.scratch import (
     ScratchBusy,
+    ScratchForeign,
     ScratchLock,
     ScratchLockLost,
     ScratchUnsafe,
@@ -199,6 +200,12 @@ def scratch_state(url: str) -> Iterator[_ScratchLock]:
             raise EvaluationError(
                 "Another evaluation holds the scratch Redis database (REDIS_EVAL_URL); "
                 "wait for it to finish or point REDIS_EVAL_URL at another database."
+            ) from None
+        except ScratchForeign:
+            raise EvaluationError(
+                "REDIS_EVAL_URL's database holds keys that no evaluation wrote; the evaluation "
+                "flushes its database, so it refuses this one. Point REDIS_EVAL_URL at an empty "
+                "database (or empty this one yourself if its keys are disposable)."
             ) from None
         try:
             yield lock

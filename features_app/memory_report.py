@@ -95,6 +95,13 @@ def scratch_database(url: str) -> Iterator[Callable[[], None]]:
             "The scratch database is in use (an evaluate_ranking or another report holds its "
             "lock); wait for it, or pass another --redis-url."
         ) from None
+    except scratch.ScratchForeign:
+        client.close()
+        raise MemoryReportError(
+            "The scratch database holds keys that no scratch run wrote; the report flushes "
+            "its database, so it refuses this one. Pass an empty one with --redis-url (or empty "
+            "this one yourself if its keys are disposable)."
+        ) from None
 
     def renew() -> None:
         try:

@@ -143,6 +143,13 @@ def evaluation_lock() -> str:
     return _key("experience", "evaluation_lock", "global", 1)
 
 
+def scratch_marker() -> str:
+    """Marks a Redis database as disposable: the scratch database while a command holds it,
+    and the test suite's databases. A database that holds keys but not this one belongs to
+    someone else, so ``inbo.scratch`` and the tests refuse to flush it. No TTL."""
+    return _key("inbo", "scratch_marker", "global", 1)
+
+
 def dirty_items() -> str:
     """Set of item ids whose counters changed since they were last synced to PostgreSQL."""
     return _key("features", "dirty_items", "global", 1)

@@ -2,7 +2,9 @@
 
 The offline evaluation and the memory report fill a database with throwaway state. Both
 refuse a database the application uses, and share one lock kept in the scratch database
-itself: acquiring flushes it (in one script), releasing flushes it again.
+itself: acquiring flushes it (in one script), releasing flushes it again. A database that
+holds keys no scratch run wrote (no ``keys.scratch_marker()``) is refused, never flushed:
+it is another installation's, or another role's, by mistake.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from django.conf import settings
 
 from inbo import keys
 
+# The marker (KEYS[2]) stays until the release flushes everything, so the keys a killed run
+# left behind are still known as scratch by the next one.
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('DBSIZE') > 0 and redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 redis.call('FLUSHDB')
+redis.call('SET', KEYS[2], '1')
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
@@ -49,6 +55,10 @@ class ScratchUnsafe(ScratchError):
 
 class ScratchBusy(ScratchError):
     """Another command holds the scratch database."""
+
+
+class ScratchForeign(ScratchError):
+    """The database holds keys that no scratch run wrote: it is not a scratch database."""
 
 
 class ScratchLockLost(ScratchError):
@@ -88,7 +98,12 @@ class ScratchLock:
         self.renewed = time.monotonic()
 
     def acquire(self) -> None:
-        if not self.client.eval(_ACQUIRE, 1, keys.evaluation_lock(), self.token, self.ttl_ms):
+        acquired = self.client.eval(
+            _ACQUIRE, 2, keys.evaluation_lock(), keys.scratch_marker(), self.token, self.ttl_ms
+        )
+        if acquired == -1:
+            raise ScratchForeign()
+        if not acquired:
             raise ScratchBusy()
         self.renewed = time.monotonic()
 

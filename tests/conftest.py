@@ -10,9 +10,23 @@ from reading_app.selectors import facets_cache_clear
 from tests.factories import UserFactory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_databases_are_the_tests_own():
+    """Stop the run before the first flush if a test database holds someone else's keys;
+    mark the databases as the suite's at the end (``tests/redis_guard.py``)."""
+    from tests import redis_guard
+
+    message = redis_guard.check_databases()
+    if message:
+        pytest.exit(message, returncode=3)
+    yield
+    redis_guard.mark_databases()
+
+
 @pytest.fixture(autouse=True)
-def _clean_redis(request):
-    """Every test starts with empty cache and state databases."""
+def _clean_redis(request, _redis_databases_are_the_tests_own):
+    """Every test starts with empty cache and state databases (checked to be the tests' own
+    before the first flush)."""
     from django.core.cache import cache
 
     from inbo import redis as inbo_redis
