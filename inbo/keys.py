@@ -223,3 +223,12 @@ def search_last_indexed() -> str:
     """Unix time (string) of the last indexing batch that reached every index. No TTL:
     ``search_health`` and readiness report its age."""
     return _key("search", "last_indexed", "global", 1)
+
+
+# --- inbo.api: throttling (in the Django cache, REDIS_CACHE_URL) ------------------------
+
+
+def throttle(scope: str, kind: str, ident: str | int) -> str:
+    """Request times of one throttle bucket: a scope (``auth``, ``search``...) per ``user``
+    or per ``address``. TTL: the period of the scope's rate (DRF's history list)."""
+    return _key("api", f"throttle_{scope}_{kind}", ident, 1)

@@ -6,10 +6,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from inbo.accounts import views as accounts
+from inbo.accounts.admin_login import admin_login
 
 api_v1 = [
     path("auth/register/", accounts.RegisterView.as_view(), name="auth-register"),
     path("auth/token/", accounts.TokenView.as_view(), name="auth-token"),
+    path("auth/logout/", accounts.LogoutView.as_view(), name="auth-logout"),
+    path("auth/logout-all/", accounts.LogoutAllView.as_view(), name="auth-logout-all"),
     path("me/", accounts.MeView.as_view(), name="me"),
     path("", include("reading_app.api.urls")),
     path("", include("experience_app.api.urls")),
@@ -23,6 +26,8 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "v1"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Ahead of the admin's own login route: the same view, throttled per address.
+    path("admin/login/", admin_login, name="admin-login-throttled"),
     path("admin/", admin.site.urls),
     path("", include("monitoring.urls")),  # /health/live/, /health/ready/, /metrics
 ]

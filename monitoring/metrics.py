@@ -54,6 +54,12 @@ INTERACTIONS = Counter(
     "rejected (unknown or unavailable item).",
     ["outcome"],
 )
+THROTTLE_UNAVAILABLE = Counter(
+    "inbo_throttle_unavailable",
+    "Requests let through unthrottled because the throttle's cache (Redis) failed, by scope "
+    "(throttles fail open: a cache outage never blocks sign-in).",
+    ["scope"],
+)
 CELERY_TASK_RUNS = Counter(
     "inbo_celery_task_runs",
     "Celery task runs by task and final state (SUCCESS, FAILURE, RETRY, ...).",

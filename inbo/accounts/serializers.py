@@ -24,16 +24,11 @@ class RegisterSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(write_only=True, min_length=8, max_length=128)
 
-    def validate_username(self, value: str) -> str:
-        if User.objects.filter(username__iexact=value).exists():
-            raise serializers.ValidationError("This username is taken.")
-        return value
+    # Whether the username or the email is in use is decided by the service, after these
+    # checks, as one generic 409 that names neither (inbo.accounts.services.AccountExists).
 
     def validate_email(self, value: str) -> str:
-        value = User.objects.normalize_email(value)
-        if User.objects.filter(email__iexact=value).exists():
-            raise serializers.ValidationError("An account with this email already exists.")
-        return value
+        return User.objects.normalize_email(value)
 
     def validate(self, attrs: dict) -> dict:
         candidate = User(username=attrs["username"], email=attrs["email"])
@@ -50,5 +45,10 @@ class TokenRequestSerializer(serializers.Serializer):
 
 
 class TokenResponseSerializer(serializers.Serializer):
-    token = serializers.CharField()
+    token = serializers.CharField(help_text="Send as `Authorization: Token <token>`.")
+    expires_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the token stops working (TOKEN_TTL_HOURS after it was issued); "
+        "then `POST /auth/token/` issues a new one. Null when tokens never expire.",
+    )
     user = UserSerializer()
