@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's assets, pinned and served by the app (no CDN)
     "reading_app",
     "features_app",
     "experience_app",
@@ -286,6 +287,13 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "FeedSectionEnum": "experience_app.services.feed.SECTION_ORDER",
     },
+    # The docs page loads Swagger UI from the app's static files (drf-spectacular-sidecar,
+    # pinned in pyproject.toml), so it works offline and never changes under a CDN's @latest.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No "valid" badge from validator.swagger.io: it would send the schema's URL out.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # --- Auth, i18n, static -----------------------------------------------------------------

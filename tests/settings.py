@@ -22,3 +22,4 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, te
 THROTTLE_RATES = {scope: "100000/min" for scope in THROTTLE_RATES}  # noqa: F405
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": THROTTLE_RATES}  # noqa: F405
 WHITENOISE_AUTOREFRESH = True  # no collectstatic in tests
+WHITENOISE_USE_FINDERS = True  # ...so static files come from the apps (pytest turns DEBUG off)
