@@ -75,14 +75,16 @@ def progress_update(
     if not 0.0 <= progress <= 1.0:
         raise InvalidInput(details={"progress": ["Must be between 0 and 1."]})
     item = _published_item(item_id)
-    now = timezone.now()
     with transaction.atomic():
-        row, _ = ReadingProgress.objects.select_for_update().get_or_create(
+        row, created = ReadingProgress.objects.select_for_update().get_or_create(
             user_id=user_id, item=item, defaults={"progress": progress, "position": position}
         )
         row.progress = progress
         row.position = position
         if progress >= 1.0 and row.completed_at is None:
-            row.completed_at = now
+            # A first update of 1.0 starts and completes the item at one instant: the insert
+            # stamped started_at (auto_now_add), so reuse it. Later, never before the start
+            # (a concurrent first update may have inserted the row after this one began).
+            row.completed_at = row.started_at if created else max(timezone.now(), row.started_at)
         row.save()
     return row

@@ -149,6 +149,26 @@ def test_completed_at_is_set_once_at_the_end_and_kept_when_reading_again(auth_cl
     assert (later["progress"], later["completed_at"]) == (0.1, completed_at)
 
 
+def test_a_first_put_of_1_completes_the_item_at_the_instant_it_started(auth_client, user):
+    item = ItemFactory()
+
+    body = auth_client.put(progress_url(item.id), {"progress": 1.0}).json()
+
+    row = ReadingProgress.objects.get(user=user, item=item)
+    assert row.completed_at is not None
+    assert row.completed_at == row.started_at
+    assert body["completed_at"] is not None
+
+
+def test_completed_at_is_never_before_started_at(auth_client, user):
+    item = ItemFactory()
+    auth_client.put(progress_url(item.id), {"progress": 0.5})
+    auth_client.put(progress_url(item.id), {"progress": 1.0})
+
+    row = ReadingProgress.objects.get(user=user, item=item)
+    assert row.completed_at >= row.started_at
+
+
 def test_progress_without_a_record_is_404(auth_client):
     assert_error(auth_client.get(progress_url(ItemFactory().id)), 404, "not_found")
 
