@@ -23,6 +23,7 @@ from experience_app.api.serializers import (
 from experience_app.services import feed, interests
 from experience_app.services.interactions import InteractionIn, interactions_record
 from inbo.api.schema import error_responses
+from inbo.api.throttling import THROTTLED
 from inbo.errors import InvalidInput
 from reading_app import public as reading
 
@@ -59,12 +60,15 @@ class SectionPageView(APIView):
 
 
 class InteractionsView(APIView):
+    throttle_classes = THROTTLED  # per user and per address (THROTTLE_RATE_INTERACTIONS)
+    throttle_scope = "interactions"
+
     @extend_schema(
         summary="Report interactions with served items (batch, idempotent)",
         description="Each interaction is stored once per `event_id`: a retried batch is "
         "never double counted. An interaction with an unknown item is rejected alone.",
         request=InteractionBatchSerializer,
-        responses={200: InteractionResultSerializer, **error_responses(400, 401)},
+        responses={200: InteractionResultSerializer, **error_responses(400, 401, 429)},
         tags=["experience"],
     )
     def post(self, request: Request) -> Response:

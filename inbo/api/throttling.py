@@ -104,7 +104,7 @@ class UserRateThrottle(_ScopedThrottle):
 
 
 # Every user-facing write and search: per user and per address.
-THROTTLED = [UserRateThrottle, AddressRateThrottle]
+THROTTLED = (UserRateThrottle, AddressRateThrottle)
 
 
 class _Scope:

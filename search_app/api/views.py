@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inbo.api.schema import ErrorSerializer, error_responses
+from inbo.api.throttling import THROTTLED
 from reading_app import public as reading
 from search_app import selectors
 from search_app.api.serializers import (
@@ -53,6 +54,8 @@ def _results(result: SearchResult, doc_type: DocType, offset: int) -> list[dict]
 
 class SearchView(APIView):
     permission_classes = [permissions.AllowAny]
+    throttle_classes = THROTTLED  # per user and per address (THROTTLE_RATE_SEARCH)
+    throttle_scope = "search"
 
     @extend_schema(
         summary="Search items or newsletters",
@@ -64,7 +67,7 @@ class SearchView(APIView):
         parameters=[SearchParamsSerializer],
         responses={
             200: SearchResponseSerializer,
-            **error_responses(400),
+            **error_responses(400, 429),
             503: OpenApiResponse(
                 ErrorSerializer, description="Search unavailable (PostgreSQL timed out)."
             ),
@@ -109,13 +112,15 @@ class SearchView(APIView):
 
 class ClickView(APIView):
     permission_classes = [permissions.AllowAny]
+    throttle_classes = THROTTLED  # per user and per address (THROTTLE_RATE_SEARCH_CLICK)
+    throttle_scope = "search_click"
 
     @extend_schema(
         summary="Record a click on a search result",
         description="`id` and `position` come from the search response's results. A repeated "
         "click on the same result of the same search is recorded once.",
         request=ClickSerializer,
-        responses={201: ClickResultSerializer, **error_responses(400)},
+        responses={201: ClickResultSerializer, **error_responses(400, 429)},
         tags=["search"],
     )
     def post(self, request: Request) -> Response:
