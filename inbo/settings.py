@@ -7,6 +7,7 @@ secrets, which switches on the secure-transport settings below.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -258,6 +259,11 @@ TOKEN_TTL_HOURS = env_int("TOKEN_TTL_HOURS", 720)
 # "Authorization: Bearer <MONITORING_TOKEN>" when it is set. Everyone else gets the bare status.
 MONITORING_TRUSTED_NETWORKS = env_list("MONITORING_TRUSTED_NETWORKS", ["127.0.0.0/8", "::1/128"])
 MONITORING_TOKEN = env_str("MONITORING_TOKEN", "")
+try:
+    for _cidr in MONITORING_TRUSTED_NETWORKS:
+        ipaddress.ip_network(_cidr, strict=False)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"MONITORING_TRUSTED_NETWORKS: {_exc}") from _exc
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -214,3 +214,69 @@ def test_probes_close_together_share_one_search_report(monkeypatch):
     monkeypatch.setattr(checks, "SEARCH_REPORT_MAX_AGE_SECONDS", 0.0)
     checks.check_search()
     assert len(calls) == 2
+
+
+# --- who sees the details (MONITORING_TRUSTED_NETWORKS, MONITORING_TOKEN) ---------------
+
+OUTSIDER = "203.0.113.5"
+
+
+def test_an_untrusted_caller_gets_only_the_bare_status_with_the_same_code(client, settings):
+    response = client.get("/health/ready/", REMOTE_ADDR=OUTSIDER)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+    settings.REDIS_STATE_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    inbo_redis.reset_clients()
+    response = client.get("/health/ready/", REMOTE_ADDR=OUTSIDER)
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable"}
+    assert b"127.0.0.1" not in response.content
+    assert _ready(client)[1]["checks"]["redis_state"]["status"] == "fail"  # loopback: details
+
+
+def test_metrics_are_refused_to_an_untrusted_caller_in_the_envelope(client):
+    response = client.get("/metrics", REMOTE_ADDR=OUTSIDER)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert b"django_http_requests" not in response.content
+
+
+def test_trusted_networks_are_configurable(client, settings):
+    settings.MONITORING_TRUSTED_NETWORKS = ["203.0.113.0/24"]
+    assert client.get("/metrics", REMOTE_ADDR=OUTSIDER).status_code == 200
+    assert "checks" in client.get("/health/ready/", REMOTE_ADDR=OUTSIDER).json()
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403
+
+
+def test_the_monitoring_token_opens_the_details_from_anywhere(client, settings):
+    settings.MONITORING_TOKEN = "s3cret-scrape-token"
+    bearer = {"HTTP_AUTHORIZATION": "Bearer s3cret-scrape-token", "REMOTE_ADDR": OUTSIDER}
+    assert client.get("/metrics", **bearer).status_code == 200
+    assert "checks" in client.get("/health/ready/", **bearer).json()
+
+    wrong = {"HTTP_AUTHORIZATION": "Bearer s3cret-scrape-tokeN", "REMOTE_ADDR": OUTSIDER}
+    assert client.get("/metrics", **wrong).status_code == 403
+    assert client.get("/health/ready/", **wrong).json() == {"status": "ok"}
+
+
+def test_without_a_configured_token_no_bearer_is_trusted(client, settings):
+    settings.MONITORING_TOKEN = ""
+    empty = {"HTTP_AUTHORIZATION": "Bearer ", "REMOTE_ADDR": OUTSIDER}
+    assert client.get("/metrics", **empty).status_code == 403
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_decides_not_the_proxy(client, settings):
+    # A proxy on the same machine: every request reaches the app from loopback.
+    settings.TRUSTED_PROXY_COUNT = 1
+    via_proxy = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": f"127.0.0.1, {OUTSIDER}"}
+    assert client.get("/metrics", **via_proxy).status_code == 403
+    assert client.get("/health/ready/", **via_proxy).json() == {"status": "ok"}
+    # Prometheus scraping the app directly (no X-Forwarded-For) from loopback still may.
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+
+
+def test_an_untrusted_forwarded_header_cannot_claim_loopback(client, settings):
+    settings.TRUSTED_PROXY_COUNT = 0
+    spoofed = {"REMOTE_ADDR": OUTSIDER, "HTTP_X_FORWARDED_FOR": "127.0.0.1"}
+    assert client.get("/metrics", **spoofed).status_code == 403
