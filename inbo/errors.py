@@ -28,6 +28,18 @@ class InvalidInput(ApplicationError):
     default_message = "The input is not valid."
 
 
+class InvalidCursor(InvalidInput):
+    """A pagination cursor we did not issue (garbage, tampered, another list's)."""
+
+    code = "invalid_cursor"
+    default_message = "The cursor is not valid; start again from the first page."
+
+    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+        super().__init__(
+            message, details=details if details is not None else {"cursor": ["Not a valid cursor."]}
+        )
+
+
 class NotFound(ApplicationError):
     status_code = 404
     code = "not_found"

@@ -39,7 +39,7 @@ def cursor(query: str) -> str:
     return urlencode({"cursor": base64.b64encode(query.encode()).decode()})
 
 
-V, NF = "invalid", "not_found"
+V, NF, IC = "invalid", "not_found", "invalid_cursor"
 
 # PUT /reading/progress/{item}/ — (id, request kwargs, status, code, fields named in details)
 PROGRESS_BODIES = [
@@ -161,12 +161,14 @@ BAD_QUERIES = [
     ("/api/v1/items/?language=%00", 400, V, ["language"]),
     ("/api/v1/providers/?category=%00", 400, V, ["category"]),
     ("/api/v1/subscriptions/?status=nope", 400, V, ["status"]),
-    ("/api/v1/providers/?page=abc", 404, NF, []),
-    (f"/api/v1/providers/?page={HUGE}", 404, NF, []),
-    ("/api/v1/items/?cursor=zzz", 404, NF, []),
-    ("/api/v1/items/?" + cursor("p=abc"), 404, NF, []),
-    ("/api/v1/reading/continue/?" + cursor("p=2026-13-45"), 404, NF, []),
-    ("/api/v1/reading/saves/?" + cursor("r=1&p=%00"), 404, NF, []),
+    # Pagination (docs/API.md): bad numbers are 400 naming the field, bad cursors 400
+    # invalid_cursor.
+    ("/api/v1/providers/?page=abc", 400, V, ["page"]),
+    (f"/api/v1/providers/?page={HUGE}", 400, V, ["page"]),
+    ("/api/v1/items/?cursor=zzz", 400, IC, ["cursor"]),
+    ("/api/v1/items/?" + cursor("p=abc"), 400, IC, ["cursor"]),
+    ("/api/v1/reading/continue/?" + cursor("p=2026-13-45"), 400, IC, ["cursor"]),
+    ("/api/v1/reading/saves/?" + cursor("r=1&p=%00"), 400, IC, ["cursor"]),
 ]
 
 
