@@ -24,7 +24,6 @@ from experience_app.services import feed, interests
 from experience_app.services.interactions import InteractionIn, interactions_record
 from inbo.api.schema import error_responses
 from inbo.api.throttling import THROTTLED
-from inbo.errors import InvalidInput
 from reading_app import public as reading
 
 
@@ -45,17 +44,24 @@ class HomeView(APIView):
 class SectionPageView(APIView):
     @extend_schema(
         summary="A further page of one home section",
+        description="`cursor` is a section's `next_cursor`; absent or empty, the section's "
+        "first page. A cursor we did not issue, or another section's, is a 400 "
+        "`invalid_cursor`; an unknown section is a 404.",
         parameters=[
             OpenApiParameter("key", str, OpenApiParameter.PATH, enum=list(feed.SECTION_ORDER)),
-            OpenApiParameter("cursor", str, required=True, description="`next_cursor`"),
+            OpenApiParameter(
+                "cursor",
+                str,
+                required=False,
+                description="`next_cursor` of the section; absent or empty: its first page.",
+            ),
         ],
         responses={200: SectionPageSerializer, **error_responses(400, 401, 404)},
         tags=["experience"],
     )
     def get(self, request: Request, key: str) -> Response:
-        cursor = request.query_params.get("cursor")
-        if not cursor:
-            raise InvalidInput(details={"cursor": ["This parameter is required."]})
+        # The section is checked before the cursor: an unknown one is a 404 whatever follows.
+        cursor = request.query_params.get("cursor") or ""
         return Response(feed.section_page(request.user.pk, key, cursor))
 
 

@@ -28,7 +28,7 @@ from experience_app.ranking import Candidate, Scored, UserContext, rank
 from features_app import public as features
 from inbo import keys
 from inbo import redis as inbo_redis
-from inbo.errors import InvalidInput, NotFound
+from inbo.errors import InvalidCursor, NotFound
 from reading_app import public as reading
 
 logger = logging.getLogger(__name__)
@@ -258,20 +258,20 @@ def _encode_cursor(version: str, key: str, offset: int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[str, str, int]:
-    """(version, section key, offset) of a section cursor; InvalidInput if it is not one."""
+    """(version, section key, offset) of a section cursor; InvalidCursor if it is not one."""
     # Ours are under 100 characters; a long one is tampered with (and could nest JSON deep
     # enough to exhaust the parser's recursion).
     if len(cursor) > MAX_CURSOR_LENGTH:
-        raise InvalidInput(details={"cursor": ["Not a valid cursor."]})
+        raise InvalidCursor()
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         version, key, offset = str(data["v"]), str(data["k"]), int(data["o"])
     except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
         # OverflowError: an offset of 1e400 parses as infinity, which int() refuses.
-        raise InvalidInput(details={"cursor": ["Not a valid cursor."]}) from None
+        raise InvalidCursor() from None
     if offset < 0 or offset > 10_000:
-        raise InvalidInput(details={"cursor": ["Not a valid cursor."]})
+        raise InvalidCursor()
     return version, key, offset
 
 
@@ -495,20 +495,35 @@ def home(user_id: int, *, now: datetime | None = None) -> dict[str, Any]:
     return body
 
 
+def _current_version(client: Any, user_id: int) -> str | None:
+    """The version of the user's cached feed, unless feedback came after it was built."""
+    meta_raw, current = client.mget(keys.feed(user_id), keys.feed_generation(user_id))
+    meta = json.loads(meta_raw) if meta_raw else None
+    if meta is None or meta.get("generation") != str(current or "0"):
+        return None
+    return str(meta["version"])
+
+
 def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = None) -> dict:
-    """A further page of one section, from the feed version the cursor came from."""
+    """A further page of one section, from the feed version the cursor came from; an empty
+    cursor is the first page, from the user's current feed."""
     if key not in SECTION_ORDER:
         raise NotFound("No such section.", details={"section": key})
-    version, cursor_key, offset = decode_cursor(cursor)
-    if cursor_key != key:
-        raise InvalidInput(details={"cursor": ["This cursor belongs to another section."]})
+    version: str | None = None
+    offset = 0
+    if cursor:
+        version, cursor_key, offset = decode_cursor(cursor)
+        if cursor_key != key:
+            raise InvalidCursor(details={"cursor": ["This cursor belongs to another section."]})
     now = now or timezone.now()
     request_id = uuid.uuid4()
     feed = None
     redis_ok = True
     client = inbo_redis.state()
     try:
-        raw = client.get(keys.feed_snapshot(user_id, version))
+        if version is None:
+            version = _current_version(client, user_id)
+        raw = client.get(keys.feed_snapshot(user_id, version)) if version else None
         feed = json.loads(raw) if raw else None
     except redis.RedisError:
         redis_ok = False

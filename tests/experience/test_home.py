@@ -386,26 +386,46 @@ def _cursor(data) -> str:
         "A" * 5000,
     ],
 )
-def test_a_bad_cursor_is_a_400(auth_client, cursor):
-    error = assert_error(auth_client.get(section_url("for_you"), {"cursor": cursor}), 400)
+def test_a_bad_cursor_is_a_400_invalid_cursor(auth_client, cursor):
+    response = auth_client.get(section_url("for_you"), {"cursor": cursor})
+    error = assert_error(response, 400, "invalid_cursor")
     assert "cursor" in error["details"]
-
-
-def test_a_missing_cursor_is_a_400(auth_client):
-    assert_error(auth_client.get(section_url("for_you")), 400, "invalid")
 
 
 @override_settings(EXPERIENCE_SECTION_PAGE_SIZE=3)
-def test_a_cursor_of_another_section_is_a_400(auth_client, world):
+@pytest.mark.parametrize("query", [{}, {"cursor": ""}], ids=["absent", "empty"])
+def test_a_missing_or_empty_cursor_is_the_sections_first_page(auth_client, world, query):
+    first = sections(auth_client.get(HOME).json())["for_you"]
+
+    response = auth_client.get(section_url("for_you"), query)
+
+    assert response.status_code == 200, response.content
+    page = response.json()
+    assert page["key"] == "for_you"
+    assert ids(page) == ids(first)
+    assert page["next_cursor"] == first["next_cursor"]
+
+
+def test_an_empty_cursor_without_a_cached_feed_builds_the_first_page(auth_client, world):
+    response = auth_client.get(section_url("for_you"), {"cursor": ""})
+
+    assert response.status_code == 200, response.content
+    assert [e["position"] for e in response.json()["items"]][:1] == [0]
+
+
+@override_settings(EXPERIENCE_SECTION_PAGE_SIZE=3)
+def test_a_cursor_of_another_section_is_a_400_invalid_cursor(auth_client, world):
     body = auth_client.get(HOME).json()
     cursor = sections(body)["for_you"]["next_cursor"]
-    error = assert_error(auth_client.get(section_url("trending"), {"cursor": cursor}), 400)
+    response = auth_client.get(section_url("trending"), {"cursor": cursor})
+    error = assert_error(response, 400, "invalid_cursor")
     assert "cursor" in error["details"]
 
 
-def test_an_unknown_section_is_a_404(auth_client):
-    cursor = _cursor({"v": "x", "k": "nope", "o": 3})
-    assert_error(auth_client.get(section_url("nope"), {"cursor": cursor}), 404, "not_found")
+@pytest.mark.parametrize("query", [{}, {"cursor": ""}, {"cursor": "garbage"}])
+def test_an_unknown_section_is_a_404_whatever_the_cursor(auth_client, query):
+    error = assert_error(auth_client.get(section_url("nope"), query), 404, "not_found")
+    assert error["details"] == {"section": "nope"}
 
 
 def test_another_users_cursor_shows_nothing_of_theirs(auth_client, other_client, world):
