@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.core.validators import ProhibitNullCharactersValidator
@@ -11,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
+from inbo.api.pagination import page_field, page_size_field
 from reading_app import public as reading
 from search_app.contracts import DocType, Sort
 from search_app.services.query import MAX_QUERY_CHARS, normalize_query
@@ -41,38 +43,71 @@ class QueryTextField(serializers.CharField):
         return normalize_query(super().to_internal_value(data))
 
 
+# Dates outside this range are clamped to it: every date a client may send still means
+# what it says ("before 9999-12-31" is "no upper bound"), and no arithmetic on it (a day
+# added, an offset applied, a timestamp taken) can overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2101, 1, 1, tzinfo=UTC)  # exclusive: 2100-12-31 is the last day
+
+
+def clamp(moment: datetime) -> datetime:
+    """``moment`` (UTC when naive) within ``EARLIEST``..``LATEST``, in UTC."""
+    # The year is checked before any conversion: moving year 9999 or year 1 by a time
+    # zone offset overflows.
+    if moment.year < EARLIEST.year - 1:
+        return EARLIEST
+    if moment.year > LATEST.year:
+        return LATEST
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return min(max(moment, EARLIEST), LATEST)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """What a date or date-time names: a whole day, or an instant (start == end)."""
+
+    start: datetime
+    end: datetime  # exclusive
+
+
 @extend_schema_field(
     {"type": "string", "format": "date-time", "example": "2024-05-01"},
 )
 class DateOrDateTimeField(serializers.Field):
-    """``YYYY-MM-DD`` or an ISO 8601 date-time (UTC when it has no offset). A date alone
-    means its first instant; with ``end_of_day`` (for ``to``), the day after's, so the
-    whole day is included."""
+    """``YYYY-MM-DD`` (a whole UTC day) or an ISO 8601 date-time (UTC when it has no
+    offset), as a :class:`Span`, clamped to 1970-01-01..2100-12-31."""
 
     default_error_messages = {"invalid": "Use YYYY-MM-DD or an ISO 8601 date-time."}
 
-    def __init__(self, *, end_of_day: bool = False, **kwargs: Any) -> None:
-        self.end_of_day = end_of_day
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data: Any) -> datetime:
+    def to_internal_value(self, data: Any) -> Span:
         text = str(data).strip()
         try:
             # A date alone first: parse_datetime would also read it, as midnight.
             day = parse_date(text) if len(text) == 10 else None
             moment = None if day else parse_datetime(text)
-        except ValueError:
+        except ValueError:  # well-formed but impossible: month 13, offset +25:00
             self.fail("invalid")
         if day is not None:
-            if self.end_of_day:
-                day += timedelta(days=1)
-            return datetime.combine(day, time.min, tzinfo=UTC)
+            if not EARLIEST.year <= day.year < LATEST.year:
+                edge = EARLIEST if day.year < EARLIEST.year else LATEST
+                return Span(edge, edge)
+            start = datetime.combine(day, time.min, tzinfo=UTC)
+            return Span(start, start + timedelta(days=1))
         if moment is None:
             self.fail("invalid")
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = clamp(moment)
+        return Span(moment, moment)
 
-    def to_representation(self, value: datetime) -> str:
-        return value.isoformat()
+    def to_representation(self, value: Span) -> str:
+        return value.start.isoformat()
+
+
+class BoundedDateField(serializers.DateField):
+    """A day (``YYYY-MM-DD``) clamped to 1970-01-01..2100-12-31 (see ``clamp``)."""
+
+    def to_internal_value(self, value: Any) -> date:
+        day = super().to_internal_value(value)
+        return min(max(day, EARLIEST.date()), LATEST.date() - timedelta(days=1))
 
 
 class SearchParamsSerializer(serializers.Serializer):
@@ -107,18 +142,26 @@ class SearchParamsSerializer(serializers.Serializer):
         default=Sort.RELEVANCE.value,
         help_text="`relevance` (newest for an empty query) or `newest`.",
     )
-    page = serializers.IntegerField(min_value=1, default=1)
-    page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, default=20)
+    page = page_field(
+        maximum=MAX_RESULT_WINDOW,
+        default=1,
+        help_text=f"Page number, from 1. Only the first {MAX_RESULT_WINDOW} results are "
+        "served: a page past them (or past the last result) is empty; `total` still counts "
+        "every match.",
+    )
+    page_size = page_size_field(maximum=MAX_PAGE_SIZE, default=20)
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
         fields["from"] = DateOrDateTimeField(
-            required=False, help_text="Published at or after (items only)."
+            required=False,
+            help_text="Published at or after (items only). Dates before 1970 or after 2100 "
+            "are read as the edge of that range.",
         )
         fields["to"] = DateOrDateTimeField(
             required=False,
-            end_of_day=True,
-            help_text="Published before; a date alone includes that day (items only).",
+            help_text="Published before; a date alone includes that day, so `from` = `to` is "
+            "one day (items only). Clamped like `from`.",
         )
         return fields
 
@@ -128,10 +171,11 @@ class SearchParamsSerializer(serializers.Serializer):
             for name in ("provider", "from", "to"):
                 if attrs.get(name) is not None:
                     errors[name] = ["Only for type=items."]
-        if attrs.get("from") and attrs.get("to") and attrs["from"] >= attrs["to"]:
-            errors["to"] = ["Must be after `from`."]
-        if attrs["page"] * attrs["page_size"] > MAX_RESULT_WINDOW:
-            errors["page"] = [f"Only the first {MAX_RESULT_WINDOW} results can be paged to."]
+        start, end = attrs.get("from"), attrs.get("to")
+        # Refused only when `to` lies wholly before `from`; `from` = `to` is a valid range
+        # (a day for dates, empty for one instant).
+        if start and end and end.start < start.start and end.end <= start.start:
+            errors["to"] = ["Must not be before `from`."]
         if errors:
             raise serializers.ValidationError(errors)
         if attrs.get("language"):
@@ -195,11 +239,14 @@ class ClickResultSerializer(serializers.Serializer):
 class AnalyticsParamsSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         return {
-            "from": serializers.DateField(
-                required=False, help_text="First day (UTC); default: 6 days before `to`."
+            "from": BoundedDateField(
+                required=False,
+                help_text="First day (UTC); default: 6 days before `to`. Days outside "
+                "1970-01-01..2100-12-31 are read as the edge of that range.",
             ),
-            "to": serializers.DateField(
-                required=False, help_text="Last day, included (UTC); default: today."
+            "to": BoundedDateField(
+                required=False,
+                help_text="Last day, included (UTC); default: today. Clamped like `from`.",
             ),
         }
 

@@ -15,6 +15,7 @@ from inbo.api.throttling import THROTTLED
 from reading_app import public as reading
 from search_app import selectors
 from search_app.api.serializers import (
+    MAX_RESULT_WINDOW,
     AnalyticsParamsSerializer,
     AnalyticsSerializer,
     ClickResultSerializer,
@@ -35,6 +36,8 @@ def _results(result: SearchResult, doc_type: DocType, offset: int) -> list[dict]
     providers = reading.provider_cards(ids) if doc_type == DocType.PROVIDERS else {}
     rows = []
     for position, hit in enumerate(result.hits, start=offset + 1):
+        if position > MAX_RESULT_WINDOW:
+            break  # past the results that are served (docs/API.md, Pagination)
         card = items.get(hit.id) or providers.get(hit.id)
         if card is None:
             continue
@@ -52,6 +55,13 @@ def _results(result: SearchResult, doc_type: DocType, offset: int) -> list[dict]
     return rows
 
 
+def query_params(request: Request) -> dict[str, str]:
+    """The query string as a plain dict (last value of a repeated name). A serializer
+    reading a QueryDict takes an empty optional value (``type=``) for an absent one and
+    applies the default; from a plain dict the field sees ``""`` and refuses it."""
+    return request.query_params.dict()
+
+
 class SearchView(APIView):
     permission_classes = [permissions.AllowAny]
     throttle_classes = THROTTLED  # per user and per address (THROTTLE_RATE_SEARCH)
@@ -63,7 +73,9 @@ class SearchView(APIView):
         "signing in (a signed-in searcher is logged with the search). `search_id` identifies "
         "this response for `POST /search/clicks/`. `degraded` is true when the configured "
         "engine was down and PostgreSQL answered. The query text is normalized and cut to "
-        "200 characters; page x page_size may not exceed 1000.",
+        f"200 characters. Only the first {MAX_RESULT_WINDOW} results are served: a page past "
+        "them is empty. Empty values (`type=`, `to=`) are refused; leave a parameter out "
+        "for its default.",
         parameters=[SearchParamsSerializer],
         responses={
             200: SearchResponseSerializer,
@@ -75,7 +87,7 @@ class SearchView(APIView):
         tags=["search"],
     )
     def get(self, request: Request) -> Response:
-        params = SearchParamsSerializer(data=request.query_params)
+        params = SearchParamsSerializer(data=query_params(request))
         params.is_valid(raise_exception=True)
         p = params.validated_data
         doc_type = DocType(p["type"])
@@ -86,8 +98,8 @@ class SearchView(APIView):
             category=p.get("category"),
             provider=p.get("provider"),
             language=p.get("language"),
-            date_from=p.get("from"),
-            date_to=p.get("to"),
+            date_from=p["from"].start if p.get("from") else None,
+            date_to=p["to"].end if p.get("to") else None,
             sort=Sort(p["sort"]),
             offset=offset,
             limit=p["page_size"],
@@ -146,7 +158,7 @@ class AnalyticsView(APIView):
         tags=["search"],
     )
     def get(self, request: Request) -> Response:
-        params = AnalyticsParamsSerializer(data=request.query_params)
+        params = AnalyticsParamsSerializer(data=query_params(request))
         params.is_valid(raise_exception=True)
         summary = selectors.analytics_summary(
             params.validated_data["from"], params.validated_data["to"]

@@ -187,6 +187,33 @@ def test_bad_periods_are_a_400(staff_client, params, field):
     assert_error(staff_client.get(ANALYTICS, params), 400, "invalid", [field])
 
 
+@pytest.mark.parametrize("name", ["from", "to"])
+def test_an_empty_day_is_a_400_naming_it_not_its_default(staff_client, name):
+    assert_error(staff_client.get(f"{ANALYTICS}?{name}="), 400, "invalid", [name])
+
+
+@pytest.mark.parametrize(
+    ("params", "date_from", "date_to"),
+    [
+        ({"to": "9999-12-31"}, "2100-12-25", "2101-01-01"),
+        ({"from": "9999-12-31", "to": "9999-12-31"}, "2100-12-31", "2101-01-01"),
+        ({"from": "0001-01-01", "to": "0001-01-01"}, "1970-01-01", "1970-01-02"),
+        ({"to": "0001-01-01"}, "1969-12-26", "1970-01-02"),
+        ({"from": "0001-01-01", "to": "1972-01-01"}, None, None),  # over 366 days: 400
+    ],
+)
+def test_days_far_out_are_clamped_never_a_server_error(staff_client, params, date_from, date_to):
+    response = staff_client.get(ANALYTICS, params)
+
+    if date_from is None:
+        assert_error(response, 400, "invalid", ["from"])
+        return
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["date_from"].startswith(date_from)
+    assert body["date_to"].startswith(date_to)
+
+
 def test_the_admin_shows_the_same_figures(admin_client, period_logs):
     changelist = admin_client.get("/admin/search_app/searchlog/")
     page = admin_client.get(

@@ -142,7 +142,12 @@ def test_a_result_deleted_since_indexing_is_left_out(api_client, world):
         ({"page": "0"}, "page"),
         ({"page": "x"}, "page"),
         ({"page_size": "51"}, "page_size"),
-        ({"page": "21", "page_size": "50"}, "page"),
+        ({"page_size": "0"}, "page_size"),
+        ({"page_size": "-5"}, "page_size"),
+        ({"page_size": "1.0"}, "page_size"),
+        ({"page_size": "null"}, "page_size"),
+        ({"page": "1001"}, "page"),
+        ({"page": "99999999999999999999"}, "page"),
         ({"from": "yesterday"}, "from"),
         ({"to": "2024-13-01"}, "to"),
         ({"from": "2024-03-01", "to": "2024-02-01"}, "to"),
@@ -155,6 +160,75 @@ def test_a_result_deleted_since_indexing_is_left_out(api_client, world):
 )
 def test_bad_parameters_are_a_400_naming_the_field(api_client, params, field):
     assert_error(api_client.get(URL, params), 400, "invalid", [field])
+
+
+@pytest.mark.parametrize(
+    "name", ["type", "sort", "page", "page_size", "from", "to", "category", "provider", "language"]
+)
+def test_an_empty_parameter_is_a_400_naming_it_not_its_default(api_client, name):
+    assert_error(api_client.get(f"{URL}?{name}="), 400, "invalid", [name])
+
+
+def test_an_empty_query_text_is_still_everything(api_client, world):
+    assert api_client.get(f"{URL}?q=").json()["total"] == 3
+
+
+def test_from_equal_to_is_a_one_day_range(api_client, world):
+    body = api_client.get(URL, {"from": "2024-02-01", "to": "2024-02-01"}).json()
+    assert [r["id"] for r in body["results"]] == [world["items"]["k8s"].pk]
+    instant = "2024-02-01T00:00:00Z"
+    response = api_client.get(URL, {"from": instant, "to": instant})
+    assert response.status_code == 200  # an empty range, not an error
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"to": "9999-12-31"}, {"llm", "k8s", "bread"}),
+        ({"to": "9999-12-31T23:59:59-14:00"}, {"llm", "k8s", "bread"}),
+        ({"to": "9999-12-31T23:59:59.999999+14:00"}, {"llm", "k8s", "bread"}),
+        ({"from": "0001-01-01"}, {"llm", "k8s", "bread"}),
+        ({"from": "0001-01-01T00:00:00+14:00"}, {"llm", "k8s", "bread"}),
+        ({"from": "0001-01-01T00:00:00-14:00", "to": "9999-12-31"}, {"llm", "k8s", "bread"}),
+        ({"from": "9999-12-31"}, set()),
+        ({"from": "9999-12-31T23:59:59-14:00"}, set()),
+        ({"to": "0001-01-01"}, set()),
+        ({"to": "0001-01-01T00:00:00+14:00"}, set()),
+        ({"from": "2101-06-01", "to": "2200-01-01"}, set()),
+    ],
+)
+def test_dates_far_out_are_clamped_to_the_supported_range(api_client, world, params, expected):
+    response = api_client.get(URL, params)
+
+    assert response.status_code == 200, response.content
+    found = {r["id"] for r in response.json()["results"]}
+    assert found == {world["items"][k].pk for k in expected}
+
+
+@pytest.mark.parametrize("value", ["2024-01-01T00:00:00+25:00", "10000-01-01", "0000-01-01"])
+def test_impossible_dates_are_a_400(api_client, value):
+    assert_error(api_client.get(URL, {"to": value}), 400, "invalid", ["to"])
+
+
+def test_a_page_past_the_served_window_is_empty(api_client, world):
+    body = api_client.get(URL, {"page": 21, "page_size": 50}).json()
+
+    assert body["results"] == []
+    assert body["total"] == 3
+    past_the_end = api_client.get(URL, {"page": 2, "page_size": 50}).json()
+    assert past_the_end["results"] == [] and past_the_end["total"] == 3
+
+
+def test_a_page_across_the_window_stops_at_its_last_served_result(api_client, monkeypatch):
+    items = [ItemFactory(title=f"Window {i}") for i in range(3)]
+    indexing.index_pending()
+    monkeypatch.setattr("search_app.api.views.MAX_RESULT_WINDOW", 2)
+
+    body = api_client.get(URL, {"q": "window", "page_size": 3}).json()
+
+    assert body["total"] == 3
+    assert [r["position"] for r in body["results"]] == [1, 2]
+    assert {r["id"] for r in body["results"]} < {i.pk for i in items}
 
 
 @pytest.mark.parametrize(
