@@ -35,9 +35,9 @@ class InvalidCursor(InvalidInput):
     default_message = "The cursor is not valid; start again from the first page."
 
     def __init__(self, message: str | None = None, *, details: Any = None) -> None:
-        super().__init__(
-            message, details=details if details is not None else {"cursor": ["Not a valid cursor."]}
-        )
+        if details is None:
+            details = {"cursor": ["Not a valid cursor."]}
+        super().__init__(message, details=details)
 
 
 class NotFound(ApplicationError):
