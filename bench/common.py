@@ -46,6 +46,13 @@ def bench_env() -> dict[str, str]:
         # No collectstatic needed; the API serves no static files.
         "STATIC_MANIFEST": "false",
         "INBO_BENCH_ENDPOINTS": "true",
+        # The load comes from loopback for a few users, with tokens seeded on the users' join
+        # dates: rate limits (empty: off) and token expiry would be measured, not the endpoints.
+        **{
+            f"THROTTLE_RATE_{scope}": ""
+            for scope in ("AUTH", "SEARCH", "SEARCH_CLICK", "INTERACTIONS")
+        },
+        "TOKEN_TTL_HOURS": "0",
         "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     }
     for role, db in DEFAULT_REDIS.items():

@@ -253,3 +253,9 @@ def test_with_the_cache_redis_stopped_sign_up_and_sign_in_still_work(
             assert _unavailable("admin_login") >= 1
         finally:
             caches["default"].close()
+
+
+def test_an_empty_rate_switches_the_scope_off(api_client, rates):
+    rates(search="")
+    for _ in range(5):
+        assert api_client.get("/api/v1/search/", {"q": "rockets"}).status_code == 200
