@@ -11,7 +11,6 @@ import pytest
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.test import RequestFactory
 from rest_framework.test import APIClient
-from rest_framework.throttling import ScopedRateThrottle
 
 from inbo.api.errors import api_exception_handler, json_server_error
 from inbo.errors import Conflict, ServiceUnavailable
@@ -259,8 +258,8 @@ def test_session_write_without_csrf_token_is_403(user):
     assert_error(response, 403, "permission_denied")
 
 
-def test_throttled_sign_in_is_429_with_retry_after(api_client, monkeypatch):
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"auth": "1/min"})
+def test_throttled_sign_in_is_429_with_retry_after(api_client, settings):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "auth": "1/min"}
     credentials = {"username": "nobody", "password": "wrong-password"}
     assert api_client.post("/api/v1/auth/token/", credentials).status_code == 400
 
