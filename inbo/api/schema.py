@@ -24,7 +24,8 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
     """The documented error responses of an endpoint, all in the shared envelope."""
     descriptions = {
         400: "Invalid input; `details` names the fields.",
-        401: "Not authenticated.",
+        # Also on endpoints open to anonymous callers: a token that is sent is checked.
+        401: "Not authenticated, or the credentials sent are not valid (expired token).",
         403: "Not allowed.",
         404: "Not found (or not yours).",
         409: "Conflict with the current state.",

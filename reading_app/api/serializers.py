@@ -9,7 +9,10 @@ from reading_app.models import Category, Item, Provider, ReadingProgress, SavedI
 
 class CategorySerializer(serializers.ModelSerializer):
     # The API field is named "parent", which shadows Field.parent for the type checker only.
-    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[assignment,var-annotated]
+    # Null for a top-level category: allow_null makes the schema say so.
+    parent = serializers.SlugRelatedField(  # type: ignore[assignment,var-annotated]
+        slug_field="slug", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Category

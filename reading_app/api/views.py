@@ -32,10 +32,11 @@ ITEM_ID = OpenApiParameter("item_id", int, OpenApiParameter.PATH, description="I
 @extend_schema_view(
     list=extend_schema(
         summary="List newsletters",
-        responses={200: ProviderSerializer(many=True), **error_responses(400)},
+        responses={200: ProviderSerializer(many=True), **error_responses(400, 401)},
     ),
     retrieve=extend_schema(
-        summary="One newsletter", responses={200: ProviderSerializer, **error_responses(404)}
+        summary="One newsletter",
+        responses={200: ProviderSerializer, **error_responses(401, 404)},
     ),
 )
 class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
@@ -58,11 +59,11 @@ class ItemCursorPagination(NewestFirstCursorPagination):
 @extend_schema_view(
     list=extend_schema(
         summary="List items, newest first",
-        responses={200: ItemListSerializer(many=True), **error_responses(400)},
+        responses={200: ItemListSerializer(many=True), **error_responses(400, 401)},
     ),
     retrieve=extend_schema(
         summary="One item with its body",
-        responses={200: ItemDetailSerializer, **error_responses(404)},
+        responses={200: ItemDetailSerializer, **error_responses(401, 404)},
     ),
 )
 class ItemViewSet(viewsets.ReadOnlyModelViewSet):

@@ -79,7 +79,7 @@ class SearchView(APIView):
         parameters=[SearchParamsSerializer],
         responses={
             200: SearchResponseSerializer,
-            **error_responses(400, 429),
+            **error_responses(400, 401, 429),
             503: OpenApiResponse(
                 ErrorSerializer, description="Search unavailable (PostgreSQL timed out)."
             ),
@@ -132,7 +132,7 @@ class ClickView(APIView):
         description="`id` and `position` come from the search response's results. A repeated "
         "click on the same result of the same search is recorded once.",
         request=ClickSerializer,
-        responses={201: ClickResultSerializer, **error_responses(400, 429)},
+        responses={201: ClickResultSerializer, **error_responses(400, 401, 429)},
         tags=["search"],
     )
     def post(self, request: Request) -> Response:

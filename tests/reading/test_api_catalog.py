@@ -236,3 +236,27 @@ def test_invalid_is_sponsored_value_is_a_400_naming_the_field(api_client):
     response = api_client.get("/api/v1/providers/?is_sponsored=maybe")
     assert response.status_code == 400
     assert "is_sponsored" in response.json()["error"]["details"]
+
+
+def test_a_top_level_categorys_parent_is_null_and_the_schema_says_it_may_be(api_client, tree):
+    ProviderFactory(slug="top", categories=[tree["food"]])
+
+    (row,) = api_client.get(PROVIDERS).json()["results"]
+
+    assert row["categories"] == [{"slug": "food", "name": "Food", "parent": None}]
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert schema["components"]["schemas"]["Category"]["properties"]["parent"]["nullable"] is True
+
+
+@pytest.mark.parametrize(
+    "url", [PROVIDERS, ITEMS, f"{ITEMS}1/", f"{PROVIDERS}x/", "/api/v1/search/"]
+)
+def test_open_endpoints_refuse_a_bad_token_with_a_documented_401(api_client, url):
+    api_client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert_error(api_client.get(url), 401, "authentication_failed")
+    api_client.credentials()
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    path = url.replace(f"{ITEMS}1/", f"{ITEMS}{{id}}/").replace(
+        f"{PROVIDERS}x/", "/api/v1/providers/{slug}/"
+    )
+    assert "401" in schema["paths"][path]["get"]["responses"]
