@@ -22,8 +22,9 @@ class UserEvent(models.Model):
     * the database primary key is ``(id, occurred_at)``; Django still treats ``id`` as the
       primary key (ids come from one sequence, so they stay unique), but no foreign key can
       point at this table;
-    * idempotency is ``(event_id, occurred_at)`` — a retried batch carries the same
-      ``event_id`` and the same ``occurred_at``.
+    * idempotency is ``(event_id, user, occurred_at)`` — a retried batch carries the same
+      ``event_id`` and the same ``occurred_at``; event ids are the clients', so unique per
+      user only (the key leads with ``event_id`` so that a lookup by id alone uses it).
 
     Filter by ``occurred_at`` (with the user or the item) so that PostgreSQL reads only the
     months asked for. The foreign keys have no single-column index: ``(user, occurred_at)``
@@ -48,7 +49,7 @@ class UserEvent(models.Model):
         ordering = ("-occurred_at", "-id")
         constraints = [
             models.UniqueConstraint(
-                fields=["event_id", "occurred_at"], name="user_event_idempotency"
+                fields=["event_id", "user", "occurred_at"], name="user_event_user_idempotency"
             ),
         ]
         indexes = [

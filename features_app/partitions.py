@@ -1,11 +1,18 @@
 """Monthly partitions of the event log.
 
 ``UserEvent`` is partitioned by RANGE (``occurred_at``), one partition per UTC month, named
-``features_app_userevent_pYYYY_MM`` and bounded ``[first of the month, first of the next)``
-(the convention of migration 0003). This module creates them ahead of time (beat task
-``inbo.features.ensure_partitions``), on demand when events of a new month are stored
+``features_app_userevent_pYYYY_MM`` (the year zero-padded to four digits) and bounded
+``[first of the month, first of the next)`` (the convention of migration 0003). This module
+creates them ahead of time (beat task ``inbo.features.ensure_partitions`` and ``migrate``,
+from the oldest month a client may still report, ``EVENTS_CLIENT_MAX_AGE_DAYS`` ago, to
+three months ahead), on demand when loaders and replays store events of a new month
 (``ensure_for``: MIND data is from 2019, a backfill may bring any month), lists them, and
 detaches old ones.
+
+Client events never create a partition (``missing_months``): creating one takes the lock
+described below, so a client that could choose the month could stop ingestion for
+everyone, and fill the catalog with empty tables until every job that locks the whole log
+runs out of lock slots (``max_locks_per_transaction``).
 
 There is deliberately no DEFAULT partition. Rows in a default partition that belong to a
 month make ``CREATE TABLE … PARTITION OF`` for that month fail (PostgreSQL refuses to create
@@ -16,7 +23,8 @@ partition before inserting is cheap and keeps every row in its month.
 
 Creating a partition takes an ACCESS EXCLUSIVE lock on the parent table until the creating
 transaction ends: queries of the event log wait meanwhile. It happens once per month ahead
-of time, so only backfills of months nobody created yet pay it.
+of time, so only backfills of months nobody created yet pay it. ``missing_months`` only reads
+the catalog (``pg_inherits``), which takes no lock on the event log.
 """
 
 from __future__ import annotations
@@ -25,13 +33,15 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.utils import IntegrityError
 from django.utils import timezone
 
 from features_app.models import UserEvent
+from inbo.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +63,20 @@ _known: set[date] = set()
 
 class PartitionError(Exception):
     """A partition cannot be created or detached as asked."""
+
+
+class PartitionMissing(ServiceUnavailable):
+    """Client events of a month that has no partition yet: refused for now, not stored.
+
+    Only a deployment whose partition job has not run yet meets it (every month a client may
+    report is created ahead); the job is asked for, and the client retries.
+    """
+
+    default_message = "Events of this period cannot be stored yet; try again shortly."
+
+    def __init__(self, months: Iterable[date], *, retry_after: int = 30) -> None:
+        super().__init__(retry_after=retry_after)
+        self.months = sorted(months)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +112,22 @@ def months_between(start: date | datetime, end: date | datetime) -> list[date]:
     return months
 
 
+def _yyyy_mm(month: date, sep: str = "_") -> str:
+    # Not strftime's %Y: it does not pad years below 1000 ("999"), which breaks the names'
+    # and bounds' fixed shape.
+    return f"{month.year:04d}{sep}{month.month:02d}"
+
+
 def partition_name(month: date) -> str:
-    return f"{PARTITION_PREFIX}{month:%Y_%m}"
+    return f"{PARTITION_PREFIX}{_yyyy_mm(month)}"
 
 
-def _bound(month: date) -> str:
-    return f"{month:%Y-%m-%d} 00:00:00+00"
+def _bounds(month: date) -> tuple[str, str]:
+    """``month``'s range as PostgreSQL timestamps. Built from integers: the upper bound of
+    9999-12 is in year 10000, past what ``datetime.date`` can hold but not PostgreSQL."""
+    following = month.year * 12 + month.month  # the next month, counted from year 0
+    upper = f"{following // 12:04d}-{following % 12 + 1:02d}"
+    return f"{_yyyy_mm(month, '-')}-01 00:00:00+00", f"{upper}-01 00:00:00+00"
 
 
 def _lock(cursor) -> None:
@@ -160,9 +194,10 @@ def ensure_months(months: Iterable[date]) -> list[str]:
             if month in attached:
                 continue
             name = partition_name(month)
+            lower, upper = _bounds(month)
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {PARENT} "
-                f"FOR VALUES FROM ('{_bound(month)}') TO ('{_bound(add_months(month, 1))}')"
+                f"FOR VALUES FROM ('{lower}') TO ('{upper}')"
             )
             created.append(name)
         present = set(attached) | set(wanted)
@@ -177,10 +212,17 @@ def ensure_partitions(start: date | datetime, end: date | datetime) -> list[str]
     return ensure_months(months_between(start, end))
 
 
+def client_window_start(now: date | datetime | None = None) -> date:
+    """The month of the oldest event a client may still report (``EVENTS_CLIENT_MAX_AGE_DAYS``
+    before ``now``): from it on, every month must have its partition."""
+    moment = now or timezone.now()
+    return month_start(moment - timedelta(days=settings.EVENTS_CLIENT_MAX_AGE_DAYS))
+
+
 def ensure_ahead(months: int = 3, *, today: date | None = None) -> list[str]:
-    """This month's partition and the next ``months`` ones."""
+    """The partitions from the oldest month a client may report to ``months`` months ahead."""
     this_month = month_start(today or timezone.now())
-    return ensure_partitions(this_month, add_months(this_month, months))
+    return ensure_partitions(client_window_start(today), add_months(this_month, months))
 
 
 def ensure_for(moments: Iterable[datetime]) -> None:
@@ -192,6 +234,30 @@ def ensure_for(moments: Iterable[datetime]) -> None:
     missing = {month_start(m) for m in moments} - _known
     if missing:
         ensure_months(missing)
+
+
+def missing_months(moments: Iterable[date | datetime]) -> set[date]:
+    """The months of ``moments`` that have no partition; creates nothing.
+
+    For the request path: months this process already knows cost no query; otherwise one
+    read of ``pg_inherits``, which sees only committed partitions and takes no lock on the
+    event log (unlike ``ensure_months``, whose ``CREATE TABLE … PARTITION OF`` locks it
+    exclusively). The months found are remembered once the caller's transaction commits.
+    """
+    wanted = {month_start(m) for m in moments} - _known
+    if not wanted:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass",
+            [PARENT],
+        )
+        attached = {month for (name,) in cursor.fetchall() if (month := _month_of(name))}
+    present = wanted & attached
+    if present:
+        transaction.on_commit(lambda: _known.update(present))
+    return wanted - present
 
 
 def forget(months: Iterable[date] | None = None) -> None:
@@ -261,11 +327,11 @@ def detach_partitions(older_than: date, *, today: date | None = None) -> list[tu
         existing = {name for name, *_ in _tables(cursor)}
         for month in sorted(m for m in attached if m < cutoff):
             name = attached[month]
-            new_name = f"{DETACHED_PREFIX}{month:%Y_%m}"
+            new_name = f"{DETACHED_PREFIX}{_yyyy_mm(month)}"
             suffix = 1
             while new_name in existing:
                 suffix += 1
-                new_name = f"{DETACHED_PREFIX}{month:%Y_%m}_{suffix}"
+                new_name = f"{DETACHED_PREFIX}{_yyyy_mm(month)}_{suffix}"
             cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {name}")
             cursor.execute(f"ALTER TABLE {name} RENAME TO {new_name}")
             cursor.execute(
@@ -284,7 +350,10 @@ def detach_partitions(older_than: date, *, today: date | None = None) -> list[tu
             for (index,) in cursor.fetchall():
                 if index.startswith(name):
                     cursor.execute(f"ALTER INDEX {index} RENAME TO {new_name}{index[len(name) :]}")
-            note = f"Events of {month:%Y-%m} (UTC), detached from {PARENT} on {today_:%Y-%m-%d}"
+            note = (
+                f"Events of {_yyyy_mm(month, '-')} (UTC), detached from {PARENT} on "
+                f"{today_:%Y-%m-%d}"
+            )
             cursor.execute(f"COMMENT ON TABLE {new_name} IS %s", [note])
             existing.add(new_name)
             done.append((name, new_name))

@@ -123,10 +123,13 @@ def last_engaged_item_id(user_id: int, *, since: datetime) -> int | None:
     return fallback.last_engaged_item_id(user_id, since=since)
 
 
-def events_store(events: Sequence[EventIn]) -> list[EventIn]:
+def events_store(events: Sequence[EventIn], *, create_partitions: bool = True) -> list[EventIn]:
     """Store events in PostgreSQL only (inside the caller's transaction); returns the ones
-    this call inserted. Count them with :func:`events_count` once the transaction commits."""
-    return services.events_store(events)
+    this call inserted. Count them with :func:`events_count` once the transaction commits.
+
+    Client events pass ``create_partitions=False``: a month without partition is then
+    refused with ``ServiceUnavailable`` (503) instead of created on the request path."""
+    return services.events_store(events, create_partitions=create_partitions)
 
 
 def events_count(

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from typing import Any, NoReturn
 
 import redis
+from celery import current_app
 from django.db import connection
 from django.db.utils import IntegrityError
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from features_app import counters, partitions
 from features_app.contracts import EventIn, IngestResult, RecordResult
@@ -28,24 +32,64 @@ SELECT * FROM unnest(
     %s::bigint[], %s::bigint[], %s::varchar[], %s::timestamptz[], %s::timestamptz[],
     %s::uuid[], %s::varchar[], %s::jsonb[]
 )
-ON CONFLICT (event_id, occurred_at) DO NOTHING
-RETURNING event_id, occurred_at
+ON CONFLICT (event_id, user_id, occurred_at) DO NOTHING
+RETURNING event_id, user_id, occurred_at
 """
 
+# The partition job is asked for at most once per this many seconds per process: a burst
+# of refused requests must not flood the queue.
+_PARTITION_REQUEST_INTERVAL_SECONDS = 30.0
+_partitions_requested_at: float | None = None
 
-def events_store(events: Sequence[EventIn]) -> list[EventIn]:
+
+def _identity(event: EventIn) -> tuple:
+    """An event's idempotency key: event ids are the client's, so unique per user only."""
+    return (event.event_id, event.user_id, event.occurred_at)
+
+
+def _request_partitions() -> None:
+    """Queue the partition job (``send_task``: never run inline, even with eager tasks)."""
+    global _partitions_requested_at
+    now = time.monotonic()
+    if (
+        _partitions_requested_at is not None
+        and now - _partitions_requested_at < _PARTITION_REQUEST_INTERVAL_SECONDS
+    ):
+        return
+    try:
+        current_app.send_task("inbo.features.ensure_partitions", retry=False)
+    except (OSError, redis.RedisError, KombuOperationalError) as exc:
+        # The job also runs nightly and at migrate; the client's retry asks again.
+        logger.warning("features.partitions_request_failed error=%s", exc)
+        return
+    _partitions_requested_at = now
+    logger.warning("features.partitions_requested reason=client_month_missing")
+
+
+def _refuse_missing(months: Iterable[date]) -> NoReturn:
+    _request_partitions()
+    raise partitions.PartitionMissing(months)
+
+
+def events_store(events: Sequence[EventIn], *, create_partitions: bool = True) -> list[EventIn]:
     """Insert events, skipping stored ones; return exactly those this call inserted.
 
-    The log is partitioned by month: the months of the batch get their partitions first
-    (no query when this process already knows them all, see ``partitions.ensure_for``).
+    The log is partitioned by month. With ``create_partitions`` (loaders, replays) the
+    months of the batch get their partitions first (no query when this process already
+    knows them all, see ``partitions.ensure_for``). Without it (client events: a request
+    must never create a partition nor lock the log exclusively) a month without partition
+    raises ``PartitionMissing`` (a 503) after queueing the partition job; nothing is stored.
     """
     unique: dict[tuple, EventIn] = {}
     for event in events:
-        unique.setdefault((event.event_id, event.occurred_at), event)
+        unique.setdefault(_identity(event), event)
     batch = list(unique.values())
     if not batch:
         return []
-    partitions.ensure_for(e.occurred_at for e in batch)
+    if create_partitions:
+        partitions.ensure_for(e.occurred_at for e in batch)
+    elif missing := partitions.missing_months(e.occurred_at for e in batch):
+        _refuse_missing(missing)
     now = timezone.now()
     inserted: list[EventIn] = []
     with connection.cursor() as cursor:
@@ -70,18 +114,21 @@ def events_store(events: Sequence[EventIn]) -> list[EventIn]:
                 # in autocommit the failed statement changed nothing and can run again, in
                 # the caller's transaction it is aborted and the caller's retry succeeds.
                 partitions.forget()
+                if not create_partitions:
+                    # No query here: inside the caller's transaction it is aborted.
+                    _refuse_missing({partitions.month_start(e.occurred_at) for e in chunk})
                 if connection.in_atomic_block:
                     raise
                 partitions.ensure_for(e.occurred_at for e in chunk)
                 cursor.execute(_INSERT, params)
             stored = set(cursor.fetchall())
-            inserted.extend(e for e in chunk if (e.event_id, e.occurred_at) in stored)
+            inserted.extend(e for e in chunk if _identity(e) in stored)
     return inserted
 
 
 def events_record(events: Sequence[EventIn]) -> RecordResult:
-    """Append ``events`` to the log; an event whose ``(event_id, occurred_at)`` is already
-    stored is skipped, so a retried batch is never counted twice."""
+    """Append ``events`` to the log; an event whose ``(event_id, user_id, occurred_at)`` is
+    already stored is skipped, so a retried batch is never counted twice."""
     if not events:
         return RecordResult(created=0, duplicates=0)
     inserted = events_store(events)

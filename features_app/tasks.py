@@ -71,7 +71,9 @@ def snapshot_counters() -> int | None:
     max_retries=5,
 )
 def ensure_partitions(months_ahead: int = 3) -> int:
-    """Create the event log's partitions for this month and the next ``months_ahead``."""
+    """Create the event log's partitions from the oldest month a client may report
+    (``EVENTS_CLIENT_MAX_AGE_DAYS`` ago) to ``months_ahead`` months ahead. Also queued by a
+    request whose events' month has no partition yet (a fresh deployment)."""
     created = partitions.ensure_ahead(months_ahead)
     logger.info("features.partitions_ensured ahead=%d created=%d", months_ahead, len(created))
     return len(created)

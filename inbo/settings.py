@@ -370,6 +370,9 @@ FEATURES_PRIOR_CTR = env_float("FEATURES_PRIOR_CTR", 0.04)
 # after every batch, so a killed sync blocks the next one for at most this long.
 FEATURES_SYNC_BATCH_SIZE = env_int("FEATURES_SYNC_BATCH_SIZE", 500)
 FEATURES_SYNC_LOCK_SECONDS = env_int("FEATURES_SYNC_LOCK_SECONDS", 60)
+# Oldest occurred_at a client may report, in days (older: 400). Bounds the months that need a
+# partition: a client can never make the request path create one (features_app/partitions.py).
+EVENTS_CLIENT_MAX_AGE_DAYS = env_int("EVENTS_CLIENT_MAX_AGE_DAYS", 30)
 
 # Home experience: ranking weights (see experience_app/ranking.py), sections and caching.
 EXPERIENCE_WEIGHT_POPULARITY = env_float("EXPERIENCE_WEIGHT_POPULARITY", 1.0)

@@ -4,7 +4,12 @@ A batch is stored in PostgreSQL in one transaction — each interaction as an
 ``ExperienceInteraction`` and as a ``UserEvent`` (the source of truth) — then, once
 committed, counted in Redis and the user's cached feed is dropped, so the very next home
 call reflects it. Client ``event_id``s make retries safe: a retried batch stores and counts
-nothing twice.
+nothing twice. They are unique per user only: another user's id is just an id (it neither
+drops this user's event nor tells them it exists).
+
+Client events never create a partition of the event log: ``occurred_at`` is bounded to the
+months kept ready (the serializer), and a month still without one is a 503
+(``features_app.partitions.PartitionMissing``) with nothing stored.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ SELECT %s, * FROM unnest(
     %s::bigint[], %s::varchar[], %s::varchar[], %s::integer[], %s::uuid[], %s::uuid[],
     %s::timestamptz[], %s::timestamptz[], %s::integer[]
 )
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT (event_id, user_id) DO NOTHING
 RETURNING event_id
 """
 
@@ -93,7 +98,7 @@ def interactions_record(
     facets = reading.item_facets([i.item_id for i in interactions])
     rejected: list[Rejected] = []
     valid: list[InteractionIn] = []
-    seen_ids: set[UUID] = set()
+    seen_ids: set[UUID] = set()  # one user's batch: the event id alone is the key
     for index, interaction in enumerate(interactions):
         facet = facets.get(interaction.item_id)
         if facet is None or not facet.available:
@@ -130,7 +135,8 @@ def interactions_record(
                     },
                 )
                 for i in new
-            ]
+            ],
+            create_partitions=False,
         )
     # After commit: counters and cache only ever reflect what PostgreSQL holds.
     counted = features.events_count(stored, facets=facets)

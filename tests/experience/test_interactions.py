@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
 import statistics
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
+from django.conf import settings as django_settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from experience_app.models import ExperienceInteraction
+from features_app import partitions
+from features_app import services as features_services
 from features_app.models import UserEvent
 from inbo import keys
 from inbo import redis as inbo_redis
@@ -30,6 +38,7 @@ from tests.factories import CategoryFactory, ProviderFactory
 pytestmark = pytest.mark.django_db
 
 TYPES = ["impression", "click", "dismiss", "hide", "save", "share", "read"]
+DAY = timedelta(days=1)
 
 
 def redis_state() -> dict[str, object]:
@@ -328,3 +337,181 @@ def test_an_item_read_to_the_end_never_comes_back(auth_client, items):
 
     for _ in range(2):
         assert finished not in all_ids(auth_client.get(HOME).json())
+
+
+# --- a bounded past; the request path never creates a partition (issue 9, point 1) --------
+
+_DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|LOCK)\b", re.IGNORECASE)
+
+
+def _attached() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = %s::regclass",
+            [UserEvent._meta.db_table],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+@pytest.fixture
+def no_partition_created(monkeypatch):
+    """Nothing on the request path may reach the code that creates partitions."""
+
+    def refuse(months):
+        raise AssertionError(f"a partition was about to be created for {sorted(months)}")
+
+    monkeypatch.setattr(partitions, "ensure_months", refuse)
+    partitions.forget()  # every month is looked up in the catalog, as in a fresh process
+    yield
+    partitions.forget()
+
+
+def test_a_batch_dated_in_500_past_months_is_a_400_and_creates_no_partition(
+    auth_client, items, user, no_partition_created
+):
+    before = _attached()
+    start = datetime(2000, 1, 15, 12, tzinfo=UTC)
+    batch = [
+        interaction(items[n % len(items)], "click", occurred_at=(start - n * 31 * DAY).isoformat())
+        for n in range(500)
+    ]
+
+    with CaptureQueriesContext(connection) as queries:
+        error = assert_error(post_interactions(auth_client, *batch), 400, "invalid")
+
+    assert len(error["details"]["interactions"]) == 500
+    assert error["details"]["interactions"]["0"]["occurred_at"] == [
+        "Must be within the last 30 days."
+    ]
+    assert _attached() == before
+    assert not [q["sql"] for q in queries if _DDL.match(q["sql"])]
+    assert not ExperienceInteraction.objects.exists() and not UserEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+05:00",
+        "0999-05-01T00:00:00Z",
+        "9999-12-31T23:59:59-05:00",
+        "9999-12-31T23:59:59Z",
+        "10000-01-01T00:00:00Z",
+    ],
+)
+def test_any_date_out_of_the_window_is_a_field_error(auth_client, items, occurred_at):
+    response = post_interactions(
+        auth_client, interaction(items[0], "click", occurred_at=occurred_at)
+    )
+    error = assert_error(response, 400, "invalid")
+    assert "occurred_at" in error["details"]["interactions"]["0"]
+    assert not UserEvent.objects.exists()
+
+
+def test_the_past_bound_follows_the_setting(auth_client, items, user, settings):
+    settings.EVENTS_CLIENT_MAX_AGE_DAYS = 3
+    four_days_ago = (timezone.now() - 4 * DAY).isoformat()
+    two_days_ago = (timezone.now() - 2 * DAY).isoformat()
+
+    old = post_interactions(auth_client, interaction(items[0], "click", occurred_at=four_days_ago))
+    recent = post_interactions(
+        auth_client, interaction(items[1], "click", occurred_at=two_days_ago)
+    )
+
+    assert assert_error(old, 400)["details"]["interactions"]["0"]["occurred_at"] == [
+        "Must be within the last 3 days."
+    ]
+    assert recent.json()["accepted"] == 1
+
+
+def test_an_event_of_the_oldest_month_allowed_is_stored_without_creating_anything(
+    auth_client, items, user, no_partition_created
+):
+    oldest = timezone.now() - timedelta(days=29, hours=23)
+    before = _attached()
+
+    with CaptureQueriesContext(connection) as queries:
+        response = post_interactions(
+            auth_client, interaction(items[0], "click", occurred_at=oldest.isoformat())
+        )
+
+    assert response.json()["accepted"] == 1
+    assert _attached() == before
+    assert not [q["sql"] for q in queries if _DDL.match(q["sql"])]
+
+
+def test_a_month_without_partition_is_a_503_and_no_table_is_created(
+    auth_client, items, user, no_partition_created, monkeypatch
+):
+    """A fresh deployment whose partition job never ran: refused, stored nowhere, the job
+    is queued, and nothing is created on the request path."""
+    monkeypatch.setattr(features_services, "_partitions_requested_at", None)
+    this_month = partitions.partition_name(partitions.month_start(timezone.now()))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {this_month}")  # rolled back with the test
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    broker.delete("features")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = post_interactions(auth_client, interaction(items[0], "click"))
+
+    error = assert_error(response, 503, "service_unavailable")
+    assert "event_id" not in str(error)
+    assert this_month not in _attached()
+    assert not [q["sql"] for q in queries if _DDL.match(q["sql"])]
+    assert not ExperienceInteraction.objects.exists() and not UserEvent.objects.exists()
+    queued = [json.loads(m)["headers"]["task"] for m in broker.lrange("features", 0, -1)]
+    assert queued == ["inbo.features.ensure_partitions"]
+    broker.delete("features")
+    broker.close()
+
+
+# --- idempotency keys are per user (issue 9, point 12) -----------------------------------
+
+
+def test_another_users_event_id_is_accepted_and_reveals_nothing(
+    auth_client, other_client, items, user, other_user
+):
+    sent = interaction(items[0], "click", occurred_at=timezone.now().isoformat())
+    assert post_interactions(auth_client, sent).json()["accepted"] == 1
+    a_counts = inbo_redis.state().hgetall(keys.user_counts(user.id))
+
+    theirs = post_interactions(other_client, {**sent, "item_id": items[1].id})
+
+    assert theirs.status_code == 200
+    assert theirs.json() == {"accepted": 1, "duplicates": 0, "rejected": [], "counted": True}
+    stored = ExperienceInteraction.objects.filter(event_id=sent["event_id"])
+    assert sorted(stored.values_list("user_id", flat=True)) == sorted([user.id, other_user.id])
+    events = UserEvent.objects.filter(event_id=sent["event_id"])
+    assert sorted(events.values_list("user_id", "item_id")) == sorted(
+        [(user.id, items[0].id), (other_user.id, items[1].id)]
+    )
+    assert inbo_redis.state().hgetall(keys.user_counts(user.id)) == a_counts
+    # And a retry of B's own event is B's duplicate, A's untouched.
+    again = post_interactions(other_client, {**sent, "item_id": items[1].id}).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 1)
+
+
+# --- strict UUIDs (issue 9, point 11) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["event_id", "request_id"])
+@pytest.mark.parametrize("value", [False, True, 0, 1, 1.5, {}, [], "urn:uuid:" + "0" * 32])
+def test_a_uuid_field_takes_only_a_uuid_string(auth_client, items, user, field, value):
+    response = post_interactions(auth_client, {**interaction(items[0], "click"), field: value})
+
+    error = assert_error(response, 400, "invalid")
+    assert error["details"]["interactions"]["0"][field] == ["Must be a valid UUID."]
+    assert not ExperienceInteraction.objects.exists() and not UserEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "form", [str, lambda u: str(u).upper(), lambda u: u.hex], ids=["hyphens", "upper", "hex"]
+)
+def test_a_uuid_in_a_canonical_hex_form_is_accepted(auth_client, items, user, form):
+    request_id = uuid.uuid4()
+    response = post_interactions(
+        auth_client, interaction(items[0], "click", request_id=form(request_id))
+    )
+    assert response.json()["accepted"] == 1
+    assert ExperienceInteraction.objects.get(user=user).request_id == request_id

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
 from datetime import UTC, date, datetime
 
 import pytest
+import redis
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.test.utils import CaptureQueriesContext
 
-from features_app import partitions, tasks
+from features_app import partitions, services, tasks
 from features_app import public as features
 from features_app.models import UserEvent
+from inbo.errors import ServiceUnavailable
 from tests.factories import ItemFactory, UserFactory
 from tests.features.utils import event
 
@@ -107,7 +111,10 @@ def test_migration_leaves_a_table_partitioned_by_month_of_occurred_at():
         cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [PARENT])
         sequence = cursor.fetchone()[0]
     assert constraints[f"{PARENT}_pkey"][:2] == ("p", ["id", "occurred_at"])
-    assert constraints["user_event_idempotency"][:2] == ("u", ["event_id", "occurred_at"])
+    assert constraints["user_event_user_idempotency"][:2] == (
+        "u",
+        ["event_id", "user_id", "occurred_at"],
+    )
     foreign = {cols[0]: (d1, d2) for kind, cols, d1, d2 in constraints.values() if kind == "f"}
     assert foreign == {"user_id": (True, True), "item_id": (True, True)}
     assert sequence == f"public.{PARENT}_id_seq"
@@ -384,9 +391,190 @@ def test_migration_reverses_to_a_plain_table_and_forward_again(actors):
     assert saved.id == before[-1][0] + 1
 
     executor.loader.build_graph()
-    executor.migrate([("features_app", "0003_userevent_partitioned")])
+    executor.migrate(executor.loader.graph.leaf_nodes("features_app"))
     assert relkind() == "p"
     assert {f"{PARENT}_p2019_11", f"{PARENT}_p2026_11"} <= _attached()
     assert UserEvent.objects.count() == 3
     assert features.events_record([event(user, item, "share", _at(2026, 11))]).created == 1
     assert UserEvent.objects.get(event_type="share").id == before[-1][0] + 2
+
+
+# --- client events never create a partition (issue 9, point 1) ----------------------------
+
+_DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|LOCK)\b", re.IGNORECASE)
+
+
+@pytest.fixture
+def broker():
+    """The test broker's Redis; the partition job's queue is emptied before and after."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete("features")
+    yield client
+    client.delete("features")
+    client.close()
+
+
+@pytest.fixture
+def fresh_requests(monkeypatch):
+    """This process has not asked for the partition job lately (the request is throttled)."""
+    monkeypatch.setattr(services, "_partitions_requested_at", None)
+
+
+@pytest.fixture
+def no_partition_created(monkeypatch):
+    """The request path must never reach the code that creates partitions."""
+
+    def refuse(months):
+        raise AssertionError(f"a partition was about to be created for {sorted(months)}")
+
+    monkeypatch.setattr(partitions, "ensure_months", refuse)
+
+
+def _queued_tasks(broker) -> list[str]:
+    return [json.loads(m)["headers"]["task"] for m in broker.lrange("features", 0, -1)]
+
+
+@pytest.mark.django_db
+def test_a_partition_name_and_bounds_are_zero_padded_below_year_1000(actors, no_cache):
+    user, item = actors
+    ancient = event(user, item, "click", _at(999, 7))
+
+    assert features.events_record([ancient]).created == 1
+
+    assert partitions.partition_name(date(999, 7, 1)) == f"{PARENT}_p0999_07"
+    assert _partition_of(ancient.event_id) == f"{PARENT}_p0999_07"
+    listed = {p.name: p.month for p in partitions.list_partitions()}
+    assert listed[f"{PARENT}_p0999_07"] == date(999, 7, 1)
+
+
+@pytest.mark.django_db
+def test_the_last_month_python_can_hold_gets_its_partition(actors, no_cache):
+    user, item = actors
+    last = event(user, item, "click", datetime(9999, 12, 31, 23, 59, tzinfo=UTC))
+
+    assert features.events_record([last]).created == 1
+
+    assert _partition_of(last.event_id) == f"{PARENT}_p9999_12"
+
+
+@pytest.mark.django_db
+def test_ensure_ahead_covers_every_month_a_client_may_report(no_cache, settings):
+    settings.EVENTS_CLIENT_MAX_AGE_DAYS = 100
+    today = date(2031, 5, 10)  # 100 days earlier is 30 January
+
+    created = partitions.ensure_ahead(3, today=today)
+
+    expected = [partitions.partition_name(date(2031, m, 1)) for m in range(1, 9)]
+    assert created == expected
+    assert set(expected) <= _attached()
+    assert partitions.client_window_start(today) == date(2031, 1, 1)
+
+
+@pytest.mark.django_db
+def test_migrate_leaves_a_partition_for_every_month_a_client_may_report():
+    now = datetime.now(UTC)
+    months = partitions.months_between(partitions.client_window_start(now), now)
+    assert {partitions.partition_name(m) for m in months} <= _attached()
+
+
+@pytest.mark.django_db
+def test_missing_months_reads_the_catalog_and_creates_nothing(no_cache):
+    partitions.ensure_partitions(_at(2007, 1), _at(2007, 1))
+    before = _attached()
+
+    with CaptureQueriesContext(connection) as queries:
+        missing = partitions.missing_months([_at(2007, 1), _at(2007, 2)])
+
+    assert missing == {date(2007, 2, 1)}
+    assert _attached() == before
+    assert not [q["sql"] for q in queries if _DDL.match(q["sql"])]
+
+
+@pytest.mark.django_db
+def test_client_events_of_a_month_without_partition_are_refused_not_created(
+    actors, no_cache, no_partition_created, broker, fresh_requests
+):
+    user, item = actors
+    before = _attached()
+
+    with CaptureQueriesContext(connection) as queries, pytest.raises(ServiceUnavailable) as err:
+        features.events_store([event(user, item, "click", _at(2008, 3))], create_partitions=False)
+
+    assert isinstance(err.value, partitions.PartitionMissing)
+    assert err.value.status_code == 503 and err.value.retry_after > 0
+    assert _attached() == before
+    assert not UserEvent.objects.filter(user=user).exists()
+    assert not [q["sql"] for q in queries if _DDL.match(q["sql"])]
+    assert _queued_tasks(broker) == ["inbo.features.ensure_partitions"]
+
+
+@pytest.mark.django_db
+def test_a_burst_of_refused_client_events_queues_the_partition_job_once(
+    actors, no_cache, no_partition_created, broker, fresh_requests
+):
+    user, item = actors
+    for _ in range(3):
+        with pytest.raises(partitions.PartitionMissing):
+            features.events_store(
+                [event(user, item, "click", _at(2008, 4))], create_partitions=False
+            )
+    assert _queued_tasks(broker) == ["inbo.features.ensure_partitions"]
+
+
+@pytest.mark.django_db
+def test_client_events_of_an_existing_month_are_stored_without_ddl(
+    actors, no_cache, no_partition_created
+):
+    user, item = actors
+    now = datetime.now(UTC)
+
+    with CaptureQueriesContext(connection) as queries:
+        stored = features.events_store([event(user, item, "click", now)], create_partitions=False)
+
+    assert len(stored) == 1
+    assert not [q["sql"] for q in queries if _DDL.match(q["sql"])]
+
+
+@pytest.mark.django_db
+def test_a_client_month_detached_meanwhile_is_refused_not_created(
+    actors, no_cache, no_partition_created, broker, fresh_requests
+):
+    """This process still remembers the month, the insert finds no partition: a 503."""
+    user, item = actors
+    partitions._known.add(date(2005, 7, 1))  # remembered, but no such partition
+    with pytest.raises(partitions.PartitionMissing), transaction.atomic():
+        features.events_store([event(user, item, "click", _at(2005, 7))], create_partitions=False)
+    assert date(2005, 7, 1) not in partitions._known
+    assert f"{PARENT}_p2005_07" not in _attached()
+
+
+# --- idempotency is per user (issue 9, point 12) -------------------------------------------
+
+
+@pytest.mark.django_db
+def test_two_users_may_send_the_same_event_id_at_the_same_moment(actors):
+    user, item = actors
+    other = UserFactory()
+    shared = uuid.uuid4()
+    at = _at(2026, 11)
+
+    first = features.events_record([event(user, item, "click", at, event_id=shared)])
+    second = features.events_record([event(other, item, "click", at, event_id=shared)])
+    again = features.events_record([event(other, item, "click", at, event_id=shared)])
+
+    assert (first.created, second.created, again.duplicates) == (1, 1, 1)
+    assert sorted(UserEvent.objects.filter(event_id=shared).values_list("user_id", flat=True)) == (
+        sorted([user.id, other.id])
+    )
+
+
+@pytest.mark.django_db
+def test_one_batch_may_hold_the_same_event_id_for_two_users(actors):
+    user, item = actors
+    other = UserFactory()
+    shared = uuid.uuid4()
+    batch = [
+        event(user, item, "click", _at(2026, 11), event_id=shared),
+        event(other, item, "click", _at(2026, 11), event_id=shared),
+    ]
+    assert len(features.events_store(batch)) == 2
