@@ -456,6 +456,7 @@ def test_a_month_without_partition_is_a_503_and_no_table_is_created(
         response = post_interactions(auth_client, interaction(items[0], "click"))
 
     error = assert_error(response, 503, "service_unavailable")
+    assert int(response["Retry-After"]) > 0
     assert "event_id" not in str(error)
     assert this_month not in _attached()
     assert not [q["sql"] for q in queries if _DDL.match(q["sql"])]
