@@ -56,13 +56,15 @@ def _request_partitions() -> None:
         and now - _partitions_requested_at < _PARTITION_REQUEST_INTERVAL_SECONDS
     ):
         return
+    # Counted as asked even if the broker is down: only one request per interval waits for
+    # the broker's connection timeout.
+    _partitions_requested_at = now
     try:
         current_app.send_task("inbo.features.ensure_partitions", retry=False)
     except (OSError, redis.RedisError, KombuOperationalError) as exc:
-        # The job also runs nightly and at migrate; the client's retry asks again.
+        # The job also runs nightly and at migrate; a later refused request asks again.
         logger.warning("features.partitions_request_failed error=%s", exc)
         return
-    _partitions_requested_at = now
     logger.warning("features.partitions_requested reason=client_month_missing")
 
 
