@@ -55,6 +55,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: any non-JSON 4xx/5xx under /api/ becomes the error envelope (DEBUG too).
+    "inbo.api.middleware.ApiErrorEnvelopeMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # Feed latency by section and interactions by type (monitoring/metrics.py).
     "monitoring.middleware.ApiMetricsMiddleware",
@@ -278,10 +280,21 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "inbo.api.pagination.DefaultPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "inbo.api.errors.api_exception_handler",
+    # JSON only (bounded in size and depth); other content types get 415.
+    "DEFAULT_PARSER_CLASSES": ["inbo.api.parsers.JSONParser"],
     "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+# --- REST API: request bodies and errors (inbo/api/parsers.py, inbo/api/errors.py) ------
+# Deepest nesting of arrays/objects a JSON body may have (deeper: 400 nesting_too_deep,
+# measured before parsing, which recurses once per level).
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 32)
+# Largest request body in bytes (larger: 413 payload_too_large); Django's own setting.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
+# Retry-After (seconds) of a 503 when PostgreSQL or another dependency is unavailable.
+API_RETRY_AFTER_SECONDS = env_int("API_RETRY_AFTER_SECONDS", 5)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "INBO API",
     "DESCRIPTION": "Newsletter discovery and reading. All errors share one shape: "

@@ -1,0 +1,97 @@
+"""Every error under ``/api/`` in the JSON envelope, whatever produced it, DEBUG included.
+
+DRF views already answer in the envelope (``inbo.api.errors.api_exception_handler``). What
+is left is Django's own pages: the URL resolver's 404, a 400 for a disallowed host, the CSRF
+403, and every 500 — which with ``DEBUG=true`` are HTML debug pages (``handler404`` and
+``handler500`` are not used then). This middleware, outermost, rewrites them; paths outside
+``/api/`` (admin, health) keep Django's pages.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import got_request_exception
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+
+from inbo.api.errors import (
+    DATABASE_UNAVAILABLE,
+    database_unavailable,
+    is_database_unavailable,
+    service_unavailable_response,
+    status_error,
+)
+from inbo.errors import ServiceUnavailable
+
+API_PREFIX = "/api/"
+_EXCEPTION_ATTR = "_inbo_unhandled_exception"
+_NOT_CARRIED = {"content-type", "content-length"}
+
+
+def is_api_path(request: HttpRequest) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
+@receiver(got_request_exception, dispatch_uid="inbo.api.middleware.remember_exception")
+def _remember_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """Keep the exception Django is turning into a 500, for the middleware to describe.
+
+    A middleware never sees an exception raised inside another middleware: Django converts
+    it into a response at each layer. It does send this signal first, while handling it.
+    """
+    if request is not None:
+        setattr(request, _EXCEPTION_ATTR, sys.exc_info()[1])
+
+
+def _is_json(response: HttpResponseBase) -> bool:
+    media_type = response.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _is_browsable_api(response: HttpResponseBase) -> bool:
+    """DRF's HTML rendering of an envelope, for a browser that asked for HTML: left alone."""
+    renderer = getattr(response, "accepted_renderer", None)
+    return getattr(renderer, "format", None) == "api"
+
+
+def _carry_over(original: HttpResponseBase, replacement: HttpResponse) -> HttpResponse:
+    """Headers that still hold (Allow, WWW-Authenticate, Retry-After, Vary...) and cookies."""
+    for name, value in original.items():
+        if name.lower() not in _NOT_CARRIED and name not in replacement:
+            replacement[name] = value
+    replacement.cookies.update(original.cookies)
+    return replacement
+
+
+class ApiErrorEnvelopeMiddleware:
+    """Outermost: a 4xx/5xx that is not JSON, under ``/api/``, becomes the envelope."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        if response.status_code < 400 or not is_api_path(request):
+            return response
+        exc = getattr(request, _EXCEPTION_ATTR, None)
+        if response.status_code == 500 and is_database_unavailable(exc):
+            # Raised outside a view (a middleware reading the session, say).
+            unavailable = service_unavailable_response(ServiceUnavailable(DATABASE_UNAVAILABLE))
+            return _carry_over(response, unavailable)
+        if _is_json(response) or _is_browsable_api(response):
+            return response
+        details = None
+        if settings.DEBUG and exc is not None:
+            # What the debug page would have said first; the traceback is in the log.
+            details = {"exception": f"{type(exc).__name__}: {exc}"}
+        return _carry_over(response, status_error(response.status_code, details))
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A database outage in a view outside DRF: 503 (DRF views map it themselves)."""
+        if is_api_path(request) and is_database_unavailable(exception):
+            return service_unavailable_response(database_unavailable(exception))
+        return None
