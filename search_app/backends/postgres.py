@@ -100,13 +100,18 @@ _VOCAB_ADD = f"INSERT INTO {VOCAB} (word, ndoc) {{words}} ON CONFLICT (word) DO 
 
 # One row per word to check: (index, word, is the prefix being typed). A word is unknown
 # when it is no vocabulary word (nor, for a prefix, the start of one), not a stop word, and
-# in no document; it is then replaced by the most similar vocabulary word, if any.
+# in no document; it is then replaced by the most similar vocabulary word, if any. A prefix
+# that starts no word is either a misspelled start ("kubrn" -> kubernetes: word similarity)
+# or a whole misspelled word ("rokets" -> rockets: similarity, which word similarity alone
+# scores below its threshold); the better of the two picks.
 _CORRECTIONS = rf"""
 SELECT q.i, coalesce(
     (SELECT v.word FROM {VOCAB} v WHERE NOT q.prefix AND v.word %% q.w
      ORDER BY similarity(v.word, q.w) DESC, v.ndoc DESC, v.word LIMIT 1),
-    (SELECT v.word FROM {VOCAB} v WHERE q.prefix AND q.w <%% v.word
-     ORDER BY word_similarity(q.w, v.word) DESC, v.ndoc DESC, v.word LIMIT 1))
+    (SELECT v.word FROM {VOCAB} v WHERE q.prefix AND (v.word %% q.w OR q.w <%% v.word)
+     ORDER BY greatest(similarity(v.word, q.w), word_similarity(q.w, v.word)) DESC,
+              v.ndoc DESC, v.word
+     LIMIT 1))
 FROM (
     SELECT i, lower(unaccent(w)) AS w, prefix
     FROM unnest(%s::int[], %s::text[], %s::bool[]) AS t(i, w, prefix)

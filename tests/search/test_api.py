@@ -331,3 +331,44 @@ def test_query_normalization_rules():
     assert len(long) <= 200 and not long.endswith(" ") and long.endswith("word")
     assert normalize_query("x" * 5000) == "x" * 200
     assert analytics_key("  Kubernetes  UPGRADES ") == "kubernetes upgrades"
+
+
+@pytest.fixture
+def rockets():
+    """A small corpus about reusable rockets, with near neighbours of both words."""
+    reusable = [
+        ItemFactory(title=f"Reusable rockets, part {n}", summary="Boosters that land again")
+        for n in range(3)
+    ]
+    engines = ItemFactory(title="Rocket engines explained")
+    ItemFactory(title="Reusable packaging for small shops")
+    rocky = ItemFactory(title="The rocky road to a launch")
+    indexing.index_pending()
+    return {"reusable": {i.pk for i in reusable}, "engines": engines.pk, "rocky": rocky.pk}
+
+
+@pytest.mark.parametrize(
+    ("q", "corrected"),
+    [
+        ("rokets", "rockets"),
+        ("reusable rokets", "reusable rockets"),
+        ("rokets reusable", "rockets reusable"),
+        ("reusable rocets", "reusable rockets"),
+        ("reusible rokets", "reusable rockets"),
+    ],
+)
+def test_a_typo_in_the_last_word_is_corrected_like_in_any_other(api_client, rockets, q, corrected):
+    body = api_client.get(URL, {"q": q}).json()
+
+    assert body["corrected_query"] == corrected
+    assert rockets["reusable"] <= {r["id"] for r in body["results"]}
+    if "reusable" not in corrected:
+        assert rockets["engines"] in {r["id"] for r in body["results"]}
+
+
+def test_a_last_word_that_starts_known_words_is_a_prefix_not_a_typo(api_client, rockets):
+    body = api_client.get(URL, {"q": "rock"}).json()
+
+    assert body["corrected_query"] is None
+    found = {r["id"] for r in body["results"]}
+    assert {rockets["rocky"], rockets["engines"]} | rockets["reusable"] <= found
