@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
 from django.views.decorators.http import require_POST
+from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -268,10 +269,12 @@ def assert_unavailable(response: HttpResponse) -> dict:
     return error
 
 
-def test_database_down_is_503_with_retry_after_for_a_signed_in_client(auth_client):
-    token = auth_client._credentials["HTTP_AUTHORIZATION"]
+def test_database_down_is_503_with_retry_after_for_a_signed_in_client(user):
+    token = Token.objects.create(user=user).key
 
-    assert_unavailable(request_with_database_down("get", "/api/v1/me/", HTTP_AUTHORIZATION=token))
+    response = request_with_database_down("get", "/api/v1/me/", HTTP_AUTHORIZATION=f"Token {token}")
+
+    assert_unavailable(response)
 
 
 @pytest.mark.parametrize("debug", [False, True])
