@@ -71,7 +71,13 @@ class Span:
 
 
 @extend_schema_field(
-    {"type": "string", "format": "date-time", "example": "2024-05-01"},
+    {
+        "anyOf": [
+            {"type": "string", "format": "date"},
+            {"type": "string", "format": "date-time"},
+        ],
+        "example": "2024-05-01",
+    },
 )
 class DateOrDateTimeField(serializers.Field):
     """``YYYY-MM-DD`` (a whole UTC day) or an ISO 8601 date-time (UTC when it has no
