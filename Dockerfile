@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # INBO backend: one image for every process role. The default command runs the web server
-# (gunicorn); docker-compose.yml runs the Celery worker and beat from the same image.
+# (granian through inbo/server.py, ADR 0015); docker-compose.yml runs the Celery worker and
+# beat from the same image, and puts nginx in front of the web server.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -44,13 +45,6 @@ USER inbo
 
 EXPOSE 8000
 
-# Workers: WEB_CONCURRENCY (gunicorn reads it); threads make each worker a gthread worker.
-# No control socket: gunicornc is not used in a container.
-CMD ["gunicorn", "inbo.wsgi:application", \
-     "--bind", "0.0.0.0:8000", \
-     "--threads", "4", \
-     "--timeout", "30", \
-     "--graceful-timeout", "30", \
-     "--worker-tmp-dir", "/dev/shm", \
-     "--access-logfile", "-", \
-     "--no-control-socket"]
+# granian: WEB_CONCURRENCY workers x WEB_THREADS threads, access log on stdout, requests in
+# flight finish on SIGTERM (up to WEB_GRACEFUL_TIMEOUT_SECONDS); see .env.example, "Web server".
+CMD ["python", "-m", "inbo.server", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,4 +1,4 @@
-"""WSGI entry point (gunicorn)."""
+"""WSGI entry point (granian, started by ``python -m inbo.server``)."""
 
 import os
 

@@ -5,7 +5,7 @@ Two kinds:
 - **Observed in the process** that does the work (histograms and counters below): feed
   latency and interactions in the web processes (``monitoring.middleware``), Celery task runs,
   failures and durations in the worker processes (``monitoring.worker``). With
-  ``PROMETHEUS_MULTIPROC_DIR`` set, every process of a group (gunicorn workers, prefork
+  ``PROMETHEUS_MULTIPROC_DIR`` set, every process of a group (web server workers, prefork
   children) writes its samples there and one exporter sums them
   ([ADR 0011](../docs/adr/0011-metrics-multiprocess-per-process-group.md)).
 - **Read at scrape time** by :class:`InboCollector` from PostgreSQL and Redis, so every web
