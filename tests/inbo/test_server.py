@@ -192,14 +192,24 @@ def running_nginx(tmp_path: Path, upstream: str) -> Iterator[str]:
         f"events {{}}\nhttp {{ access_log {work / 'access.log'}; {temp}\n"
         f"include {work / 'default.conf'}; }}\n"
     )
+    # -e: the error log before the configuration is read (the built-in path may not exist).
+    command = [
+        "nginx",
+        "-e",
+        str(work / "error.log"),
+        "-c",
+        str(work / "nginx.conf"),
+        "-p",
+        str(work),
+    ]
     check = subprocess.run(
-        ["nginx", "-t", "-c", str(work / "nginx.conf"), "-p", str(work)],
+        [*command, "-t"],
         capture_output=True,
         text=True,
     )
     assert check.returncode == 0, check.stderr
     proc = subprocess.Popen(
-        ["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)],
+        command,
         stdout=subprocess.DEVNULL,
         stderr=open(work / "stderr.log", "w"),  # noqa: SIM115 - closed with the process
     )
