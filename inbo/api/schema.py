@@ -35,3 +35,12 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 AUTH_ERRORS = error_responses(401)
+
+# A query parameter that takes a day (``2024-05-01``) or an ISO 8601 date-time.
+DATE_OR_DATETIME = {
+    "anyOf": [
+        {"type": "string", "format": "date"},
+        {"type": "string", "format": "date-time"},
+    ],
+    "example": "2024-05-01",
+}

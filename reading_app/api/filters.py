@@ -13,6 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 
+from inbo.api.schema import DATE_OR_DATETIME
 from reading_app.models import Category, Item, Provider
 
 
@@ -24,7 +25,7 @@ def _by_category(queryset: QuerySet, name: str, value: str) -> QuerySet:
     return queryset.filter(id__in=through.objects.filter(category__in=matching).values(owner))
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field(DATE_OR_DATETIME)
 class DateOrDateTimeFilter(django_filters.Filter):
     """Accepts ``2026-11-01`` (midnight UTC) or a full ISO 8601 date-time."""
 
@@ -49,12 +50,17 @@ class DateOrDateTimeFilter(django_filters.Filter):
         return qs.filter(**{f"published_at__{self.lookup_expr}": parsed})
 
 
+@extend_schema_field(OpenApiTypes.BOOL)
+class StrictBooleanFilter(django_filters.TypedChoiceFilter):
+    """``true`` or ``false`` only; the schema says boolean (sent as those two words)."""
+
+
 class ProviderFilter(django_filters.FilterSet):
     category = django_filters.CharFilter(method=_by_category, help_text="Category slug")
     language = django_filters.CharFilter()
     country = django_filters.CharFilter()
     # Strict: "maybe" is a 400 naming the field, not silently ignored.
-    is_sponsored = django_filters.TypedChoiceFilter(
+    is_sponsored = StrictBooleanFilter(
         choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true"
     )
 

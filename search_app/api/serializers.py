@@ -13,6 +13,7 @@ from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from inbo.api.pagination import page_field, page_size_field
+from inbo.api.schema import DATE_OR_DATETIME
 from reading_app import public as reading
 from search_app.contracts import DocType, Sort
 from search_app.services.query import MAX_QUERY_CHARS, normalize_query
@@ -70,15 +71,7 @@ class Span:
     end: datetime  # exclusive
 
 
-@extend_schema_field(
-    {
-        "anyOf": [
-            {"type": "string", "format": "date"},
-            {"type": "string", "format": "date-time"},
-        ],
-        "example": "2024-05-01",
-    },
-)
+@extend_schema_field(DATE_OR_DATETIME)
 class DateOrDateTimeField(serializers.Field):
     """``YYYY-MM-DD`` (a whole UTC day) or an ISO 8601 date-time (UTC when it has no
     offset), as a :class:`Span`, clamped to 1970-01-01..2100-12-31."""

@@ -175,10 +175,29 @@ def dated_items():
         ({"published_after": "2026-11-01T10:00:01Z"}, ["nov2_00h"]),
         ({"published_after": "2026-11-01T11:00:00+01:00"}, ["nov2_00h", "nov1_10h"]),
         ({"published_before": "2026-11-01T10:00:00"}, ["oct31_23h"]),  # naive means UTC
+        # Far out, with offsets: answered (no overflow), everything or nothing.
+        ({"published_before": "9999-12-31T23:59:59-14:00"}, ["nov2_00h", "nov1_10h", "oct31_23h"]),
+        ({"published_after": "0001-01-01T00:00:00+14:00"}, ["nov2_00h", "nov1_10h", "oct31_23h"]),
+        ({"published_after": "9999-12-31"}, []),
+        ({"published_before": "0001-01-01"}, []),
     ],
 )
 def test_items_filter_by_published_date_or_datetime(api_client, dated_items, params, expected):
     assert _ids(api_client.get(ITEMS, params)) == [dated_items[k].id for k in expected]
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_is_sponsored_is_a_boolean_in_the_schema_and_takes_true_or_false(api_client, value):
+    ProviderFactory(is_sponsored=value == "true")
+    ProviderFactory(is_sponsored=value != "true")
+
+    rows = api_client.get(PROVIDERS, {"is_sponsored": value}).json()["results"]
+
+    assert [r["is_sponsored"] for r in rows] == [value == "true"]
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    params = {p["name"]: p for p in schema["paths"][PROVIDERS]["get"]["parameters"]}
+    assert params["is_sponsored"]["schema"] == {"type": "boolean"}
+    assert_error(api_client.get(PROVIDERS, {"is_sponsored": "2"}), 400, "invalid", ["is_sponsored"])
 
 
 def test_item_detail_has_the_body(api_client, tree):
