@@ -1,7 +1,9 @@
 """Settings for the test run: the project's settings, with test-owned Redis databases.
 
-Redis databases 12-15 belong to the tests, so a run never touches a developer's local
-queue, cache or counters (0-2). pytest-django creates ``test_<name>`` in PostgreSQL.
+Redis databases 12-15 belong to the tests (12 evaluation scratch, 13 broker, 14 cache, 15
+state; README, "Tests and Redis"), so a run never touches a developer's local queue, cache
+or counters (0-3). tests/redis_guard.py stops the run before a flush if one of them holds
+keys the tests did not write. pytest-django creates ``test_<name>`` in PostgreSQL.
 Environment variables still win, so CI can point the tests elsewhere.
 """
 
