@@ -44,3 +44,8 @@ DATE_OR_DATETIME = {
     ],
     "example": "2024-05-01",
 }
+# The same where an empty value means "no filter" (the catalog's django-filter filters).
+DATE_OR_DATETIME_OR_EMPTY = {
+    "anyOf": [*DATE_OR_DATETIME["anyOf"], {"type": "string", "maxLength": 0}],
+    "example": "2024-05-01",
+}

@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 
-from inbo.api.schema import DATE_OR_DATETIME
+from inbo.api.schema import DATE_OR_DATETIME_OR_EMPTY
 from reading_app.models import Category, Item, Provider
 
 
@@ -25,9 +25,10 @@ def _by_category(queryset: QuerySet, name: str, value: str) -> QuerySet:
     return queryset.filter(id__in=through.objects.filter(category__in=matching).values(owner))
 
 
-@extend_schema_field(DATE_OR_DATETIME)
+@extend_schema_field(DATE_OR_DATETIME_OR_EMPTY)
 class DateOrDateTimeFilter(django_filters.Filter):
-    """Accepts ``2026-11-01`` (midnight UTC) or a full ISO 8601 date-time."""
+    """Accepts ``2026-11-01`` (midnight UTC) or a full ISO 8601 date-time; empty means no
+    filter, as for every catalog filter."""
 
     field_class = forms.CharField
 

@@ -279,3 +279,13 @@ def test_open_endpoints_refuse_a_bad_token_with_a_documented_401(api_client, url
         f"{PROVIDERS}x/", "/api/v1/providers/{slug}/"
     )
     assert "401" in schema["paths"][path]["get"]["responses"]
+
+
+def test_an_empty_date_filter_means_no_filter_and_the_schema_allows_it(api_client, dated_items):
+    assert len(_ids(api_client.get(f"{ITEMS}?published_after=&published_before="))) == 3
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    params = {p["name"]: p for p in schema["paths"][ITEMS]["get"]["parameters"]}
+    for name in ("published_after", "published_before"):
+        options = params[name]["schema"]["anyOf"]
+        assert {"type": "string", "maxLength": 0} in options
+        assert {o.get("format") for o in options} >= {"date", "date-time"}
