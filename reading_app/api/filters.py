@@ -7,12 +7,12 @@ from datetime import UTC, datetime, time
 import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 
+from inbo.api.dates import clamp
 from inbo.api.schema import DATE_OR_DATETIME_OR_EMPTY
 from reading_app.models import Category, Item, Provider
 
@@ -46,8 +46,9 @@ class DateOrDateTimeFilter(django_filters.Filter):
                     {self.field_name: ["Use a date (YYYY-MM-DD) or an ISO 8601 date-time."]}
                 )
             parsed = datetime.combine(day, time.min, tzinfo=UTC)
-        elif timezone.is_naive(parsed):
-            parsed = parsed.replace(tzinfo=UTC)
+        # In UTC and within 1970..2100: PostgreSQL refuses offsets beyond ±15:59 that
+        # Python accepts, and far years overflow when an offset is applied.
+        parsed = clamp(parsed)
         return qs.filter(**{f"published_at__{self.lookup_expr}": parsed})
 
 

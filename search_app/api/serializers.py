@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
+from inbo.api.dates import EARLIEST, LATEST, clamp
 from inbo.api.pagination import page_field, page_size_field
 from inbo.api.schema import DATE_OR_DATETIME
 from reading_app import public as reading
@@ -42,25 +43,6 @@ class QueryTextField(serializers.CharField):
 
     def to_internal_value(self, data: Any) -> str:
         return normalize_query(super().to_internal_value(data))
-
-
-# Dates outside this range are clamped to it: every date a client may send still means
-# what it says ("before 9999-12-31" is "no upper bound"), and no arithmetic on it (a day
-# added, an offset applied, a timestamp taken) can overflow.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2101, 1, 1, tzinfo=UTC)  # exclusive: 2100-12-31 is the last day
-
-
-def clamp(moment: datetime) -> datetime:
-    """``moment`` (UTC when naive) within ``EARLIEST``..``LATEST``, in UTC."""
-    # The year is checked before any conversion: moving year 9999 or year 1 by a time
-    # zone offset overflows.
-    if moment.year < EARLIEST.year - 1:
-        return EARLIEST
-    if moment.year > LATEST.year:
-        return LATEST
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return min(max(moment, EARLIEST), LATEST)
 
 
 @dataclass(frozen=True, slots=True)
