@@ -13,12 +13,15 @@ from tests.factories import UserFactory
 @pytest.fixture(scope="session", autouse=True)
 def _redis_databases_are_the_tests_own():
     """Stop the run before the first flush if a test database holds someone else's keys;
-    mark the databases as the suite's at the end (``tests/redis_guard.py``)."""
+    mark the databases as the suite's at the start (a run killed half-way leaves them
+    marked where no test flushed the marker away) and again at the end
+    (``tests/redis_guard.py``)."""
     from tests import redis_guard
 
     message = redis_guard.check_databases()
     if message:
         pytest.exit(message, returncode=3)
+    redis_guard.mark_databases()
     yield
     redis_guard.mark_databases()
 

@@ -1,9 +1,10 @@
 """The test suite flushes its Redis databases; it must never flush one that is not its own.
 
 Before the first test, every database the tests use (broker, cache, state, scratch) must be
-empty or carry ``keys.scratch_marker()``, which the suite writes into each at the end of a
-run. A database holding other keys belongs to someone else (a developer's installation, a
-``REDIS_URL`` pointed at the wrong number): the run stops before anything is flushed.
+empty or carry ``keys.scratch_marker()``, which the suite writes into each at the start and
+at the end of a run. A database holding other keys belongs to someone else (a developer's
+installation, a ``REDIS_URL`` pointed at the wrong number): the run stops before anything is
+flushed.
 """
 
 from __future__ import annotations
