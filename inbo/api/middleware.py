@@ -16,11 +16,13 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import got_request_exception
 from django.dispatch import receiver
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.urls import Resolver404, get_resolver
 
 from inbo.api.errors import (
     DATABASE_UNAVAILABLE,
     database_unavailable,
+    error_body,
     is_database_unavailable,
     service_unavailable_response,
     status_error,
@@ -67,6 +69,41 @@ def _carry_over(original: HttpResponseBase, replacement: HttpResponse) -> HttpRe
     return replacement
 
 
+def _resolves(path: str, urlconf: Any) -> bool:
+    try:
+        get_resolver(urlconf).resolve(path)
+    except Resolver404:
+        return False
+    return True
+
+
+def _missing_slash(request: HttpRequest) -> JsonResponse | None:
+    """A write to an API path without its trailing slash: a 404 that names the right path.
+
+    Django's APPEND_SLASH would redirect it, dropping the body (or, with DEBUG, raise a
+    RuntimeError); a client that sent a body deserves to know what to fix, in every mode.
+    """
+    path = request.path_info
+    if (
+        request.method in ("GET", "HEAD", "OPTIONS")
+        or not settings.APPEND_SLASH
+        or not path.startswith(API_PREFIX)
+        or path.endswith("/")
+    ):
+        return None
+    urlconf = getattr(request, "urlconf", None)
+    if _resolves(path, urlconf) or not _resolves(f"{path}/", urlconf):
+        return None
+    return JsonResponse(
+        error_body(
+            "not_found",
+            "No such endpoint: API paths end with a slash.",
+            {"path": f"{request.path}/"},
+        ),
+        status=404,
+    )
+
+
 class ApiErrorEnvelopeMiddleware:
     """Outermost: a 4xx/5xx that is not JSON, under ``/api/``, becomes the envelope."""
 
@@ -74,6 +111,9 @@ class ApiErrorEnvelopeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        missing_slash = _missing_slash(request)
+        if missing_slash is not None:
+            return missing_slash
         response = self.get_response(request)
         if response.status_code < 400 or not is_api_path(request):
             return response

@@ -342,6 +342,23 @@ def test_a_very_long_id_is_a_json_404_in_debug(auth_client):
     assert_error(auth_client.get(f"/api/v1/items/{'9' * 10_000}/"), 404, "not_found")
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_write_without_the_trailing_slash_is_a_404_naming_the_path(api_client, debug):
+    # Django would redirect (dropping the body) or, with DEBUG, raise a RuntimeError.
+    with override_settings(DEBUG=debug):
+        error = assert_error(
+            api_client.post("/api/v1/auth/register", {"username": "x"}, format="json"),
+            404,
+            "not_found",
+        )
+
+    assert error["details"] == {"path": "/api/v1/auth/register/"}
+
+
+def test_a_read_without_the_trailing_slash_still_redirects(api_client):
+    assert api_client.get("/api/v1/items").status_code == 301
+
+
 @routed_here
 @pytest.mark.parametrize("debug", [False, True])
 @pytest.mark.parametrize("url", ["/api/v1/_test/boom-drf/", "/api/v1/_test/boom/"])
