@@ -306,6 +306,12 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "FeedSectionEnum": "experience_app.services.feed.SECTION_ORDER",
     },
+    # Request, response and error examples for every operation, kept in one module keyed by
+    # operationId (inbo/api/examples.py) rather than spread over the views.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "inbo.api.examples.add_examples",
+    ],
     # The docs page loads Swagger UI from the app's static files (drf-spectacular-sidecar,
     # pinned in pyproject.toml), so it works offline and never changes under a CDN's @latest.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -1,0 +1,520 @@
+"""Examples for every operation's request, responses and errors (DOC-003).
+
+They live in one module, keyed by ``operationId``, and a drf-spectacular postprocessing hook
+(``add_examples``, listed in ``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``) writes them into
+the generated schema. Views keep their ``@extend_schema`` to what they accept and return; the
+examples of a whole flow (the same user, item and search across operations) read together here.
+
+The hook fills, for each operation:
+
+* the request body's ``examples`` from the ``request_only`` examples;
+* each response's ``examples`` from the ``response_only`` examples whose ``status_codes``
+  name it;
+* the documented 401, 403, 404 and 429 responses with the standard error examples when the
+  operation gives none of its own (the messages are the API's own).
+
+``tests/api/test_examples.py`` holds them to the schema: every operation with a body has a
+request example, every operation a success and an error example, and each example validates
+against the schema it illustrates. Schemathesis sends the request examples to the live test
+server in its examples phase (``tests/api/test_fuzz.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample
+
+# --- Building blocks: one reader, one newsletter, one issue, one search -------------------
+USER = {
+    "id": 12,
+    "username": "ada",
+    "email": "ada@example.com",
+    "date_joined": "2024-05-01T09:12:44Z",
+}
+TOKEN = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"
+SPACE = {"slug": "space", "name": "Space", "parent": None}
+ROCKETS = {"slug": "rockets", "name": "Rockets", "parent": "space"}
+PROVIDER_REF = {"id": 7, "slug": "orbit-weekly", "name": "Orbit Weekly", "is_sponsored": False}
+PROVIDER = {
+    **PROVIDER_REF,
+    "description": "Launches, landings and the economics of getting to orbit, every Thursday.",
+    "categories": [SPACE, ROCKETS],
+    "language": "en",
+    "country": "US",
+    "website": "https://orbit-weekly.example/",
+    "created_at": "2024-01-15T10:00:00Z",
+}
+ITEM_SUMMARY = {
+    "id": 42,
+    "title": "Reusable rockets land again",
+    "summary": "Three boosters flew their tenth mission this month.",
+    "url": "https://orbit-weekly.example/issues/42",
+    "provider": PROVIDER_REF,
+    "published_at": "2024-05-02T07:30:00Z",
+    "word_count": 1240,
+    "reading_time_minutes": 6,
+    "language": "en",
+}
+ITEM = {**ITEM_SUMMARY, "categories": [ROCKETS]}
+ITEM_DETAIL = {**ITEM, "body": "Three boosters flew their tenth mission this month. …"}
+REQUEST_ID = "5d0c1c7e-3b1a-4f4e-9c61-0a6f3f0d2b11"
+SEARCH_ID = "b7e2f8a4-61d3-4c0e-8f5a-2d9c4e1a7b36"
+EVENT_ID = "3f1c2a9e-0b7d-4c55-9a51-6c2f0e1d8b47"
+CURSOR = "eyJrIjoiZm9yX3lvdSIsIm8iOjIwLCJyIjoiNWQwYzFjN2UifQ"
+PAGE_CURSOR = "cD0yMDI0LTA1LTAyKzA3JTNBMzAlM0EwMCUyQjAwJTNBMDA%3D"
+FEED_ENTRY = {
+    "position": 0,
+    "item": ITEM,
+    "score": 0.82,
+    "explanation": {
+        "popularity": 0.61,
+        "freshness": 0.93,
+        "affinity": 0.75,
+        "provider_affinity": 0.4,
+        "subscribed": 1.0,
+        "seen": 0.0,
+    },
+}
+SECTION = {
+    "key": "for_you",
+    "title": "For you",
+    "reason": "Because you follow Space and Rockets.",
+    "items": [FEED_ENTRY],
+    "next_cursor": CURSOR,
+}
+SUBSCRIPTION = {
+    "id": 3,
+    "provider": PROVIDER_REF,
+    "status": "active",
+    "created_at": "2024-05-01T09:20:00Z",
+    "updated_at": "2024-05-01T09:20:00Z",
+}
+PROGRESS = {
+    "item": ITEM_SUMMARY,
+    "progress": 0.4,
+    "position": 1200,
+    "started_at": "2024-05-02T08:01:10Z",
+    "updated_at": "2024-05-02T08:04:52Z",
+    "completed_at": None,
+}
+SAVED = {"item": ITEM_SUMMARY, "created_at": "2024-05-02T08:05:00Z"}
+
+
+def error(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The error envelope (inbo.api.errors.error_body)."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _request(name: str, value: Any, summary: str = "") -> OpenApiExample:
+    return OpenApiExample(name, value=value, summary=summary, request_only=True)
+
+
+def _response(name: str, value: Any, status: int, summary: str = "") -> OpenApiExample:
+    return OpenApiExample(
+        name, value=value, summary=summary, response_only=True, status_codes=[str(status)]
+    )
+
+
+def _invalid(name: str, details: dict[str, Any], summary: str = "") -> OpenApiExample:
+    fields = ", ".join(details)
+    return _response(name, error("invalid", f"Invalid input in: {fields}.", details), 400, summary)
+
+
+INVALID_CURSOR = _response(
+    "Invalid cursor",
+    error(
+        "invalid_cursor",
+        "The cursor is not valid; start again from the first page.",
+        {"cursor": ["Not a valid cursor."]},
+    ),
+    400,
+    "A cursor this server did not issue: start again without it.",
+)
+
+# --- Standard errors, added to every operation that documents the status -------------------
+NOT_SIGNED_IN = _response(
+    "Not signed in",
+    error("not_authenticated", "Authentication credentials were not provided."),
+    401,
+    "No Authorization header (send `Authorization: Token <token>`).",
+)
+BAD_TOKEN = _response(
+    "Invalid token",
+    error("authentication_failed", "Invalid token."),
+    401,
+    "A token that is unknown, revoked or expired: get a new one from /auth/token/.",
+)
+FORBIDDEN = _response(
+    "Not allowed",
+    error("permission_denied", "You do not have permission to perform this action."),
+    403,
+)
+NOT_FOUND = _response("Not found", error("not_found", "Not found."), 404)
+THROTTLED = _response(
+    "Too many requests",
+    error(
+        "throttled",
+        "Request was throttled. Expected available in 17 seconds.",
+        {"retry_after_seconds": 17},
+    ),
+    429,
+    "Wait `Retry-After` seconds (also in `details.retry_after_seconds`), then retry.",
+)
+STANDARD_ERRORS: dict[str, list[OpenApiExample]] = {
+    "401": [NOT_SIGNED_IN, BAD_TOKEN],
+    "403": [FORBIDDEN],
+    "404": [NOT_FOUND],
+    "429": [THROTTLED],
+}
+
+# --- Per operation -----------------------------------------------------------------------
+EXAMPLES: dict[str, list[OpenApiExample]] = {
+    "auth_register_create": [
+        _request(
+            "Sign up",
+            {"username": "ada", "email": "ada@example.com", "password": "correct-horse-battery"},
+        ),
+        _response(
+            "Signed up",
+            {"token": TOKEN, "expires_at": "2024-05-31T09:12:44Z", "user": USER},
+            201,
+        ),
+        _invalid(
+            "Weak password",
+            {"password": ["This password is too common."]},
+            "Django's password validators apply.",
+        ),
+        _response(
+            "Account exists",
+            error(
+                "account_exists",
+                "An account cannot be created with this username and email. Sign in, or "
+                "choose another username or email.",
+            ),
+            409,
+        ),
+    ],
+    "auth_token_create": [
+        _request("Sign in", {"username": "ada", "password": "correct-horse-battery"}),
+        _response(
+            "Token", {"token": TOKEN, "expires_at": "2024-05-31T09:12:44Z", "user": USER}, 200
+        ),
+        _response(
+            "Wrong credentials",
+            error("invalid_credentials", "Unable to sign in with these credentials."),
+            400,
+        ),
+    ],
+    "auth_logout_create": [],
+    "auth_logout_all_create": [],
+    "me_retrieve": [_response("Me", USER, 200)],
+    "me_interests_retrieve": [
+        _response("Interests", {"categories": [SPACE, ROCKETS]}, 200),
+    ],
+    "me_interests_update": [
+        _request("Pick interests", {"categories": ["space", "rockets"]}),
+        _response("Interests", {"categories": [SPACE, ROCKETS]}, 200),
+        _response(
+            "Unknown category",
+            error(
+                "invalid",
+                "The input is not valid.",
+                {"categories": ["Unknown category 'astrology'."]},
+            ),
+            400,
+        ),
+    ],
+    "experience_home_retrieve": [
+        _response(
+            "Home",
+            {
+                "request_id": REQUEST_ID,
+                "generated_at": "2024-05-02T08:00:00Z",
+                "degraded": False,
+                "cold_start": False,
+                "cached": False,
+                "sections": [
+                    SECTION,
+                    {
+                        "key": "fresh",
+                        "title": "Fresh",
+                        "reason": "New from the newsletters you follow.",
+                        "items": [{**FEED_ENTRY, "score": 0.64}],
+                        "next_cursor": None,
+                    },
+                ],
+            },
+            200,
+        ),
+    ],
+    "experience_home_sections_retrieve": [
+        _response(
+            "Next page",
+            {
+                **SECTION,
+                "items": [{**FEED_ENTRY, "position": 20}],
+                "next_cursor": None,
+                "request_id": REQUEST_ID,
+                "degraded": False,
+            },
+            200,
+            "The last page: `next_cursor` is null.",
+        ),
+        INVALID_CURSOR,
+        _response(
+            "No such section",
+            error("not_found", "No such section.", {"section": "weather"}),
+            404,
+        ),
+    ],
+    "experience_interactions_create": [
+        _request(
+            "Report a batch",
+            {
+                "interactions": [
+                    {
+                        "event_id": EVENT_ID,
+                        "item_id": 42,
+                        "type": "impression",
+                        "request_id": REQUEST_ID,
+                        "section": "for_you",
+                        "position": 0,
+                    },
+                    {
+                        "event_id": "8a4b9e61-25f0-4d7c-b3a2-9e1f6c0d5a84",
+                        "item_id": 42,
+                        "type": "read",
+                        "request_id": REQUEST_ID,
+                        "section": "for_you",
+                        "position": 0,
+                        "dwell_ms": 95000,
+                    },
+                ]
+            },
+            "Each event_id is generated once by the client; a retry sends the same ids.",
+        ),
+        _response(
+            "Accepted",
+            {"accepted": 2, "duplicates": 0, "rejected": [], "counted": True},
+            200,
+        ),
+        _response(
+            "Retried batch",
+            {
+                "accepted": 0,
+                "duplicates": 1,
+                "rejected": [{"index": 1, "event_id": EVENT_ID, "reason": "unknown_item"}],
+                "counted": True,
+            },
+            200,
+            "A retry: already stored events count as duplicates, never twice.",
+        ),
+        _response(
+            "Invalid event",
+            error(
+                "invalid",
+                "Invalid input in: interactions.",
+                {"interactions": {"0": {"type": ['"zap" is not a valid choice.']}}},
+            ),
+            400,
+        ),
+    ],
+    "items_list": [
+        _response(
+            "Items",
+            {
+                "next": f"https://inbo.example/api/v1/items/?cursor={PAGE_CURSOR}",
+                "previous": None,
+                "results": [ITEM],
+            },
+            200,
+        ),
+        INVALID_CURSOR,
+    ],
+    "items_retrieve": [_response("Item", ITEM_DETAIL, 200)],
+    "providers_list": [
+        _response(
+            "Newsletters",
+            {
+                "count": 31,
+                "next": "https://inbo.example/api/v1/providers/?page=2",
+                "previous": None,
+                "results": [PROVIDER],
+            },
+            200,
+        ),
+        _invalid("Bad page", {"page": ["Must be a whole number from 1 to 1000000."]}),
+    ],
+    "providers_retrieve": [_response("Newsletter", PROVIDER, 200)],
+    "reading_continue_list": [
+        _response("Continue reading", {"next": None, "previous": None, "results": [PROGRESS]}, 200),
+        INVALID_CURSOR,
+    ],
+    "reading_progress_retrieve": [
+        _response("Progress", PROGRESS, 200),
+        _response(
+            "No progress yet",
+            error("not_found", "No progress recorded for this item.", {"item_id": 42}),
+            404,
+        ),
+    ],
+    "reading_progress_update": [
+        _request("Scrolled", {"progress": 0.4, "position": 1200}),
+        _response("Progress", PROGRESS, 200),
+        _invalid("Out of range", {"progress": ["Ensure this value is less than or equal to 1.0."]}),
+    ],
+    "reading_saves_list": [
+        _response("Saved items", {"next": None, "previous": None, "results": [SAVED]}, 200),
+        INVALID_CURSOR,
+    ],
+    "reading_saves_retrieve": [_response("Saved", SAVED, 200)],
+    "reading_saves_update": [
+        _response("Saved", SAVED, 201, "First save."),
+        _response("Already saved", SAVED, 200, "Saving again changes nothing."),
+    ],
+    "reading_saves_destroy": [],
+    "search_retrieve": [
+        _response(
+            "Results",
+            {
+                "search_id": SEARCH_ID,
+                "query": "reusable rokets",
+                "corrected_query": "reusable rockets",
+                "backend": "postgres",
+                "degraded": False,
+                "total": 1,
+                "page": 1,
+                "page_size": 20,
+                "facets": {
+                    "category": {"rockets": 1},
+                    "provider": {"orbit-weekly": 1},
+                    "language": {"en": 1},
+                },
+                "results": [
+                    {
+                        "type": "item",
+                        "id": 42,
+                        "position": 1,
+                        "score": 0.71,
+                        "highlights": {"title": "<mark>Reusable</mark> <mark>rockets</mark> land"},
+                        "item": ITEM,
+                        "provider": None,
+                    }
+                ],
+            },
+            200,
+            "A typo in the last word is corrected (`corrected_query`).",
+        ),
+        _invalid("Bad page size", {"page_size": ["Must be a whole number from 1 to 50."]}),
+        _response(
+            "Search unavailable",
+            error("service_unavailable", "Search is unavailable; try again shortly."),
+            503,
+        ),
+    ],
+    "search_clicks_create": [
+        _request("Click", {"search_id": SEARCH_ID, "id": 42, "position": 1}),
+        _response("Recorded", {"recorded": True}, 201),
+        _response(
+            "Unknown search",
+            error("invalid", "Unknown search_id.", {"search_id": ["No search with this id."]}),
+            400,
+        ),
+    ],
+    "search_analytics_retrieve": [
+        _response(
+            "Analytics",
+            {
+                "date_from": "2024-04-26T00:00:00Z",
+                "date_to": "2024-05-03T00:00:00Z",
+                "searches": 1840,
+                "searches_with_clicks": 612,
+                "click_through_rate": 0.333,
+                "clicks": 790,
+                "mean_click_position": 2.4,
+                "zero_result_searches": 57,
+                "degraded_searches": 0,
+                "mean_latency_ms": 41.5,
+                "top_queries": [
+                    {
+                        "query": "rockets",
+                        "searches": 210,
+                        "click_through_rate": 0.41,
+                        "mean_results": 165.0,
+                    }
+                ],
+                "zero_result_queries": [{"query": "astrology", "searches": 9}],
+            },
+            200,
+        ),
+        _invalid("Period too long", {"from": ["At most 366 days at a time."]}),
+    ],
+    "subscriptions_list": [
+        _response(
+            "Subscriptions",
+            {"count": 1, "next": None, "previous": None, "results": [SUBSCRIPTION]},
+            200,
+        ),
+        _invalid("Bad status", {"status": ['"gone" is not a valid choice.']}),
+    ],
+    "subscriptions_create": [
+        _request("Subscribe", {"provider": "orbit-weekly"}),
+        _response("Subscribed", SUBSCRIPTION, 201),
+        _response("Already subscribed", SUBSCRIPTION, 200, "Subscribing again changes nothing."),
+        _response(
+            "Unknown newsletter",
+            error("invalid", "No such provider.", {"provider": ["Unknown provider 'nope'."]}),
+            400,
+        ),
+    ],
+    "subscriptions_retrieve": [_response("Subscription", SUBSCRIPTION, 200)],
+    "subscriptions_destroy": [],
+}
+
+
+def _key(name: str) -> str:
+    """drf-spectacular's own key for an example: the name in CamelCase."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name))
+
+
+def _entry(example: OpenApiExample) -> dict[str, Any]:
+    entry: dict[str, Any] = {"value": copy.deepcopy(example.value)}
+    if example.summary:
+        entry["summary"] = str(example.summary)
+    if example.description:
+        entry["description"] = str(example.description)
+    return entry
+
+
+def _json_content(container: dict[str, Any]) -> dict[str, Any] | None:
+    return container.get("content", {}).get("application/json")
+
+
+def add_examples(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict:
+    """drf-spectacular postprocessing hook: write EXAMPLES into the generated schema."""
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "operationId" not in operation:
+                continue
+            examples = list(EXAMPLES.get(operation["operationId"], []))
+            responses = operation.get("responses", {})
+            own_statuses = {s for e in examples if e.response_only for s in e.status_codes or []}
+            anonymous_allowed = {} in operation.get("security", [])
+            for status, standard in STANDARD_ERRORS.items():
+                if status in responses and status not in own_statuses:
+                    if status == "401" and anonymous_allowed:
+                        standard = [BAD_TOKEN]  # open endpoints answer 401 to a bad token only
+                    examples += standard
+            for example in examples:
+                if example.request_only:
+                    targets = [operation.get("requestBody", {})]
+                else:
+                    targets = [responses.get(str(s), {}) for s in example.status_codes or []]
+                for target in targets:
+                    content = _json_content(target)
+                    if content is not None:
+                        content.setdefault("examples", {})[_key(example.name)] = _entry(example)
+    return result
