@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import re
+import shutil
+import subprocess
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -135,3 +139,29 @@ def test_every_written_example_lands_in_the_schema(schema):
                 if _key(example.name) not in (_json(target) or {}).get("examples", {}):
                     lost.append(f"{operation_id}: {example.name} {example.status_codes or ''}")
     assert not lost, "\n".join(lost)
+
+
+COOKBOOK = Path(__file__).resolve().parents[2] / "docs" / "API_COOKBOOK.md"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
+def test_cookbook_runs_top_to_bottom_against_the_live_server(
+    http_server, catalog, settings, tmp_path
+):
+    """Every bash block of docs/API_COOKBOOK.md, in order, as one script: no error answer."""
+    settings.EXPERIENCE_SECTION_PAGE_SIZE = 3  # so that a section of the small catalog pages
+    blocks = re.findall(r"```bash\n(.*?)```", COOKBOOK.read_text(), flags=re.S)
+    script = "\n".join(b for b in blocks if "examples/inbo_client.py" not in b)
+    script = script.replace("http://127.0.0.1:8000", http_server.url)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert '"error"' not in done.stdout, done.stdout
+    assert '"duplicates": 2' in done.stdout.replace('"duplicates":2', '"duplicates": 2')
+    assert '"recorded":true' in done.stdout.replace(" ", "")
