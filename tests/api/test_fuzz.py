@@ -182,25 +182,37 @@ def _token(base_url: str, username: str) -> str:
     return response.json()["token"]
 
 
+def _valid_as(pool: str, value: Any) -> bool:
+    """Whether ``value`` is well-formed for the pool's field (only those are swapped)."""
+    if isinstance(value, bool):
+        return False
+    if pool in ("item_id", "id"):
+        return (isinstance(value, int) and value >= 1) or (
+            isinstance(value, str) and re.fullmatch(r"[0-9]{1,12}", value) is not None
+        )
+    if pool in ("slug", "provider"):
+        return isinstance(value, str) and re.fullmatch(r"[-a-zA-Z0-9_]{1,220}", value) is not None
+    if pool == "search_id":
+        try:
+            return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+        except ValueError:
+            return False
+    return False
+
+
 # Body fields that name rows, and the pool of real values each draws from.
 BODY_POOLS = {"provider": "provider", "id": "item_id", "search_id": "search_id"}
 
 
 def _with_real_ids(schema: Any, real: dict[str, list[Any]]) -> None:
-    """Sometimes swap a well-typed generated id or slug for one of the seeded catalog's.
+    """Sometimes swap a well-formed generated id or slug for one of the seeded catalog's.
 
-    Only values of the documented type are swapped, so a negative case stays negative.
+    Only values valid for their field are swapped, so a negative case stays negative.
     """
 
     def swap(name: str, value: Any) -> st.SearchStrategy[Any]:
         options = real.get(name)
-        if not options:
-            return st.just(value)
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            return st.just(value)
-        if isinstance(value, str) and not re.fullmatch(r"[-a-zA-Z0-9_]+", value):
-            return st.just(value)
-        if isinstance(value, str) and isinstance(options[0], int) and not value.isdigit():
+        if not options or not _valid_as(name, value):
             return st.just(value)
         cast = str if isinstance(value, str) else (lambda v: v)
         return st.one_of(st.just(value), st.sampled_from([cast(v) for v in options]))
