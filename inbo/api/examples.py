@@ -303,14 +303,26 @@ EXAMPLES: dict[str, list[OpenApiExample]] = {
         ),
         _response(
             "Retried batch",
+            {"accepted": 0, "duplicates": 2, "rejected": [], "counted": True},
+            200,
+            "The same batch sent again (say its answer was lost): stored once, never twice.",
+        ),
+        _response(
+            "Unknown item",
             {
-                "accepted": 0,
-                "duplicates": 1,
-                "rejected": [{"index": 1, "event_id": EVENT_ID, "reason": "unknown_item"}],
+                "accepted": 1,
+                "duplicates": 0,
+                "rejected": [
+                    {
+                        "index": 1,
+                        "event_id": "8a4b9e61-25f0-4d7c-b3a2-9e1f6c0d5a84",
+                        "reason": "unknown_item",
+                    }
+                ],
                 "counted": True,
             },
             200,
-            "A retry: already stored events count as duplicates, never twice.",
+            "An interaction with an item that does not exist is rejected alone.",
         ),
         _response(
             "Invalid event",
@@ -458,7 +470,10 @@ EXAMPLES: dict[str, list[OpenApiExample]] = {
             {"count": 1, "next": None, "previous": None, "results": [SUBSCRIPTION]},
             200,
         ),
-        _invalid("Bad status", {"status": ['"gone" is not a valid choice.']}),
+        _invalid(
+            "Bad status",
+            {"status": ["Select a valid choice. gone is not one of the available choices."]},
+        ),
     ],
     "subscriptions_create": [
         _request("Subscribe", {"provider": "orbit-weekly"}),
