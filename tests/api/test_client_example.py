@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.signals import request_started
 
 from features_app.models import UserEvent
 from search_app.models import SearchClick
@@ -66,6 +67,26 @@ def test_client_raises_the_error_envelope_and_gives_up_on_429_after_its_retries(
             client.sign_in("nobody", "wrong-password")
     assert throttled.value.status == 429
     assert throttled.value.details["retry_after_seconds"] > 0
+
+
+def test_client_retries_a_429_after_retry_after_then_gives_up(server, settings):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "auth": "1/min"}
+    client = inbo_client.InboClient(server.url, max_retries=2, max_wait=0.01)
+    with pytest.raises(inbo_client.ApiError):
+        client.sign_in("nobody", "wrong-password")  # 400, and the one request of the minute
+    seen: list[str] = []
+
+    def count(sender, environ, **kwargs):
+        seen.append(environ["PATH_INFO"])
+
+    request_started.connect(count, weak=False, dispatch_uid="client-retries")
+    try:
+        with pytest.raises(inbo_client.ApiError) as throttled:
+            client.sign_in("nobody", "wrong-password")
+    finally:
+        request_started.disconnect(dispatch_uid="client-retries")
+    assert throttled.value.code == "throttled"
+    assert seen == ["/api/v1/auth/token/"] * 3  # the first try and two retries
 
 
 def test_script_runs_standalone_with_a_base_url(server):
