@@ -4,6 +4,8 @@ from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from inbo.api.fields import StrictCharField, StrictEmailField, StrictRegexField
+
 User = get_user_model()
 
 
@@ -15,14 +17,14 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class RegisterSerializer(serializers.Serializer):
-    username = serializers.RegexField(
+    username = StrictRegexField(
         r"^[\w.@+-]+$",
         max_length=150,
         min_length=3,
         error_messages={"invalid": "Letters, digits and @/./+/-/_ only."},
     )
-    email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(write_only=True, min_length=8, max_length=128)
+    email = StrictEmailField(max_length=254)
+    password = StrictCharField(write_only=True, min_length=8, max_length=128)
 
     # Whether the username or the email is in use is decided by the service, after these
     # checks, as one generic 409 that names neither (inbo.accounts.services.AccountExists).
@@ -40,8 +42,8 @@ class RegisterSerializer(serializers.Serializer):
 
 
 class TokenRequestSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    username = StrictCharField(max_length=150)
+    password = StrictCharField(max_length=128, write_only=True, trim_whitespace=False)
 
 
 class TokenResponseSerializer(serializers.Serializer):

@@ -28,3 +28,49 @@ class StrictUUIDField(serializers.UUIDField):
         if not isinstance(data, str) or not _UUID_TEXT.fullmatch(data):
             self.fail("invalid", value=data)
         return uuid.UUID(data)
+
+
+class _JSONType(serializers.Field):
+    """Only values of the JSON type the schema declares, checked before DRF coerces them.
+
+    DRF's fields read leniently: a string field turns the number ``4.05e16`` into the text
+    ``"4.05e16"`` (an account was created with that username), an integer field takes
+    ``"12"`` and ``12.0``. The API takes JSON bodies only, so each value must arrive as the
+    type its schema names.
+    """
+
+    json_types: tuple[type, ...] = (str,)
+    default_error_messages = {"wrong_type": "Must be a JSON {json_type}."}
+    json_type_name = "string"
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool) or not isinstance(data, self.json_types):
+            self.fail("wrong_type", json_type=self.json_type_name)
+        return super().to_internal_value(data)
+
+
+class StrictCharField(_JSONType, serializers.CharField):
+    """A JSON string (no number turned into text)."""
+
+
+class StrictRegexField(_JSONType, serializers.RegexField):
+    """A JSON string matching a pattern."""
+
+
+class StrictEmailField(_JSONType, serializers.EmailField):
+    """A JSON string holding an email address."""
+
+
+class StrictSlugField(_JSONType, serializers.SlugField):
+    """A JSON string holding a slug."""
+
+
+class StrictChoiceField(_JSONType, serializers.ChoiceField):
+    """A JSON string among the choices (``1`` does not pick the choice ``"1"``)."""
+
+
+class StrictIntegerField(_JSONType, serializers.IntegerField):
+    """A JSON integer: no ``"12"``, no ``12.0``, no ``true``."""
+
+    json_types = (int,)
+    json_type_name = "integer"

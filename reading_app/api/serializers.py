@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from inbo.api.fields import StrictIntegerField, StrictSlugField
 from reading_app.models import Category, Item, Provider, ReadingProgress, SavedItem, Subscription
 
 
@@ -85,7 +86,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
 
 class SubscriptionCreateSerializer(serializers.Serializer):
-    provider = serializers.SlugField(max_length=220, help_text="The provider's slug.")
+    provider = StrictSlugField(max_length=220, help_text="The provider's slug.")
 
 
 class SavedItemSerializer(serializers.ModelSerializer):
@@ -107,7 +108,7 @@ class JSONNumberField(serializers.FloatField):
 
 class ProgressInputSerializer(serializers.Serializer):
     progress = JSONNumberField(min_value=0.0, max_value=1.0, help_text="Fraction read, 0..1")
-    position = serializers.IntegerField(min_value=0, max_value=2_147_483_647, default=0)
+    position = StrictIntegerField(min_value=0, max_value=2_147_483_647, default=0)
 
 
 class ReadingProgressSerializer(serializers.ModelSerializer):

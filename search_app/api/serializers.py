@@ -13,6 +13,7 @@ from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from inbo.api.dates import EARLIEST, LATEST, clamp
+from inbo.api.fields import StrictIntegerField, StrictUUIDField
 from inbo.api.pagination import page_field, page_size_field
 from inbo.api.schema import DATE_OR_DATETIME
 from reading_app import public as reading
@@ -206,9 +207,9 @@ class SearchResponseSerializer(serializers.Serializer):
 
 
 class ClickSerializer(serializers.Serializer):
-    search_id = serializers.UUIDField()
-    id = serializers.IntegerField(min_value=1, help_text="The clicked result's id.")
-    position = serializers.IntegerField(
+    search_id = StrictUUIDField()
+    id = StrictIntegerField(min_value=1, help_text="The clicked result's id.")
+    position = StrictIntegerField(
         min_value=1, max_value=MAX_RESULT_WINDOW, help_text="Its 1-based `position`."
     )
 
