@@ -45,6 +45,13 @@ DATE_OR_DATETIME = {
     "example": "2024-05-01",
 }
 # The same where an empty value means "no filter" (the catalog's django-filter filters).
+# A boolean query parameter of the catalog, where (as for every catalog filter) an empty value
+# means no filter.
+BOOLEAN_OR_EMPTY = {
+    "anyOf": [{"type": "boolean"}, {"type": "string", "maxLength": 0}],
+    "example": True,
+}
+
 DATE_OR_DATETIME_OR_EMPTY = {
     "anyOf": [*DATE_OR_DATETIME["anyOf"], {"type": "string", "maxLength": 0}],
     "example": "2024-05-01",

@@ -8,12 +8,11 @@ import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 
 from inbo.api.dates import clamp
-from inbo.api.schema import DATE_OR_DATETIME_OR_EMPTY
+from inbo.api.schema import BOOLEAN_OR_EMPTY, DATE_OR_DATETIME_OR_EMPTY
 from reading_app.models import Category, Item, Provider
 
 
@@ -52,9 +51,10 @@ class DateOrDateTimeFilter(django_filters.Filter):
         return qs.filter(**{f"published_at__{self.lookup_expr}": parsed})
 
 
-@extend_schema_field(OpenApiTypes.BOOL)
+@extend_schema_field(BOOLEAN_OR_EMPTY)
 class StrictBooleanFilter(django_filters.TypedChoiceFilter):
-    """``true`` or ``false`` only; the schema says boolean (sent as those two words)."""
+    """``true`` or ``false`` only; the schema says boolean (sent as those two words); empty
+    means no filter, as for every catalog filter."""
 
 
 class ProviderFilter(django_filters.FilterSet):
