@@ -51,6 +51,12 @@ class DateOrDateTimeFilter(django_filters.Filter):
         return qs.filter(**{f"published_at__{self.lookup_expr}": parsed})
 
 
+@extend_schema_field({"type": "string", "pattern": "^[^\\x00]*$"})
+class TextFilter(django_filters.CharFilter):
+    """Text matched exactly; a NUL character is a 400 (PostgreSQL cannot hold one), and the
+    schema says so."""
+
+
 @extend_schema_field(BOOLEAN_OR_EMPTY)
 class StrictBooleanFilter(django_filters.TypedChoiceFilter):
     """``true`` or ``false`` only; the schema says boolean (sent as those two words); empty
@@ -58,9 +64,9 @@ class StrictBooleanFilter(django_filters.TypedChoiceFilter):
 
 
 class ProviderFilter(django_filters.FilterSet):
-    category = django_filters.CharFilter(method=_by_category, help_text="Category slug")
-    language = django_filters.CharFilter()
-    country = django_filters.CharFilter()
+    category = TextFilter(method=_by_category, help_text="Category slug")
+    language = TextFilter()
+    country = TextFilter()
     # Strict: "maybe" is a 400 naming the field, not silently ignored.
     is_sponsored = StrictBooleanFilter(
         choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true"
@@ -72,9 +78,9 @@ class ProviderFilter(django_filters.FilterSet):
 
 
 class ItemFilter(django_filters.FilterSet):
-    provider = django_filters.CharFilter(field_name="provider__slug", help_text="Provider slug")
-    category = django_filters.CharFilter(method=_by_category, help_text="Category slug")
-    language = django_filters.CharFilter()
+    provider = TextFilter(field_name="provider__slug", help_text="Provider slug")
+    category = TextFilter(method=_by_category, help_text="Category slug")
+    language = TextFilter()
     published_after = DateOrDateTimeFilter(field_name="published_after", lookup_expr="gte")
     published_before = DateOrDateTimeFilter(field_name="published_before", lookup_expr="lt")
 

@@ -297,3 +297,12 @@ def test_an_empty_date_filter_means_no_filter_and_the_schema_allows_it(api_clien
         options = params[name]["schema"]["anyOf"]
         assert {"type": "string", "maxLength": 0} in options
         assert {o.get("format") for o in options} >= {"date", "date-time"}
+
+
+@pytest.mark.parametrize("param", ["provider", "category", "language"])
+def test_a_nul_in_a_text_filter_is_a_400_and_the_schema_excludes_it(api_client, param):
+    assert_error(api_client.get(ITEMS, {param: "a\x00b"}), 400, "invalid", [param])
+
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    params = {p["name"]: p for p in schema["paths"][ITEMS]["get"]["parameters"]}
+    assert params[param]["schema"]["pattern"] == "^[^\\x00]*$"
