@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from django.core.servers.basehttp import WSGIRequestHandler
+from django.utils import timezone
 
 from reading_app.models import Category, Item, Provider
 from search_app.services import indexing
@@ -57,9 +59,15 @@ def catalog(transactional_db) -> Catalog:
         ("Knife skills for weeknights", [cooking]),
         ("A pantry of spices", [cooking]),
     ]
+    # Published in the last hours whatever ran before: the factory's own dates step back an
+    # hour per item made in the session, and the home feed only takes recent items.
+    now = timezone.now()
     items = [
         ItemFactory(
-            provider=providers[2 if cats[0] == cooking else i % 2], title=t, categories=cats
+            provider=providers[2 if cats[0] == cooking else i % 2],
+            title=t,
+            categories=cats,
+            published_at=now - timedelta(hours=i + 1),
         )
         for i, (t, cats) in enumerate(titles)
     ]
