@@ -169,8 +169,12 @@ def check_workers() -> Outcome:
     return Outcome(detail=f"{len(alive)} live: {', '.join(sorted(alive))}", data={"alive": alive})
 
 
-def check_beat() -> Outcome:
-    """Beat sent something recently: its own publish times, or the heartbeat a worker ran."""
+def check_beat(max_age: float | None = None) -> Outcome:
+    """Beat sent something recently: its own publish times, or the heartbeat a worker ran.
+
+    ``max_age`` defaults to ``BEAT_MAX_AGE_SECONDS`` (``manage.py beat_probe --max-age``).
+    """
+    limit = float(settings.BEAT_MAX_AGE_SECONDS if max_age is None else max_age)
     client = probe(settings.REDIS_STATE_URL)
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.beat_last_run())
@@ -183,7 +187,7 @@ def check_beat() -> Outcome:
         raise CheckFailed("beat has never been seen")
     age = max(0.0, now - max(times))
     data = {"age_seconds": age, "last_run": sent}
-    if age > settings.BEAT_MAX_AGE_SECONDS:
+    if age > limit:
         raise CheckFailed(f"last sign of beat {age:.0f}s ago", data)
     return Outcome(detail=f"last sign {age:.0f}s ago", data=data)
 
