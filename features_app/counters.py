@@ -6,6 +6,7 @@ a Redis error propagates to the caller, which decides how to degrade.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,21 +92,18 @@ def _group_key(event: EventIn) -> object:
     return event.context.get("request_id") or event.context.get("impression_id")
 
 
-def apply_events(
-    events: Sequence[EventIn],
-    facets: Mapping[int, ItemFacets],
-    *,
-    pipe: redis.client.Pipeline | None = None,
-) -> None:
-    """Add newly stored events to every counter, in one pipelined round trip.
+Op = tuple[str, str, str, int | float | str]
+
+
+def batch_ops(events: Sequence[EventIn], facets: Mapping[int, ItemFacets]) -> list[Op]:
+    """The writes that count one stored batch: ``(op, key, field, value)``.
 
     Increments are summed client-side first, so a batch of a thousand events is a few
-    hundred commands, not thousands. The batch matters: a list's click rate and the
-    seen-without-click memory are worked out within it. With ``pipe``, the commands are
-    queued there for the caller to execute (several batches, one round trip).
+    hundred writes, not thousands. The batch matters: a list's click rate and the
+    seen-without-click memory are worked out within it.
     """
     if not events:
-        return
+        return []
     ordered = sorted(events, key=lambda e: (e.occurred_at, e.event_type != EventType.IMPRESSION))
     decay = click_decay()
 
@@ -164,49 +162,140 @@ def apply_events(
         if kind in POSITIVE_TYPES:
             state[0], state[1] = True, 0
 
-    own_pipe = pipe is None
-    if pipe is None:
-        pipe = _client().pipeline(transaction=False)
+    ops: list[Op] = []
     for item_id, counts in item_counts.items():
         for field_name, n in counts.items():
-            pipe.hincrby(keys.item_counts(item_id), field_name, n)
-    pipe.sadd(keys.dirty_items(), *item_counts)  # the sync job picks these up
+            ops.append(("hi", keys.item_counts(item_id), field_name, n))
+    for item_id in item_counts:
+        ops.append(("sa", keys.dirty_items(), str(item_id), 0))  # the sync job picks these up
     for day, counts in daily.items():
         key = keys.item_daily(day)
         for field_name, n in counts.items():
-            pipe.hincrby(key, field_name, n)
-        pipe.expire(key, keys.ITEM_DAILY_TTL_SECONDS)
+            ops.append(("hi", key, field_name, n))
+        ops.append(("ex", key, "", keys.ITEM_DAILY_TTL_SECONDS))
     for user_id, counts in user_counts.items():
         key = keys.user_counts(user_id)
         for field_name, n in counts.items():
-            pipe.hincrby(key, field_name, n)
-        pipe.expire(key, keys.USER_STATE_TTL_SECONDS)
+            ops.append(("hi", key, field_name, n))
+        ops.append(("ex", key, "", keys.USER_STATE_TTL_SECONDS))
     for user_id, weights in affinity.items():
         key = keys.user_affinity(user_id)
         for field_name, w in weights.items():
-            pipe.hincrbyfloat(key, field_name, w)
-        pipe.expire(key, keys.USER_STATE_TTL_SECONDS)
+            ops.append(("hf", key, field_name, w))
+        ops.append(("ex", key, "", keys.USER_STATE_TTL_SECONDS))
     for kind_name, per_epoch in (("clicks", clicks), ("expected", expected)):
         for epoch, masses in per_epoch.items():
             key = keys.decayed(kind_name, decay.half_life_hours, epoch)
             for item_id, mass in masses.items():
-                pipe.zincrby(key, mass, item_id)
-            pipe.expire(key, int(decay.epoch_seconds * 2) + 86400)
-    if first_seen:
-        pairs = [v for item_id, ts in first_seen.items() for v in (item_id, f"{ts:.3f}")]
-        pipe.eval(_KEEP_EARLIEST, 1, keys.item_first_seen(), *pairs)
+                ops.append(("zi", key, str(item_id), mass))
+            ops.append(("ex", key, "", decayed_ttl(decay)))
+    for item_id, ts in first_seen.items():
+        ops.append(("mn", keys.item_first_seen(), str(item_id), f"{ts:.3f}"))
     touched_users = set()
     for (user_id, item_id), (cleared, count) in seen.items():
         key = keys.user_seen(user_id)
         if cleared:
-            pipe.hdel(key, item_id)
+            ops.append(("hd", key, str(item_id), 0))
         if count:
-            pipe.hincrby(key, item_id, count)
+            ops.append(("hi", key, str(item_id), count))
         touched_users.add(user_id)
     for user_id in touched_users:
-        pipe.expire(keys.user_seen(user_id), keys.USER_STATE_TTL_SECONDS)
+        ops.append(("ex", keys.user_seen(user_id), "", keys.USER_STATE_TTL_SECONDS))
+    return ops
+
+
+def decayed_ttl(decay: Decay) -> int:
+    return int(decay.epoch_seconds * 2) + 86400
+
+
+def apply_events(
+    events: Sequence[EventIn],
+    facets: Mapping[int, ItemFacets],
+    *,
+    pipe: redis.client.Pipeline | None = None,
+) -> None:
+    """Add events to every counter, in one pipelined round trip, unconditionally.
+
+    For the jobs that hold the counting pause (restore's replay); ingestion and the pending
+    sweep use :func:`apply_batch`, which records the batch as applied in the same step.
+    With ``pipe``, the commands are queued there for the caller to execute (several
+    batches, one round trip).
+    """
+    ops = batch_ops(events, facets)
+    if not ops:
+        return
+    own_pipe = pipe is None
+    if pipe is None:
+        pipe = _client().pipeline(transaction=False)
+    earliest: list[str] = []
+    for op, key, name, value in ops:
+        if op == "hi":
+            pipe.hincrby(key, name, int(value))
+        elif op == "hf":
+            pipe.hincrbyfloat(key, name, float(value))
+        elif op == "zi":
+            pipe.zincrby(key, float(value), name)
+        elif op == "ex":
+            pipe.expire(key, int(value))
+        elif op == "sa":
+            pipe.sadd(key, name)
+        elif op == "hd":
+            pipe.hdel(key, name)
+        elif op == "mn":
+            earliest.extend((name, str(value)))
+    if earliest:
+        pipe.eval(_KEEP_EARLIEST, 1, keys.item_first_seen(), *earliest)
     if own_pipe:
         pipe.execute()
+
+
+# One batch, applied whole or not at all, and at most once: refused while a job pauses
+# counting (-1), a no-op when the batch id is already recorded (0), else every counter and
+# the batch id in one atomic step (1). Ops are (op, key, field, value) quadruples.
+_APPLY_BATCH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+for i = 3, #ARGV, 4 do
+    local op, key, name, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    if op == 'hi' then redis.call('HINCRBY', key, name, value)
+    elseif op == 'hf' then redis.call('HINCRBYFLOAT', key, name, value)
+    elseif op == 'zi' then redis.call('ZINCRBY', key, value, name)
+    elseif op == 'ex' then redis.call('EXPIRE', key, value)
+    elseif op == 'sa' then redis.call('SADD', key, name)
+    elseif op == 'hd' then redis.call('HDEL', key, name)
+    elseif op == 'mn' then
+        local current = redis.call('HGET', key, name)
+        if not current or tonumber(value) < tonumber(current) then
+            redis.call('HSET', key, name, value)
+        end
+    end
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+APPLIED, ALREADY_APPLIED, PAUSED = 1, 0, -1
+
+
+def apply_batch(
+    batch_id: int,
+    events: Sequence[EventIn],
+    facets: Mapping[int, ItemFacets],
+    *,
+    client: redis.Redis | None = None,
+) -> int:
+    """Apply one stored batch (a ``PendingCount`` row) exactly once: APPLIED, ALREADY_APPLIED
+    or PAUSED. The counters and the batch's applied marker change in one script, so a job
+    that pauses counting reads a state and the set of batches it reflects together."""
+    args: list[str | int | float] = [batch_id, f"{time.time():.3f}"]
+    for op, key, name, value in batch_ops(events, facets):
+        args.extend((op, key, name, repr(value) if isinstance(value, float) else value))
+    # Through a pipeline: unlike a single command, it reconnects and sends again when the
+    # pooled connection died with a restarted server; sending twice is safe (the marker).
+    pipe = (client or _client()).pipeline(transaction=False)
+    pipe.eval(
+        _APPLY_BATCH, 2, keys.features_counting_paused(), keys.features_applied_batches(), *args
+    )
+    return int(pipe.execute()[0])
 
 
 def _decayed_now(values: Iterable[float | None], factor: float) -> list[float]:

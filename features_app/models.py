@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from features_app.contracts import EventType
@@ -146,12 +147,15 @@ class CounterQuarantine(models.Model):
 class CounterSnapshot(models.Model):
     """A point-in-time copy of every feature-store key in Redis (``DUMP`` format).
 
-    ``last_event_id`` is the newest ``UserEvent`` counted when the copy began: a restore
-    loads the copy, then counts the events after it.
+    The copy is a cut of the event log (ADR 0016): it reflects every event with an id up to
+    ``last_event_id`` (the log's watermark, final when taken) except ``unapplied_event_ids``
+    (stored but still pending then). A restore loads the copy, then counts exactly the
+    events outside it.
     """
 
     created_at = models.DateTimeField(auto_now_add=True)
     last_event_id = models.BigIntegerField()
+    unapplied_event_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     key_count = models.PositiveIntegerField(default=0)
     size_bytes = models.BigIntegerField(default=0)
     complete = models.BooleanField(default=False)
@@ -180,3 +184,23 @@ class CounterSnapshotKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class PendingCount(models.Model):
+    """Events stored but not yet confirmed counted in Redis: one row per stored batch.
+
+    Written in the same transaction as the events (so nothing acknowledged is forgotten),
+    deleted once the batch is applied. The counting script records the row's id in Redis
+    with the counters (``keys.features_applied_batches``), so a batch is applied once even
+    when the answer was lost. The pending sweep applies what ingestion could not (ADR 0016).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    event_ids = ArrayField(models.BigIntegerField())
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"pending batch {self.pk} ({len(self.event_ids)} events)"

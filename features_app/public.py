@@ -19,7 +19,7 @@ from features_app.contracts import (
     RecordResult,
     UserProfile,
 )
-from features_app.models import CounterQuarantine, UserEvent
+from features_app.models import CounterQuarantine, PendingCount, UserEvent
 from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app.public import ItemFacets
@@ -149,6 +149,11 @@ def health_figures() -> dict[str, float]:
             CounterQuarantine.objects.filter(resolved_at__isnull=True).count()
         )
     }
+    oldest = PendingCount.objects.order_by("id").values_list("created_at", flat=True).first()
+    figures["pending_batches"] = float(PendingCount.objects.count())
+    figures["pending_oldest_age_seconds"] = (
+        max(0.0, time.time() - oldest.timestamp()) if oldest else 0.0
+    )
     try:
         pipe = inbo_redis.state().pipeline(transaction=False)
         pipe.scard(keys.dirty_items())

@@ -1,10 +1,18 @@
-"""Reconciliation: recount from the event log and repair Redis and ``ItemFeature``.
+"""Reconciliation: recount from the event log at a cut and repair Redis and ``ItemFeature``.
 
-``UserEvent`` is the source of truth. This job recomputes every item's lifetime counts and
-its daily buckets of the last 28 days, and every user's event counts, compares them with
-Redis and with ``ItemFeature``, reports the drift per counter, and (unless ``dry_run``)
-repairs it: Redis by the difference, ``ItemFeature`` by the true values. Run on a quiet
-system, a sync followed by a reconcile leaves no drift.
+``UserEvent`` is the source of truth. The job pauses counting (ingestion goes on storing;
+its batches stay pending and are counted after the job), reads the cut the counters
+reflect (``cut.read``: the log's watermark, less the events still pending) and every
+counter key, then rebuilds in memory what the counters of exactly that cut must be — every
+family: lifetime and daily counts, user counts, decayed clicks and expected clicks,
+affinity, seen memory and first-seen times (``cut.rebuild``, by the very code ingestion
+counts with). It reports the drift per family and, unless ``dry_run``, rewrites every key
+that differs, and writes ``ItemFeature`` from the same recount. Events arriving during the
+job are neither subtracted nor counted twice (ADR 0016).
+
+Keys Redis rightly let expire are not recreated: day buckets older than 28 days and decayed
+epochs before the previous one. The rebuild holds the whole counter state in memory (about
+the size of the Redis data set).
 """
 
 from __future__ import annotations
@@ -13,42 +21,27 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-from django.db import connection, transaction
+import redis
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from features_app.contracts import EventType
-from features_app.models import CounterQuarantine, ItemFeature, UserEvent
-from features_app.sync import FEATURE_FIELDS, TYPE_OF, WINDOWED, WINDOWS, JobBusy
-from inbo import keys
+from features_app import counters, cut, jobs
+from features_app.jobs import JobBusy  # noqa: F401  (callers catch it from here)
+from features_app.models import CounterQuarantine, ItemFeature
+from features_app.sync import FEATURE_FIELDS, TYPE_OF, WINDOWED, WINDOWS
 from inbo import redis as inbo_redis
 from reading_app.public import item_facets
 
 logger = logging.getLogger(__name__)
 
-TABLE = UserEvent._meta.db_table
-_LIFETIME = f"""
-SELECT item_id, event_type, count(*),
-       coalesce(sum(CASE WHEN jsonb_typeof(context->'dwell_ms') = 'number'
-                          AND (context->>'dwell_ms') ~ '^[0-9]{{1,18}}$'
-                         THEN (context->>'dwell_ms')::bigint END), 0)
-FROM {TABLE} GROUP BY item_id, event_type
-"""
-# Dwell counts as the ingestion path counts it: a positive JSON integer (1.5 or 3000.0 is
-# not one, and casting it to bigint would fail the whole query).
-_DAILY = f"""
-SELECT item_id, event_type, floor(extract(epoch FROM occurred_at) / 86400)::int AS day,
-       count(*)
-FROM {TABLE} WHERE occurred_at >= %s GROUP BY 1, 2, 3
-"""
-_USERS = f"SELECT user_id, event_type, count(*) FROM {TABLE} GROUP BY 1, 2"
-
 
 @dataclass
 class Drift:
     items: int = 0
-    total: int = 0
+    total: float = 0
 
 
 @dataclass
@@ -58,45 +51,53 @@ class ReconcileReport:
     item_feature: dict[str, Drift] = field(default_factory=lambda: defaultdict(Drift))
     items_checked: int = 0
     users_checked: int = 0
+    keys_repaired: int = 0
+    watermark: int = 0
     seconds: float = 0.0
 
     @property
-    def total_drift(self) -> int:
+    def total_drift(self) -> float:
         return sum(d.total for d in self.redis.values()) + sum(
             d.total for d in self.item_feature.values()
         )
 
+    def family_drift(self) -> dict[str, float]:
+        """Drift per counter family (``item``, ``daily``, ``user``, ``decayed_clicks``...)."""
+        totals: dict[str, float] = defaultdict(float)
+        for name, d in self.redis.items():
+            totals[name.split(".", 1)[0]] += d.total
+        return dict(totals)
 
-def _note(bucket: dict[str, Drift], name: str, diff: int) -> None:
+
+def _note(bucket: dict[str, Drift], name: str, diff: float) -> None:
     if diff:
         bucket[name].items += 1
         bucket[name].total += abs(diff)
 
 
 def reconcile(*, dry_run: bool = False, now: datetime | None = None) -> ReconcileReport:
-    """Recount, compare, report, and repair unless ``dry_run``. Raises JobBusy if running."""
+    """Recount at a cut, compare, report, and repair unless ``dry_run``. Raises JobBusy if
+    it runs already, or while another job (snapshot, restore) pauses counting."""
     now = now or timezone.now()
     client = inbo_redis.state()
-    lock = client.lock(keys.features_lock("reconcile"), timeout=1800, blocking=False)
-    if not lock.acquire(blocking=False):
-        raise JobBusy("reconcile")
     started = time.monotonic()
     report = ReconcileReport(dry_run=dry_run)
-    try:
-        _reconcile(client, report, now, dry_run)
-    finally:
-        lock.release()
-    report.seconds = round(time.monotonic() - started, 3)
-    client.hset(
-        keys.features_job_status("reconcile"),
-        mapping={
-            "finished_at": f"{time.time():.3f}",
-            "drift": report.total_drift,
-            "dry_run": int(dry_run),
-        },
-    )
+    with jobs.run(
+        "reconcile", ttl_seconds=settings.FEATURES_JOB_LOCK_SECONDS, pause_counting=True
+    ) as job:
+        at = cut.read(client)
+        report.watermark = at.watermark
+        have = cut.read_redis(client)
+        job.renew()
+        model = cut.rebuild(at)
+        job.renew()
+        _reconcile(client, report, model, have, now, dry_run)
+        report.seconds = round(time.monotonic() - started, 3)
+        job.status.update(
+            drift=f"{report.total_drift:g}", dry_run=int(dry_run), watermark=at.watermark
+        )
     logger.info(
-        "features.reconciled items=%d drift=%d dry_run=%s seconds=%.3f",
+        "features.reconciled items=%d drift=%g dry_run=%s seconds=%.3f",
         report.items_checked,
         report.total_drift,
         dry_run,
@@ -105,76 +106,99 @@ def reconcile(*, dry_run: bool = False, now: datetime | None = None) -> Reconcil
     return report
 
 
-def _reconcile(client, report: ReconcileReport, now: datetime, dry_run: bool) -> None:
-    today = int(now.timestamp() // 86400)
-    first_day = today - 27
-    truth: dict[int, dict[str, int]] = defaultdict(dict)
-    daily_truth: dict[int, dict[str, int]] = defaultdict(dict)  # day -> field -> count
-    user_truth: dict[int, dict[str, int]] = defaultdict(dict)
-    with connection.cursor() as cursor:
-        cursor.execute(_LIFETIME)
-        for item_id, event_type, n, dwell in cursor.fetchall():
-            truth[item_id][event_type] = n
-            if dwell:
-                truth[item_id]["dwell_ms"] = truth[item_id].get("dwell_ms", 0) + int(dwell)
-        cursor.execute(_DAILY, [datetime.fromtimestamp(first_day * 86400, tz=UTC)])
-        for item_id, event_type, day, n in cursor.fetchall():
-            daily_truth[day][f"{item_id}:{event_type}"] = n
-        cursor.execute(_USERS)
-        for user_id, event_type, n in cursor.fetchall():
-            user_truth[user_id][event_type] = n
+def _keep(today: int, epoch: int):
+    def keep(key: str) -> bool:
+        fam = cut.family(key)
+        ident = key.split(":")[3]
+        if fam == "item_daily":
+            return int(ident) >= today - 27
+        if fam in ("decayed_clicks", "decayed_expected"):
+            return int(ident.rsplit("e", 1)[1]) >= epoch - 1
+        return True
 
-    # Items Redis knows about but the log does not (e.g. counted twice, events lost).
-    redis_items = {
-        int(key.rsplit(":", 2)[1])
-        for key in client.scan_iter(match=keys.item_counts_pattern(), count=1000)
+    return keep
+
+
+def _reconcile(
+    client: redis.Redis,
+    report: ReconcileReport,
+    model: cut.Model,
+    have: dict[str, dict[str, float]],
+    now: datetime,
+    dry_run: bool,
+) -> None:
+    today = int(now.timestamp() // 86400)
+    decay = counters.click_decay()
+    keep = _keep(today, decay.epoch(now.timestamp()))
+    want = model.values
+    off: set[str] = set()
+    for key in set(want) | set(have):
+        if not keep(key):
+            continue
+        fam = cut.family(key) or ""
+        w, h = want.get(key, {}), have.get(key, {})
+        for name in set(w) | set(h):
+            a, b = float(w.get(name, 0)), float(h.get(name, 0))
+            if cut.same(a, b):
+                continue
+            off.add(key)
+            diff = a - b if fam not in cut._INT_FAMILIES else int(a) - int(b)
+            if fam == "item_counts":
+                _note(report.redis, f"item.{name}", diff)
+            elif fam == "item_daily":
+                _note(report.redis, f"daily.{name.split(':', 1)[1]}", diff)
+            elif fam == "user_counts":
+                _note(report.redis, f"user.{name}", diff)
+            else:
+                _note(report.redis, cut.FAMILIES[fam], diff)
+
+    item_ids = {
+        int(k.split(":")[3]) for k in set(want) | set(have) if cut.family(k) == "item_counts"
     }
     feature_items = set(ItemFeature.objects.values_list("item_id", flat=True))
-    item_ids = sorted(set(truth) | redis_items | feature_items)
-    report.items_checked = len(item_ids)
-    fields = [t.value for t in EventType] + ["dwell_ms"]
+    all_items = sorted(item_ids | feature_items)
+    report.items_checked = len(all_items)
+    report.users_checked = sum(1 for k in want if cut.family(k) == "user_counts")
+    if not dry_run and off:
+        _rewrite(client, sorted(off), want, model.ttl)
+        report.keys_repaired = len(off)
 
-    pipe = client.pipeline(transaction=False)
-    for item_id in item_ids:
-        pipe.hgetall(keys.item_counts(item_id))
-    redis_counts = dict(zip(item_ids, pipe.execute(), strict=True))
-    repair = client.pipeline(transaction=False)
-    for item_id in item_ids:
-        have = redis_counts[item_id]
-        for name in fields:
-            diff = truth[item_id].get(name, 0) - int(have.get(name, 0))
-            _note(report.redis, f"item.{name}", diff)
-            if diff and not dry_run:
-                repair.hincrby(keys.item_counts(item_id), name, diff)
+    truth: dict[int, dict[str, int]] = defaultdict(dict)
+    daily_truth: dict[int, dict[str, int]] = defaultdict(dict)
+    for key, values in want.items():
+        kind = cut.family(key)
+        ident = key.split(":")[3]
+        if kind == "item_counts":
+            truth[int(ident)] = {k: int(v) for k, v in values.items()}
+        elif kind == "item_daily":
+            daily_truth[int(ident)] = {k: int(v) for k, v in values.items()}
+    _reconcile_item_features(truth, daily_truth, all_items, today, now, report, dry_run)
 
-    for day in range(first_day, today + 1):
-        have = {k: int(v) for k, v in client.hgetall(keys.item_daily(day)).items()}
-        want = daily_truth.get(day, {})
-        for name in set(have) | set(want):
-            diff = want.get(name, 0) - have.get(name, 0)
-            _note(report.redis, f"daily.{name.split(':', 1)[1]}", diff)
-            if diff and not dry_run:
-                repair.hincrby(keys.item_daily(day), name, diff)
-        if want and not dry_run:
-            repair.expire(keys.item_daily(day), keys.ITEM_DAILY_TTL_SECONDS)
 
-    user_ids = sorted(user_truth)
-    report.users_checked = len(user_ids)
-    pipe = client.pipeline(transaction=False)
-    for user_id in user_ids:
-        pipe.hgetall(keys.user_counts(user_id))
-    for user_id, have in zip(user_ids, pipe.execute(), strict=True):
-        for name in set(have) | set(user_truth[user_id]):
-            diff = user_truth[user_id].get(name, 0) - int(have.get(name, 0))
-            _note(report.redis, f"user.{name}", diff)
-            if diff and not dry_run:
-                repair.hincrby(keys.user_counts(user_id), name, diff)
-                # A key HINCRBY recreates would never expire; ingestion keeps it for a month.
-                repair.expire(keys.user_counts(user_id), keys.USER_STATE_TTL_SECONDS)
-    if not dry_run:
-        repair.execute()
-
-    _reconcile_item_features(truth, daily_truth, item_ids, today, now, report, dry_run)
+def _rewrite(
+    client: redis.Redis, names: list[str], want: dict[str, dict[str, float]], ttl: dict[str, int]
+) -> None:
+    """Replace each key by its recount (same TTL as ingestion gives it)."""
+    for start in range(0, len(names), 500):
+        pipe = client.pipeline(transaction=False)
+        for key in names[start : start + 500]:
+            fam = cut.family(key)
+            values = want.get(key, {})
+            pipe.delete(key)
+            if not values:
+                continue
+            if fam in ("decayed_clicks", "decayed_expected"):
+                pipe.zadd(key, {m: float(v) for m, v in values.items()})
+            elif fam == "item_first_seen":
+                pipe.hset(key, mapping={f: f"{float(v):.3f}" for f, v in values.items()})
+            elif fam in cut._INT_FAMILIES:
+                pipe.hset(key, mapping={f: int(v) for f, v in values.items()})
+            else:
+                # As HINCRBYFLOAT writes them (17 significant digits, "3" for 3.0).
+                pipe.hset(key, mapping={f: f"{float(v):.17g}" for f, v in values.items()})
+            if key in ttl:
+                pipe.expire(key, ttl[key])
+        pipe.execute()
 
 
 def _reconcile_item_features(

@@ -11,14 +11,14 @@ from typing import Any, NoReturn
 
 import redis
 from celery import current_app
-from django.db import connection
+from django.db import connection, transaction
 from django.db.utils import IntegrityError
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from features_app import counters, partitions
+from features_app import counters, cut, partitions, pending
 from features_app.contracts import EventIn, IngestResult, RecordResult
-from features_app.models import UserEvent
+from features_app.models import PendingCount, UserEvent
 from reading_app.public import ItemFacets, item_facets
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,12 @@ SELECT * FROM unnest(
     %s::uuid[], %s::varchar[], %s::jsonb[]
 )
 ON CONFLICT (event_id, user_id, occurred_at) DO NOTHING
-RETURNING event_id, user_id, occurred_at
+RETURNING event_id, user_id, occurred_at, id
 """
+_PENDING = (
+    f"INSERT INTO {PendingCount._meta.db_table} (event_ids, created_at) VALUES (%s, %s) "
+    "RETURNING id"
+)
 
 # The partition job is asked for at most once per this many seconds per process: a burst
 # of refused requests must not flood the queue.
@@ -73,8 +77,18 @@ def _refuse_missing(months: Iterable[date]) -> NoReturn:
     raise partitions.PartitionMissing(months)
 
 
-def events_store(events: Sequence[EventIn], *, create_partitions: bool = True) -> list[EventIn]:
+class StoredBatch(list[EventIn]):
+    """The events one call stored, with the id of their ``PendingCount`` row (None when
+    nothing was stored): pass it to :func:`events_count` as it is."""
+
+    batch_id: int | None = None
+
+
+def events_store(events: Sequence[EventIn], *, create_partitions: bool = True) -> StoredBatch:
     """Insert events, skipping stored ones; return exactly those this call inserted.
+
+    In the same transaction (the caller's, or one of its own) the inserted events are
+    recorded as one pending batch: until counted, they are never forgotten (ADR 0016).
 
     The log is partitioned by month. With ``create_partitions`` (loaders, replays) the
     months of the batch get their partitions first (no query when this process already
@@ -82,18 +96,35 @@ def events_store(events: Sequence[EventIn], *, create_partitions: bool = True) -
     must never create a partition nor lock the log exclusively) a month without partition
     raises ``PartitionMissing`` (a 503) after queueing the partition job; nothing is stored.
     """
+    if connection.in_atomic_block:
+        return _store(events, create_partitions)
+    try:
+        with transaction.atomic():
+            return _store(events, create_partitions)
+    except IntegrityError as exc:
+        # Another process detached a month this one still remembered (``_store`` forgot
+        # it): the transaction changed nothing, and the retry creates the partition.
+        if not (create_partitions and partitions.is_missing_partition(exc)):
+            raise
+        with transaction.atomic():
+            return _store(events, create_partitions)
+
+
+def _store(events: Sequence[EventIn], create_partitions: bool) -> StoredBatch:
     unique: dict[tuple, EventIn] = {}
     for event in events:
         unique.setdefault(_identity(event), event)
     batch = list(unique.values())
+    stored = StoredBatch()
     if not batch:
-        return []
+        return stored
     if create_partitions:
         partitions.ensure_for(e.occurred_at for e in batch)
     elif missing := partitions.missing_months(e.occurred_at for e in batch):
         _refuse_missing(missing)
+    cut.take_shared_log_lock()
     now = timezone.now()
-    inserted: list[EventIn] = []
+    event_ids: list[int] = []
     with connection.cursor() as cursor:
         for start in range(0, len(batch), BATCH_SIZE):
             chunk = batch[start : start + BATCH_SIZE]
@@ -110,22 +141,21 @@ def events_store(events: Sequence[EventIn], *, create_partitions: bool = True) -
             try:
                 cursor.execute(_INSERT, params)
             except IntegrityError as exc:
-                if not partitions.is_missing_partition(exc):
-                    raise
-                # Another process detached a month this one still remembered. Forget it;
-                # in autocommit the failed statement changed nothing and can run again, in
-                # the caller's transaction it is aborted and the caller's retry succeeds.
-                partitions.forget()
-                if not create_partitions:
-                    # No query here: inside the caller's transaction it is aborted.
-                    _refuse_missing({partitions.month_start(e.occurred_at) for e in chunk})
-                if connection.in_atomic_block:
-                    raise
-                partitions.ensure_for(e.occurred_at for e in chunk)
-                cursor.execute(_INSERT, params)
-            stored = set(cursor.fetchall())
-            inserted.extend(e for e in chunk if _identity(e) in stored)
-    return inserted
+                if partitions.is_missing_partition(exc):
+                    partitions.forget()
+                    if not create_partitions:
+                        # No query here: the transaction is aborted.
+                        _refuse_missing({partitions.month_start(e.occurred_at) for e in chunk})
+                raise
+            rows = {(r[0], r[1], r[2]): r[3] for r in cursor.fetchall()}
+            for e in chunk:
+                if (pk := rows.get(_identity(e))) is not None:
+                    stored.append(e)
+                    event_ids.append(pk)
+        if event_ids:
+            cursor.execute(_PENDING, [event_ids, now])
+            stored.batch_id = cursor.fetchone()[0]
+    return stored
 
 
 def events_record(events: Sequence[EventIn]) -> RecordResult:
@@ -140,19 +170,31 @@ def events_record(events: Sequence[EventIn]) -> RecordResult:
 def events_count(
     events: Sequence[EventIn], *, facets: Mapping[int, ItemFacets] | None = None
 ) -> bool:
-    """Apply already-stored events to the Redis counters. False if Redis is unreachable.
+    """Count stored events in Redis, after their transaction committed. True only when
+    they are counted now; else they stay pending and the pending sweep counts them.
 
-    ``facets`` of the events' items may be passed by a caller that already has them.
+    ``events`` is what :func:`events_store` returned (its batch is applied exactly once
+    and its pending row dropped). Plain lists (bench tools that never stored them) are
+    applied unconditionally. ``facets`` of the events' items may be passed by a caller
+    that already has them.
     """
     if not events:
         return True
     if facets is None:
         facets = item_facets([e.item_id for e in events])
+    batch_id = getattr(events, "batch_id", None)
     try:
-        counters.apply_events(events, facets)
+        if batch_id is None:
+            counters.apply_events(events, facets)
+            return True
+        outcome = counters.apply_batch(batch_id, events, facets)
     except redis.RedisError as exc:
         logger.warning("features.counters_unavailable events=%d error=%s", len(events), exc)
+        pending.request_sweep()
         return False
+    if outcome == counters.PAUSED:
+        return False  # a job holds the counters still; the sweep counts them after it
+    pending.forget(batch_id)
     return True
 
 
@@ -160,8 +202,8 @@ def events_ingest(events: Sequence[EventIn]) -> IngestResult:
     """Store events in PostgreSQL (the source of truth), then count the new ones in Redis.
 
     Only events this call inserted are counted, so a retried batch changes no counter.
-    With Redis unreachable the events are still stored and ``counted`` is False: the
-    counters catch up by reconciliation from the log.
+    With Redis unreachable (or counting paused by a job) the events are still stored, and
+    pending, and ``counted`` is False: the pending sweep counts them once.
     """
     if not events:
         return IngestResult(created=0, duplicates=0, counted=True)

@@ -1,30 +1,28 @@
-"""Backups of the Redis counters in PostgreSQL, and restore from them.
+"""Backups of the Redis counters in PostgreSQL, and restore from them (ADR 0016).
 
-A snapshot copies every feature-store key with ``DUMP`` (exact, compact, any type) and
-remembers the newest event counted when it began. A restore deletes every counter key,
-loads the latest complete snapshot with ``RESTORE`` and then counts the events stored
-after it, batch by batch as ingestion counted them, so counters come back whole after
-Redis loses its data — and a second restore, or one after ingestion resumed on an empty
-Redis, counts nothing twice.
+A snapshot pauses counting, reads the cut its copy reflects (``cut.read``: the log's
+watermark and the events still pending then) and copies every feature-store key with
+``DUMP`` (exact, compact, any type). A restore pauses counting, deletes every counter key,
+loads the latest complete snapshot with ``RESTORE`` and counts exactly the events outside
+its cut, up to a watermark of its own, batch by batch as ingestion counted them. The
+pending batches it covered are marked applied and dropped; the ones stored during the
+restore stay pending and the sweep counts them after it. So ingestion may run throughout,
+and a second restore counts nothing twice.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 import redis
-from django.db import transaction
-from django.db.models import Max
+from django.conf import settings
 
-from features_app import counters
-from features_app.contracts import EventIn, EventType
-from features_app.models import CounterSnapshot, CounterSnapshotKey, UserEvent
-from features_app.sync import JobBusy
+from features_app import counters, cut, jobs
+from features_app.jobs import JobBusy
+from features_app.models import CounterSnapshot, CounterSnapshotKey, PendingCount
 from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app.public import item_facets
@@ -32,7 +30,7 @@ from reading_app.public import item_facets
 logger = logging.getLogger(__name__)
 
 DUMP_BATCH = 500
-REPLAY_BATCH = 5000
+REPLAY_BATCH = cut.REPLAY_BATCH
 KEEP_SNAPSHOTS = 3
 
 
@@ -42,15 +40,17 @@ def _is_counter_key(key: str) -> bool:
 
 
 def snapshot_take() -> CounterSnapshot:
-    """Copy every counter key into a new snapshot; older ones beyond the last 3 are deleted."""
+    """Copy every counter key, with the cut it reflects, into a new snapshot; older ones
+    beyond the last 3 are deleted. Counting is paused meanwhile (batches stay pending)."""
     client = inbo_redis.state()
     raw_client = inbo_redis.state_raw()
-    lock = client.lock(keys.features_lock("snapshot"), timeout=1800, blocking=False)
-    if not lock.acquire(blocking=False):
-        raise JobBusy("snapshot")
-    try:
-        last_event_id = UserEvent.objects.aggregate(m=Max("id"))["m"] or 0
-        snapshot = CounterSnapshot.objects.create(last_event_id=last_event_id)
+    with jobs.run(
+        "snapshot", ttl_seconds=settings.FEATURES_JOB_LOCK_SECONDS, pause_counting=True
+    ) as job:
+        at = cut.read(client)
+        snapshot = CounterSnapshot.objects.create(
+            last_event_id=at.watermark, unapplied_event_ids=sorted(at.unapplied)
+        )
         names = [
             k
             for k in client.scan_iter(match=keys.features_pattern(), count=1000)
@@ -76,6 +76,7 @@ def snapshot_take() -> CounterSnapshot:
                     )
                 )
             CounterSnapshotKey.objects.bulk_create(rows)
+            job.renew()
         snapshot.key_count = len(names)
         snapshot.size_bytes = size
         snapshot.complete = True
@@ -84,10 +85,14 @@ def snapshot_take() -> CounterSnapshot:
             KEEP_SNAPSHOTS:
         ]
         CounterSnapshot.objects.filter(id__in=list(stale)).delete()
-    finally:
-        lock.release()
+        job.status.update(snapshot=snapshot.pk, keys=len(names), watermark=at.watermark)
     logger.info(
-        "features.snapshot_taken id=%s keys=%d bytes=%d", snapshot.pk, snapshot.key_count, size
+        "features.snapshot_taken id=%s keys=%d bytes=%d watermark=%d unapplied=%d",
+        snapshot.pk,
+        snapshot.key_count,
+        size,
+        at.watermark,
+        len(at.unapplied),
     )
     return snapshot
 
@@ -110,29 +115,30 @@ def _delete_counter_keys(client: redis.Redis) -> int:
 
 
 def restore(*, progress: Callable[[int], None] | None = None) -> RestoreReport:
-    """Rebuild the counters: latest complete snapshot, then every event after it.
+    """Rebuild the counters: latest complete snapshot, then every event outside its cut.
 
     Without a snapshot, every event in the log is counted again (a full rebuild). Every
     counter key is deleted first, so what Redis held (nothing after a loss; what ingestion
-    counted since Redis came back) is never counted twice. An event ingestion counts while
-    a restore runs may be counted twice: restore on a quiet system.
-    Raises JobBusy while a snapshot is being taken (it would copy a half-restored state).
+    counted since Redis came back) is never counted twice. Counting is paused throughout:
+    ingestion goes on storing, its batches stay pending, and the sweep counts them after.
+    Raises JobBusy while another job pauses counting (e.g. a snapshot being taken).
     """
     started = time.monotonic()
     client = inbo_redis.state()
     raw_client = inbo_redis.state_raw()
-    lock = client.lock(keys.features_lock("snapshot"), timeout=1800, blocking=False)
-    if not lock.acquire(blocking=False):
-        raise JobBusy("snapshot")
-    try:
+    with jobs.run(
+        "restore", ttl_seconds=settings.FEATURES_JOB_LOCK_SECONDS, pause_counting=True
+    ) as job:
+        # Gone until the end: a run killed halfway is taken up again by the sweep.
+        client.delete(keys.features_sentinel())
         snapshot = (
             CounterSnapshot.objects.filter(complete=True).order_by("-created_at", "-id").first()
         )
         _delete_counter_keys(client)
         restored = 0
-        after = 0
+        after, unapplied = 0, []
         if snapshot is not None:
-            after = snapshot.last_event_id
+            after, unapplied = snapshot.last_event_id, snapshot.unapplied_event_ids
             rows = CounterSnapshotKey.objects.filter(snapshot=snapshot).values_list(
                 "key", "payload", "ttl_ms"
             )
@@ -142,11 +148,23 @@ def restore(*, progress: Callable[[int], None] | None = None) -> RestoreReport:
                 restored += 1
                 if restored % DUMP_BATCH == 0:
                     pipe.execute()
+                    job.renew()
             pipe.execute()
-        replayed = _replay_after(after, progress)
-    finally:
-        with contextlib.suppress(redis.exceptions.LockNotOwnedError):
-            lock.release()
+        upto = cut.watermark()
+        replayed = _replay(after, upto, unapplied, progress, job)
+        # Every batch up to the watermark is now counted: mark it so (a late command of an
+        # earlier attempt is then a no-op) and drop its row.
+        covered = [
+            batch_id
+            for batch_id, event_ids in PendingCount.objects.values_list("id", "event_ids")
+            if max(event_ids, default=0) <= upto
+        ]
+        if covered:
+            now = f"{time.time():.3f}"
+            client.zadd(keys.features_applied_batches(), {str(b): now for b in covered})
+            PendingCount.objects.filter(id__in=covered).delete()
+        client.set(keys.features_sentinel(), f"{time.time():.3f}")
+        job.status.update(snapshot=snapshot.pk if snapshot else 0, events=replayed, watermark=upto)
     report = RestoreReport(
         snapshot.pk if snapshot else None, restored, replayed, round(time.monotonic() - started, 3)
     )
@@ -160,61 +178,46 @@ def restore(*, progress: Callable[[int], None] | None = None) -> RestoreReport:
     return report
 
 
-def _replay_after(last_event_id: int, progress: Callable[[int], None] | None) -> int:
-    """Count every event with an id above ``last_event_id`` as ingestion counted it.
+def recover() -> RestoreReport | None:
+    """Restore after Redis came back empty (no sentinel), timed as a metric; None when a
+    restore or another pausing job is already running (it will be checked again)."""
+    from monitoring import metrics  # monitoring imports the feature store's facade
 
-    Ingestion counts the events one call stored as one batch, and a batch's lists' click
-    rates and seen-without-click memory depend on what it holds. The events of one call
-    share ``received_at``, so each such group is applied as its own batch, in the order it
-    was stored (many groups per pipeline). A chunk ends before the group it would cut,
-    unless that group alone fills the chunk.
-    """
+    try:
+        report = restore()
+    except JobBusy:
+        return None
+    metrics.FEATURES_RECOVERY_SECONDS.observe(report.seconds)
+    metrics.FEATURES_RECOVERIES.inc()
+    logger.warning(
+        "features.recovered_empty_redis seconds=%.3f events=%d",
+        report.seconds,
+        report.events_replayed,
+    )
+    return report
+
+
+def _replay(
+    after: int,
+    upto: int,
+    unapplied: list[int],
+    progress: Callable[[int], None] | None,
+    job: jobs.Job,
+) -> int:
+    """Count the events outside the snapshot's cut (``after < id <= upto`` and its
+    unapplied ids), as ingestion counted them (``cut.stored_batches``)."""
     replayed = 0
-    cursor = last_event_id
     client = inbo_redis.state()
-    while True:
-        with transaction.atomic():
-            rows = list(
-                UserEvent.objects.filter(id__gt=cursor)
-                .order_by("id")
-                .values_list(
-                    "id",
-                    "user_id",
-                    "item_id",
-                    "event_type",
-                    "occurred_at",
-                    "event_id",
-                    "source",
-                    "context",
-                    "received_at",
-                )[:REPLAY_BATCH]
-            )
-        if not rows:
-            return replayed
-        if len(rows) == REPLAY_BATCH:
-            tail = rows[-1][-1]
-            cut = next(i for i, row in enumerate(rows) if row[-1] == tail)
-            if cut:
-                rows = rows[:cut]  # the tail group comes whole with the next chunk
-        groups: dict[datetime, list[EventIn]] = {}
-        for _, user_id, item_id, event_type, occurred_at, event_id, source, context, at in rows:
-            groups.setdefault(at, []).append(
-                EventIn(
-                    user_id=user_id,
-                    item_id=item_id,
-                    event_type=EventType(event_type),
-                    occurred_at=occurred_at,
-                    event_id=event_id,
-                    source=source,
-                    context=context,
-                )
-            )
-        facets = item_facets(list({row[2] for row in rows}))
+    chunks = cut.stored_chunks(after=after, upto=upto, also=unapplied, chunk=REPLAY_BATCH)
+    for batches in chunks:
+        facets = item_facets(list({e.item_id for batch in batches for e in batch}))
         pipe = client.pipeline(transaction=False)
-        for events in groups.values():
+        for events in batches:
             counters.apply_events(events, facets, pipe=pipe)
         pipe.execute()
-        cursor = rows[-1][0]
-        replayed += len(rows)
+        size = sum(len(batch) for batch in batches)
+        replayed += size
         if progress:
-            progress(len(rows))
+            progress(size)
+        job.renew()
+    return replayed

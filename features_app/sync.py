@@ -11,7 +11,6 @@ lock that is renewed after every batch.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +22,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from features_app import validation
+from features_app import jobs, validation
+from features_app.jobs import JobBusy  # noqa: F401  (re-exported: callers import it from here)
 from features_app.models import CounterQuarantine, ItemFeature
 from inbo import keys
 from inbo import redis as inbo_redis
@@ -47,10 +47,6 @@ TYPE_OF = {
     "dismisses": "dismiss",
     "hides": "hide",
 }
-
-
-class JobBusy(Exception):
-    """Another process holds this job's lock."""
 
 
 @dataclass
@@ -188,23 +184,24 @@ def sync_features(
 ) -> SyncReport:
     """Sync every dirty item (or ``max_batches`` batches). Raises JobBusy if one is running."""
     client = inbo_redis.state()
-    lock = client.lock(
-        keys.features_lock("sync"), timeout=settings.FEATURES_SYNC_LOCK_SECONDS, blocking=False
-    )
-    if not lock.acquire(blocking=False):
-        raise JobBusy("sync")
     started = time.monotonic()
     report = SyncReport()
-    try:
+    # Refused while a restore or reconcile holds the counters still: a half-rebuilt state
+    # would look like counters going backwards (false "decreased" quarantines).
+    with jobs.run(
+        "sync", ttl_seconds=settings.FEATURES_SYNC_LOCK_SECONDS, blocked_by_pause=True
+    ) as job:
         batches = 0
         while max_batches is None or batches < max_batches:
+            if jobs.counting_paused(client):
+                break  # a restore began meanwhile: stop; its own run picks the rest up
             ids = _claim(client, batch_size)
             if not ids:
                 break
             sync_batch(ids, now=now or timezone.now(), report=report)
             # Only after the rows are committed: a crash before this line re-syncs the batch.
             client.srem(keys.dirty_items_syncing(), *ids)
-            lock.reacquire()  # a lost lock (LockNotOwnedError) ends this run: another has it
+            job.renew()  # a lost lock (JobLost) ends this run: another has it
             batches += 1
             if progress:
                 progress(len(ids))
@@ -212,19 +209,10 @@ def sync_features(
         pipe.scard(keys.dirty_items())
         pipe.scard(keys.dirty_items_syncing())
         report.remaining = sum(pipe.execute())
-    finally:
-        with contextlib.suppress(redis.exceptions.LockNotOwnedError):
-            lock.release()
-    report.seconds = round(time.monotonic() - started, 3)
-    client.hset(
-        keys.features_job_status("sync"),
-        mapping={
-            "finished_at": f"{time.time():.3f}",
-            "synced": report.synced,
-            "quarantined": report.quarantined,
-            "remaining": report.remaining,
-        },
-    )
+        report.seconds = round(time.monotonic() - started, 3)
+        job.status.update(
+            synced=report.synced, quarantined=report.quarantined, remaining=report.remaining
+        )
     logger.info(
         "features.synced items=%d quarantined=%d remaining=%d seconds=%.3f",
         report.synced,

@@ -11,9 +11,9 @@ from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
-from features_app import partitions, snapshots, sync
+from features_app import partitions, pending, snapshots, sync
 from features_app import reconcile as reconciliation
-from features_app.sync import JobBusy
+from features_app.jobs import JobBusy
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def sync_features() -> int:
 
 
 @shared_task(name="inbo.features.reconcile", soft_time_limit=1500, time_limit=1700, **_COMMON)
-def reconcile_features() -> int:
+def reconcile_features() -> float:
     """Recount from the event log and repair drift in Redis and ItemFeature."""
     try:
         return reconciliation.reconcile().total_drift
@@ -56,6 +56,18 @@ def snapshot_counters() -> int | None:
     except JobBusy:
         logger.info("features.snapshot_skipped reason=busy")
         return None
+
+
+@shared_task(name="inbo.features.count_pending", soft_time_limit=240, time_limit=300, **_COMMON)
+def count_pending() -> int:
+    """Count the stored batches Redis has not counted yet (exactly once); first rebuild the
+    counters if Redis came back empty (ADR 0016). Beat runs it every 15 s; ingestion queues
+    it after a failure."""
+    try:
+        return pending.sweep().events
+    except JobBusy:
+        logger.info("features.count_pending_skipped reason=busy")
+        return 0
 
 
 @shared_task(

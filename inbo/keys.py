@@ -178,9 +178,27 @@ def features_pattern() -> str:
     return f"{PREFIX}:features:*"
 
 
+def features_counting_paused() -> str:
+    """Held (with a TTL) by a job that needs the counters still: reconcile, snapshot and
+    restore. Counting refuses to apply a batch while it exists; the batch stays pending."""
+    return _key("features", "pause", "global", 1)
+
+
+def features_applied_batches() -> str:
+    """Sorted set of pending-batch ids applied to the counters (score: applied at), written
+    in the same script as the counters; trimmed after an hour (ADR 0016)."""
+    return _key("features", "applied", "global", 1)
+
+
+def features_sentinel() -> str:
+    """Written when the counters are complete (after a restore); its absence means Redis
+    came back empty, and the pending sweep rebuilds the counters first."""
+    return _key("features", "sentinel", "global", 1)
+
+
 # Keys a snapshot must not copy: locks and job bookkeeping are not counters. The dirty sets
 # are copied: a restored item still waiting for its sync must not be forgotten.
-FEATURES_SNAPSHOT_EXCLUDED_THINGS = ("lock", "job_status")
+FEATURES_SNAPSHOT_EXCLUDED_THINGS = ("lock", "job_status", "pause", "applied", "sentinel")
 
 
 def item_counts_pattern() -> str:

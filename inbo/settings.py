@@ -189,6 +189,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Batches stored while Redis was away (or counting was paused) are counted; an empty
+    # Redis is rebuilt first (ADR 0016).
+    "features-count-pending": {
+        "task": "inbo.features.count_pending",
+        "schedule": 15.0,
+        "options": {"expires": 14},
+    },
     "features-reconcile": {
         "task": "inbo.features.reconcile",
         "schedule": crontab(minute=23),
@@ -389,6 +396,11 @@ FEATURES_PRIOR_CTR = env_float("FEATURES_PRIOR_CTR", 0.04)
 # after every batch, so a killed sync blocks the next one for at most this long.
 FEATURES_SYNC_BATCH_SIZE = env_int("FEATURES_SYNC_BATCH_SIZE", 500)
 FEATURES_SYNC_LOCK_SECONDS = env_int("FEATURES_SYNC_LOCK_SECONDS", 60)
+# ADR 0016: lifetime of the lock (and counting pause) of reconcile, snapshot and restore,
+# renewed between their steps, so a killed job frees them this long after it died; and the
+# age a pending batch reaches before the sweep counts it (longer than ingestion's own try).
+FEATURES_JOB_LOCK_SECONDS = env_int("FEATURES_JOB_LOCK_SECONDS", 300)
+FEATURES_PENDING_MIN_AGE_SECONDS = env_float("FEATURES_PENDING_MIN_AGE_SECONDS", 10.0)
 # Oldest occurred_at a client may report, in days (older: 400). Bounds the months that need a
 # partition: a client can never make the request path create one (features_app/partitions.py).
 EVENTS_CLIENT_MAX_AGE_DAYS = env_int("EVENTS_CLIENT_MAX_AGE_DAYS", 30)

@@ -76,6 +76,16 @@ CELERY_TASK_DURATION = Histogram(
     ["task"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+# Feature store (ADR 0016): rebuilding the counters after Redis came back empty.
+FEATURES_RECOVERY_SECONDS = Histogram(
+    "inbo_features_recovery_seconds",
+    "Time to rebuild the counters automatically after Redis came back empty.",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+FEATURES_RECOVERIES = Counter(
+    "inbo_features_recoveries",
+    "Automatic rebuilds of the counters after Redis came back empty.",
+)
 # What a worker's own exporter serves when it is not in multiprocess mode.
 WORKER_METRICS = (CELERY_TASK_RUNS, CELERY_TASK_FAILURES, CELERY_TASK_DURATION)
 
@@ -155,6 +165,17 @@ class InboCollector(Collector):
                 "inbo_features_sync_lag_seconds",
                 "Seconds since the last completed counter sync.",
                 figures["sync_age_seconds"],
+            )
+        if "pending_batches" in figures:
+            yield _gauge(
+                "inbo_features_pending_batches",
+                "Stored event batches not yet counted in Redis (ADR 0016).",
+                figures["pending_batches"],
+            )
+            yield _gauge(
+                "inbo_features_pending_oldest_age_seconds",
+                "Age of the oldest stored batch not yet counted in Redis.",
+                figures["pending_oldest_age_seconds"],
             )
         if "reconcile_drift" in figures:
             yield _gauge(

@@ -11,14 +11,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from features_app import pending, reconcile, sync
 from features_app import public as features
-from features_app import reconcile, sync
-from features_app.models import CounterQuarantine, ItemFeature
+from features_app.models import CounterQuarantine, ItemFeature, PendingCount, UserEvent
 from inbo import keys
 from inbo import redis as inbo_redis
 from inbo.celery import app
 from tests.factories import ItemFactory, UserFactory
-from tests.features.utils import event, feature_store_state
+from tests.features.utils import event, feature_store_state, mark_counters_complete
 
 pytestmark = pytest.mark.django_db
 
@@ -137,12 +137,28 @@ def test_repair_brings_redis_and_item_feature_back_and_a_second_run_finds_nothin
     assert "redis         no drift" in again and "item_feature  no drift" in again
 
 
-def test_counters_of_events_redis_never_saw_are_recounted(world):
-    """Events stored while Redis was away are in the log: reconcile counts them."""
+def test_events_stored_but_not_counted_are_pending_and_counted_once_by_the_sweep(world):
+    """Stored while Redis was away: outside the counters' cut, so reconcile leaves them to
+    the pending sweep, which counts them once; nothing is counted twice after it."""
     u1, _, a, _ = world
+    mark_counters_complete()
     features.events_store([event(u1, a, "click", timezone.now())])  # stored, not counted
+    assert PendingCount.objects.count() == 1
+    assert reconcile.reconcile().total_drift == 0
+    assert pending.sweep(min_age_seconds=0).events == 1
+    assert PendingCount.objects.count() == 0
+    assert features.item_signals([a.id], now=timezone.now())[a.id].clicks == 2
+    assert not reconcile.reconcile().redis  # ItemFeature waits for the next sync
+
+
+def test_counters_of_events_redis_never_saw_are_recounted(world):
+    """An event in the log that ingestion never recorded as pending (written around it) is
+    in the cut: reconcile counts it in every family."""
+    u1, _, a, _ = world
+    UserEvent.objects.create(user=u1, item=a, event_type="click", occurred_at=timezone.now())
     report = reconcile.reconcile()
     assert report.redis["item.click"].total == 1
+    assert report.redis["decayed_clicks"].total > 0
     assert features.item_signals([a.id], now=timezone.now())[a.id].clicks == 2
     assert ItemFeature.objects.get(item=a).clicks == 2
     assert reconcile.reconcile().total_drift == 0

@@ -81,3 +81,24 @@ def feature_store_state(*, drop_zeros: bool = False, digits: int = 9) -> dict[st
         if value or not drop_zeros:
             state[key] = value
     return state
+
+
+def mark_counters_complete() -> None:
+    """What a restore writes last: without it the pending sweep rebuilds the counters
+    first (it takes a flushed test database for a Redis that came back empty)."""
+    inbo_redis.state().set(keys.features_sentinel(), "1")
+
+
+def counter_state(digits: int = 9) -> dict[str, dict[str, float]]:
+    """Every counter key (the families of ``cut.FAMILIES``) with its fields as numbers
+    rounded to ``digits`` significant digits (sums added in another order), zeros left
+    out: what "every counter key equals a full rebuild" compares."""
+    from features_app import cut
+
+    client = inbo_redis.state()
+    state: dict[str, dict[str, float]] = {}
+    for key, values in cut.read_redis(client).items():
+        kept = {f: float(f"{float(v):.{digits}g}") for f, v in values.items() if float(v) != 0}
+        if kept:
+            state[key] = kept
+    return state

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from features_app import snapshots
-from features_app.sync import JobBusy
+from features_app.jobs import JobBusy
 
 
 class Command(BaseCommand):
@@ -11,7 +11,8 @@ class Command(BaseCommand):
         "Rebuild the Redis counters from the latest snapshot plus every event stored after "
         "it (or from the whole event log when there is no snapshot), e.g. after a Redis "
         "restart without persistence. Counter keys are deleted first, so running it again "
-        "counts nothing twice; run it while ingestion is quiet."
+        "counts nothing twice. Ingestion may go on: counting is paused meanwhile and the "
+        "batches stored during the restore are counted after it (ADR 0016)."
     )
 
     def handle(self, *args, **options):
@@ -24,8 +25,8 @@ class Command(BaseCommand):
 
         try:
             report = snapshots.restore(progress=progress)
-        except JobBusy:
-            raise CommandError("A snapshot is being taken; restore after it.") from None
+        except JobBusy as exc:
+            raise CommandError(f"Busy: {exc}; restore after it.") from None
         if done:
             self.stderr.write("")
         source = f"snapshot {report.snapshot_id}" if report.snapshot_id else "no snapshot"

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from features_app import snapshots
-from features_app.sync import JobBusy
+from features_app.jobs import JobBusy
 
 
 class Command(BaseCommand):
