@@ -128,10 +128,16 @@ REDIS_STATE_URL = env_redis_role_url("REDIS_STATE_URL", REDIS_URL, 2)
 # Scratch state of `manage.py evaluate_ranking`: flushed before and after every run.
 REDIS_EVAL_URL = env_redis_role_url("REDIS_EVAL_URL", REDIS_URL, 3)
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5)
+# Circuit breakers of the state and cache clients (inbo/breakers.py, per process): after this
+# many consecutive timeouts or refused connections every call fails at once (callers fall
+# back) until a trial call after the reset time succeeds. A request waits at most about
+# failures x REDIS_SOCKET_TIMEOUT on a hung Redis.
+REDIS_BREAKER_FAILURES = env_int("REDIS_BREAKER_FAILURES", 2)
+REDIS_BREAKER_RESET_SECONDS = env_float("REDIS_BREAKER_RESET_SECONDS", 5.0)
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "inbo.redis.GuardedRedisCache",
         "LOCATION": REDIS_CACHE_URL,
         "KEY_PREFIX": CACHE_KEY_PREFIX,
         "TIMEOUT": 300,
@@ -373,6 +379,11 @@ MEILISEARCH_API_KEY = env_str("MEILISEARCH_API_KEY", "" if _DEPLOYED else _DEV_M
 # Every call to the server gives up after this long (search, writes, health): a slow engine
 # degrades search to PostgreSQL instead of holding a web worker.
 MEILISEARCH_TIMEOUT_SECONDS = env_float("MEILISEARCH_TIMEOUT_SECONDS", 2.0)
+# Circuit breaker of the Meilisearch backend (per process): after this many consecutive
+# failed calls searches go straight to PostgreSQL (degraded) until a trial call after the reset
+# time succeeds.
+MEILISEARCH_BREAKER_FAILURES = env_int("MEILISEARCH_BREAKER_FAILURES", 2)
+MEILISEARCH_BREAKER_RESET_SECONDS = env_float("MEILISEARCH_BREAKER_RESET_SECONDS", 15.0)
 # Index names: <prefix>_items, <prefix>_providers (one server can host several deployments).
 MEILISEARCH_INDEX_PREFIX = env_str("MEILISEARCH_INDEX_PREFIX", "inbo")
 # PostgreSQL search (also the fallback): every search statement is cancelled after this long.

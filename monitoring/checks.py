@@ -30,7 +30,7 @@ from kombu.exceptions import KombuError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from inbo import keys
+from inbo import breakers, keys
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +250,19 @@ def search_figure(figures: Mapping[str, Any], name: str) -> Any:
     return None
 
 
+def check_circuit_breakers() -> Outcome:
+    """This process's circuit breakers (``inbo.breakers``): an open one fails the check, so
+    readiness shows which dependency is being bypassed (not critical: the fallbacks answer)."""
+    described = breakers.states()
+    if not described:
+        raise Skipped("no circuit breaker in use yet")
+    data = {name: dict(info) for name, info in described.items()}
+    tripped = sorted(name for name, info in described.items() if info["state"] != breakers.CLOSED)
+    if tripped:
+        raise CheckFailed(", ".join(f"{name} {described[name]['state']}" for name in tripped), data)
+    return Outcome(detail=f"closed: {', '.join(described)}", data=data)
+
+
 CHECKS: dict[str, Callable[[], Outcome]] = {
     "postgres": check_postgres,
     "redis_broker": check_redis_broker,
@@ -259,6 +272,7 @@ CHECKS: dict[str, Callable[[], Outcome]] = {
     "workers": check_workers,
     "beat": check_beat,
     "search": check_search,
+    "circuit_breakers": check_circuit_breakers,
 }
 
 

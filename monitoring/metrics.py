@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -60,6 +60,20 @@ THROTTLE_UNAVAILABLE = Counter(
     "(throttles fail open: a cache outage never blocks sign-in).",
     ["scope"],
 )
+# Circuit breakers (inbo/breakers.py): per process, so "livemax" reports a dependency as open
+# while any live process has it open.
+CIRCUIT_STATE = Gauge(
+    "inbo_circuit_state",
+    "Circuit breaker state by dependency in this process: 0 closed, 0.5 half-open (one trial "
+    "call), 1 open (calls fail at once and fall back).",
+    ["dependency"],
+    multiprocess_mode="livemax",
+)
+CIRCUIT_OPENS = Counter(
+    "inbo_circuit_opens",
+    "Times a circuit breaker opened, by dependency (a failed half-open trial counts again).",
+    ["dependency"],
+)
 CELERY_TASK_RUNS = Counter(
     "inbo_celery_task_runs",
     "Celery task runs by task and final state (SUCCESS, FAILURE, RETRY, ...).",
@@ -87,7 +101,15 @@ FEATURES_RECOVERIES = Counter(
     "Automatic rebuilds of the counters after Redis came back empty.",
 )
 # What a worker's own exporter serves when it is not in multiprocess mode.
-WORKER_METRICS = (CELERY_TASK_RUNS, CELERY_TASK_FAILURES, CELERY_TASK_DURATION)
+WORKER_METRICS = (
+    FEATURES_RECOVERY_SECONDS,
+    FEATURES_RECOVERIES,
+    CELERY_TASK_RUNS,
+    CELERY_TASK_FAILURES,
+    CELERY_TASK_DURATION,
+    CIRCUIT_STATE,
+    CIRCUIT_OPENS,
+)
 
 
 def multiprocess_dir() -> str | None:

@@ -11,6 +11,10 @@ restore — start their own server instead, through the ``redis_server`` fixture
         redis_state_server.start()    # same port, empty data
         ...
 
+``pause()`` / ``resume()`` hang the server (SIGSTOP / SIGCONT) instead: it accepts
+connections and answers nothing, like a stuck node; :class:`SocketSends` counts the commands
+that waited on it.
+
 ``redis_state_server`` is ``redis_server`` with ``settings.REDIS_STATE_URL`` pointed at it
 (see :func:`point_state_at`). The server keeps nothing on disk (``--save ""``,
 ``--appendonly no``): a restart always comes back empty, like a replaced cache node.
@@ -19,17 +23,21 @@ restore — start their own server instead, through the ``redis_server`` fixture
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from django.test import override_settings
 from redis.backoff import NoBackoff
+from redis.connection import Connection
 from redis.retry import Retry
 
 from inbo import redis as inbo_redis
@@ -58,6 +66,7 @@ class RedisServer:
         self.binary = binary
         self.log_path = self.workdir / "redis.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
 
     def __repr__(self) -> str:
         return f"<RedisServer {HOST}:{self.port} running={self.running}>"
@@ -123,6 +132,20 @@ class RedisServer:
         finally:
             probe.close()
 
+    def pause(self) -> None:
+        """SIGSTOP the server: a hung Redis. The kernel still accepts connections (backlog)
+        and buffers what clients send, but nothing is answered: every call waits out its
+        socket timeout, as with a stuck or swapping node."""
+        assert self._proc is not None and self.running
+        os.kill(self._proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT a paused server: it answers what was sent meanwhile, data intact."""
+        if self._proc is not None and self.paused:
+            os.kill(self._proc.pid, signal.SIGCONT)
+        self.paused = False
+
     def stop(self, timeout: float = 10.0) -> None:
         """Shut the server down cleanly (``SHUTDOWN NOSAVE``) and wait for it to exit.
 
@@ -130,6 +153,7 @@ class RedisServer:
         """
         if not self.running:
             return
+        self.resume()  # a stopped process would not hear SHUTDOWN
         assert self._proc is not None
         client = self.client()
         # The server drops the connection as it exits: the reply is an error, not "OK".
@@ -150,14 +174,31 @@ class RedisServer:
         if self._proc is None:
             return
         if self._proc.poll() is None:
-            self._proc.kill()
+            self._proc.kill()  # SIGKILL ends a paused (SIGSTOP'd) process too
         self._proc.wait()
+        self.paused = False
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+class SocketSends:
+    """Counts the commands (and pipelines) this process writes to the Redis at ``port``: to
+    a paused server, each one is a wait of the socket timeout."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, port: int) -> None:
+        self.count = 0
+        original = Connection.send_packed_command
+
+        def counted(conn: Connection, command: Any, check_health: bool = True) -> None:
+            if conn.port == port:
+                self.count += 1
+            original(conn, command, check_health)
+
+        monkeypatch.setattr(Connection, "send_packed_command", counted)
 
 
 @contextlib.contextmanager

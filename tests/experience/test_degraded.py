@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from experience_app.models import ExperienceInteraction, ServedFeed
 from features_app.models import UserEvent
-from inbo import keys
+from inbo import breakers, keys
 from inbo import redis as inbo_redis
 from tests.experience.utils import (
     HOME,
@@ -34,6 +34,7 @@ from tests.factories import (
     SubscriptionFactory,
     UserFactory,
 )
+from tests.redis_server import SocketSends
 
 pytestmark = pytest.mark.django_db
 
@@ -144,6 +145,9 @@ def test_the_service_recovers_when_redis_comes_back(auth_client, world, user):
     post_interactions(auth_client, interaction(dismissed, "dismiss"))
 
     world["server"].start()
+    # The outage opened the state breaker; it lets a trial call through after its reset time
+    # (REDIS_BREAKER_RESET_SECONDS): that time is up now.
+    breakers.allow_trials()
 
     body = auth_client.get(HOME).json()
     assert body["degraded"] is False
@@ -181,3 +185,31 @@ def test_a_crashed_redis_is_no_500_either(auth_client, world):
     assert page["degraded"] is True
     assert page["cold_start"] is False  # the save, learned from the log
     assert entry(page, world["tech_items"][0].id) is None  # the anchor of because_you_read
+
+
+def test_with_redis_hung_the_process_waits_at_most_the_breaker_threshold_in_all(
+    auth_client, world, settings, monkeypatch
+):
+    """A SIGSTOP'd Redis answers nothing: without the breaker every Redis call waited its
+    socket timeout (home took 9.2 s). Now the process waits at most REDIS_BREAKER_FAILURES
+    timeouts in all, whatever the number of requests, and every answer is degraded."""
+    settings.REDIS_SOCKET_TIMEOUT = 0.2
+    settings.REDIS_BREAKER_FAILURES = 2
+    settings.REDIS_BREAKER_RESET_SECONDS = 60.0
+    inbo_redis.reset_clients()
+    assert auth_client.get(HOME).json()["degraded"] is False
+    sends = SocketSends(monkeypatch, world["server"].port)
+    world["server"].pause()
+    try:
+        homes = [auth_client.get(HOME) for _ in range(4)]
+        posted = [
+            post_interactions(auth_client, interaction(world["tech_items"][i], "click"))
+            for i in range(3)
+        ]
+    finally:
+        world["server"].resume()
+
+    assert all(r.status_code == 200 and r.json()["degraded"] is True for r in homes)
+    assert all(r.status_code == 200 and r.json()["accepted"] == 1 for r in posted)
+    assert 1 <= sends.count <= settings.REDIS_BREAKER_FAILURES
+    assert inbo_redis.state_breaker().current_state == breakers.OPEN

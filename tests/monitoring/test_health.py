@@ -24,6 +24,7 @@ ALL_CHECKS = {
     "workers",
     "beat",
     "search",
+    "circuit_breakers",
 }
 
 
