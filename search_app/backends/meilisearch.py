@@ -14,6 +14,11 @@
 - **Every HTTP call has a timeout** (``MEILISEARCH_TIMEOUT_SECONDS``); a connection error, a
   timeout, a 5xx or a rejected key raise :class:`BackendUnavailable`, so the search service
   falls back to PostgreSQL.
+- **A circuit breaker** (:mod:`inbo.breakers`, one per backend instance, i.e. per process)
+  counts those failures: after ``MEILISEARCH_BREAKER_FAILURES`` in a row, every call raises
+  :class:`SearchCircuitOpen` (a ``BackendUnavailable``) without touching the network until a
+  trial call after ``MEILISEARCH_BREAKER_RESET_SECONDS`` succeeds: a hung engine costs a few
+  timeouts, not one per search.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from meilisearch.errors import (
     MeilisearchTimeoutError,
 )
 
+from inbo.breakers import Breaker, CircuitOpen
 from search_app.backends.base import BackendUnavailable, SearchBackend
 from search_app.backends.meilisearch_index import (
     BUILD_MARK,
@@ -57,9 +63,11 @@ __all__ = [
     "HIGHLIGHT_POST",
     "HIGHLIGHT_PRE",
     "INDEX_SETTINGS",
+    "IndexMissing",
     "IndexingFailed",
     "IndexingUnknown",
     "MeilisearchBackend",
+    "SearchCircuitOpen",
     "payload",
     "quote",
 ]
@@ -95,6 +103,15 @@ class IndexingUnknown(BackendUnavailable):
         super().__init__(f"meilisearch tasks not finished in time: {self.task_uids}")
 
 
+class IndexMissing(BackendUnavailable):
+    """The engine answered that the index does not exist (run ``search_reindex``): search
+    cannot use it, but the engine is up, so the breaker does not count it."""
+
+
+class SearchCircuitOpen(CircuitOpen, BackendUnavailable):
+    """Meilisearch calls are cut off for now (its breaker is open): fall back at once."""
+
+
 class MeilisearchBackend(SearchBackend):
     """Search through Meilisearch. Safe to share between threads (one client per thread:
     the official client mutates its headers per request)."""
@@ -111,6 +128,8 @@ class MeilisearchBackend(SearchBackend):
         index_settings: dict[DocType, dict[str, Any]] | None = None,
         task_timeout_s: float = 30.0,
         rebuild_timeout_s: float = 3600.0,
+        breaker_failures: int | None = None,
+        breaker_reset_s: float | None = None,
     ):
         self.url = (url or settings.MEILISEARCH_URL).rstrip("/")
         self.api_key = settings.MEILISEARCH_API_KEY if api_key is None else api_key
@@ -121,6 +140,24 @@ class MeilisearchBackend(SearchBackend):
         self.rebuild_timeout_s = rebuild_timeout_s
         self._local = threading.local()
         self._ensured = False
+        self.breaker = Breaker(
+            "meilisearch",
+            fail_max=(
+                settings.MEILISEARCH_BREAKER_FAILURES
+                if breaker_failures is None
+                else breaker_failures
+            ),
+            reset_timeout=(
+                settings.MEILISEARCH_BREAKER_RESET_SECONDS
+                if breaker_reset_s is None
+                else breaker_reset_s
+            ),
+            failures=(BackendUnavailable,),
+            # A write still queued at its deadline, or a missing index, is an engine that
+            # answered.
+            excluded=(IndexingUnknown, IndexMissing),
+            open_error=SearchCircuitOpen,
+        )
 
     # --- plumbing ----------------------------------------------------------------------
     @property
@@ -138,17 +175,20 @@ class MeilisearchBackend(SearchBackend):
     @contextmanager
     def _engine(self, action: str) -> Iterator[None]:
         """Turn "the engine did not answer" into BackendUnavailable; let real API errors
-        (a bad filter, a missing index) through as MeilisearchApiError."""
-        try:
-            yield
-        except (MeilisearchCommunicationError, MeilisearchTimeoutError) as exc:
-            raise BackendUnavailable(f"meilisearch {action}: {exc.message}") from exc
-        except requests.RequestException as exc:
-            raise BackendUnavailable(f"meilisearch {action}: {exc}") from exc
-        except MeilisearchApiError as exc:
-            if exc.status_code >= 500 or exc.status_code in (401, 403):
+        (a bad filter, a missing index) through as MeilisearchApiError. Every call goes
+        through the breaker, which counts the BackendUnavailable ones (and while open raises
+        SearchCircuitOpen before anything is sent)."""
+        with self.breaker.guard():
+            try:
+                yield
+            except (MeilisearchCommunicationError, MeilisearchTimeoutError) as exc:
                 raise BackendUnavailable(f"meilisearch {action}: {exc.message}") from exc
-            raise
+            except requests.RequestException as exc:
+                raise BackendUnavailable(f"meilisearch {action}: {exc}") from exc
+            except MeilisearchApiError as exc:
+                if exc.status_code >= 500 or exc.status_code in (401, 403):
+                    raise BackendUnavailable(f"meilisearch {action}: {exc.message}") from exc
+                raise
 
     # --- reads -------------------------------------------------------------------------
     def search(self, query: SearchQuery) -> SearchResult:
@@ -158,7 +198,7 @@ class MeilisearchBackend(SearchBackend):
                 raw = self.client.index(uid).search(query.text.strip(), search_params(query))
             except MeilisearchApiError as exc:
                 if exc.code == "index_not_found":
-                    raise BackendUnavailable(
+                    raise IndexMissing(
                         f"meilisearch index {uid} missing (run search_reindex)"
                     ) from exc
                 raise

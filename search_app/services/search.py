@@ -9,6 +9,7 @@ import time
 
 from django.conf import settings
 
+from inbo.breakers import CircuitOpen
 from inbo.errors import ServiceUnavailable
 from search_app.backends import POSTGRES, get_backend
 from search_app.backends.base import BackendUnavailable
@@ -27,7 +28,10 @@ def _answer(query: SearchQuery) -> SearchResult:
         if configured == POSTGRES:
             logger.warning("search.unavailable backend=postgres error=%s", exc)
             raise ServiceUnavailable("Search is unavailable; try again shortly.") from exc
-        logger.warning("search.fallback backend=%s error=%s", configured, exc)
+        # While the breaker is open every search lands here at once: one warning when it
+        # opened is enough, the rest are routine.
+        log_fallback = logger.info if isinstance(exc, CircuitOpen) else logger.warning
+        log_fallback("search.fallback backend=%s error=%s", configured, exc)
     try:
         result = get_backend(POSTGRES).search(query)
     except BackendUnavailable as exc:

@@ -52,3 +52,16 @@ def _fresh_backends():
     reset_backends()
     yield
     reset_backends()
+
+
+@pytest.fixture(autouse=True)
+def _breakers_of_this_test_are_forgotten():
+    """Backends a test builds against a dead or silent engine leave open breakers behind,
+    alive until the garbage collector finds them (a kept traceback refers to them): they
+    would show in the readiness of a later test. Retire every breaker made during the test."""
+    from inbo import breakers
+
+    before = set(breakers._live)
+    yield
+    for breaker in set(breakers._live) - before:
+        breaker.retired = True

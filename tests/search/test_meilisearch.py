@@ -8,12 +8,15 @@ suite; these are the Meilisearch-only guarantees.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
 
+from inbo import breakers
+from search_app import backends
 from search_app.backends import meilisearch_index
 from search_app.backends.base import BackendUnavailable
 from search_app.backends.meilisearch import (
@@ -22,11 +25,14 @@ from search_app.backends.meilisearch import (
     INDEX_SETTINGS,
     IndexingFailed,
     IndexingUnknown,
+    IndexMissing,
     MeilisearchBackend,
     payload,
     quote,
 )
-from search_app.contracts import DocType, Document, SearchQuery, Sort
+from search_app.contracts import DocType, Document, SearchQuery, SearchResult, Sort
+from search_app.models import SearchLog
+from search_app.services import search as search_service
 from tests.search.meilisearch_server import scratch_backend
 
 
@@ -376,3 +382,134 @@ def test_search_before_any_index_exists_is_unavailable(fresh):
     with pytest.raises(BackendUnavailable, match="search_reindex"):
         fresh.search(SearchQuery("python"))
     assert fresh.health().detail.startswith("missing indexes")
+
+
+# --- the circuit breaker: a hung engine costs a few timeouts, then none -----------------
+class SilentEngine:
+    """A TCP server that accepts every connection and answers none (a hung engine), until
+    ``answering`` is set: then it replies to each request with an empty search result.
+    It counts the connections made to it: what a search that "skipped the engine" must not
+    add to."""
+
+    BODY = b'{"hits": [], "totalHits": 0, "facetDistribution": {}}'
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.answering = False
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.05)
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            if not self.answering:
+                self._held.append(conn)  # open, silent
+                continue
+            with conn:
+                conn.settimeout(2)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(65536)
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                    + f"Content-Length: {len(self.BODY)}\r\n\r\n".encode()
+                    + self.BODY
+                )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for conn in self._held:
+            conn.close()
+        self._sock.close()
+
+
+@pytest.fixture
+def silent_engine():
+    engine = SilentEngine()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def searching_through(silent_engine, settings, monkeypatch):
+    """The search service configured for Meilisearch, served by ``silent_engine``, with a
+    breaker that opens after 2 failures and stays open unless a test lets a trial through."""
+    backend = MeilisearchBackend(
+        url=silent_engine.url,
+        index_prefix="inbo_breaker",
+        timeout_s=0.2,
+        breaker_failures=2,
+        breaker_reset_s=60.0,
+    )
+    monkeypatch.setitem(backends._instances, "meilisearch", backend)
+    settings.SEARCH_BACKEND = "meilisearch"
+    return backend
+
+
+@pytest.mark.django_db
+def test_a_hung_engine_opens_the_breaker_and_searches_fall_back_without_calling_it(
+    silent_engine, searching_through
+):
+    def run() -> SearchResult:
+        return search_service.search(SearchQuery("python"), user_id=None)
+
+    first = [run() for _ in range(2)]  # each waits its timeout, then falls back
+    assert silent_engine.connections == 2
+    assert searching_through.breaker.current_state == breakers.OPEN
+
+    later = [run() for _ in range(5)]
+    health = searching_through.health()
+
+    assert silent_engine.connections == 2  # none of these went near the engine
+    assert all(r.degraded and r.backend == "postgres" for r in first + later)
+    assert health.up is False and "circuit meilisearch open" in health.detail
+    assert SearchLog.objects.filter(degraded=True).count() == 7
+
+
+@pytest.mark.django_db
+def test_after_the_reset_time_one_trial_closes_the_breaker_when_the_engine_answers(
+    silent_engine, searching_through
+):
+    for _ in range(2):
+        search_service.search(SearchQuery("python"), user_id=None)
+    silent_engine.answering = True
+    assert search_service.search(SearchQuery("python"), user_id=None).degraded is True
+    assert silent_engine.connections == 2  # still open: the engine is not asked yet
+
+    searching_through.breaker.allow_trial()  # the reset time is up
+    trial = search_service.search(SearchQuery("python"), user_id=None)
+
+    assert silent_engine.connections == 3
+    assert trial.degraded is False and trial.backend == "meilisearch"
+    assert searching_through.breaker.current_state == breakers.CLOSED
+    assert search_service.search(SearchQuery("python"), user_id=None).degraded is False
+    assert silent_engine.connections == 4
+
+
+def test_a_missing_index_does_not_open_the_breaker(fresh):
+    for _ in range(3):
+        with pytest.raises(IndexMissing):
+            fresh.search(SearchQuery("python"))
+    assert fresh.breaker.current_state == breakers.CLOSED
