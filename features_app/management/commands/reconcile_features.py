@@ -8,8 +8,10 @@ from features_app.jobs import JobBusy
 
 class Command(BaseCommand):
     help = (
-        "Recompute counters from UserEvent (the source of truth), compare with Redis and "
-        "ItemFeature, print the drift per counter and repair it (unless --dry-run)."
+        "Recompute every counter family from UserEvent (the source of truth) at a consistent "
+        "cut, compare with Redis and ItemFeature, print the drift per family and repair it "
+        "(unless --dry-run). Counting pauses meanwhile; batches stored during the run are "
+        "counted after it (ADR 0016)."
     )
 
     def add_arguments(self, parser):
@@ -29,6 +31,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {store:<13} no drift")
             for name in sorted(drift):
                 d = drift[name]
-                self.stdout.write(f"  {store:<13} {name:<22} {d.items:>7} items  {d.total:>9} off")
+                total = d.total if isinstance(d.total, int) else f"{d.total:.4g}"
+                self.stdout.write(f"  {store:<13} {name:<22} {d.items:>7} items  {total:>9} off")
         verb = "would repair" if dry_run else "repaired"
-        self.stdout.write(f"total drift {report.total_drift} ({verb})")
+        self.stdout.write(f"total drift {report.total_drift:.6g} ({verb})")
