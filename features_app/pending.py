@@ -15,6 +15,7 @@ rebuilds the counters (latest snapshot plus replay, see ``snapshots.restore``) f
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -46,12 +47,19 @@ def forget(batch_id: int) -> None:
 
 
 def request_sweep() -> None:
-    """Queue a sweep (at most once per interval per process; beat runs one anyway)."""
+    """Queue a sweep, never waiting for the broker (at most once per interval per process;
+    beat runs one every 15 s anyway)."""
     global _requested_at
     now = time.monotonic()
     if _requested_at is not None and now - _requested_at < _REQUEST_INTERVAL_SECONDS:
         return
     _requested_at = now
+    # In the background: the broker often lives on the Redis that just failed, and a hung
+    # one would hold the request that asks (beat runs the sweep anyway).
+    threading.Thread(target=_send_sweep, name="features-sweep-request", daemon=True).start()
+
+
+def _send_sweep() -> None:
     try:
         current_app.send_task(
             "inbo.features.count_pending",

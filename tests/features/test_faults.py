@@ -7,6 +7,7 @@ have been had nothing failed (a control counts the same batches into a clean dat
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
@@ -280,3 +282,34 @@ def test_a_sync_killed_mid_run_is_delivered_again_and_ends_with_the_same_rows(wo
     assert ItemFeature.objects.count() == ITEMS  # one row per item, nothing twice
     assert not CounterQuarantine.objects.exists()
     assert sync.sync_features().synced == 0  # nothing was left behind
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_batch_redis_refused_is_pending_and_a_sweep_is_queued_for_it(
+    redis_state_server, monkeypatch
+):
+    """``counted: false`` is the truth: the batch is pending (durably) and a sweep is on its
+    way (sent from a background thread: the broker may be the Redis that just failed)."""
+    monkeypatch.setattr(pending, "_requested_at", None)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete("features")
+    batch = _traffic(timezone.now())[0]
+    redis_state_server.stop()
+    _ingest(batch, counted=False)
+    assert PendingCount.objects.count() == 1
+    for _ in range(250):
+        if broker.llen("features"):
+            break
+        time.sleep(0.02)
+    queued = [json.loads(m)["headers"]["task"] for m in broker.lrange("features", 0, -1)]
+    assert queued == ["inbo.features.count_pending"]
+    broker.delete("features")
+
+    _redis_is_back(redis_state_server)
+    mark_counters_complete()
+    assert pending.sweep(min_age_seconds=0).events == len(batch)
+    assert (
+        features.item_signals([batch[0].item_id], now=timezone.now())[batch[0].item_id].impressions
+        == 1
+    )
