@@ -135,7 +135,9 @@ def events_store(events: Sequence[EventIn], *, create_partitions: bool = True) -
 def events_count(
     events: Sequence[EventIn], *, facets: Mapping[int, ItemFacets] | None = None
 ) -> bool:
-    """Apply stored events to the Redis counters; False (and logged) if Redis is down.
+    """Count stored events (what :func:`events_store` returned) in Redis, once their
+    transaction committed. True when counted now; False when Redis is down or slow or a job
+    pauses counting: they stay pending and the pending sweep counts them exactly once.
     Pass the items' ``facets`` when you already have them (saves two queries)."""
     return services.events_count(events, facets=facets)
 
