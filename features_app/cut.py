@@ -107,35 +107,65 @@ _FIELDS = (
 )
 
 
+def _row_chunks(*, after: int, upto: int, chunk: int) -> Iterator[list[tuple]]:
+    """Rows with ``after < id <= upto`` in id order, a chunk at a time, each stored batch
+    whole in one chunk.
+
+    The events of one call (one batch) share ``received_at``. Concurrent inserts take ids
+    from the sequence row by row, so two batches stored at once interleave in id order: a
+    chunk boundary may fall inside a batch whatever it is aligned to. So each chunk also
+    takes the rest of the batches it has begun, from the following windows of ``chunk``
+    rows while they hold some (a batch's ids lie within its statement's span; a window
+    holding none of it would take ``chunk`` rows of other batches inserted meanwhile), and
+    the next chunks skip those rows.
+    """
+    taken: set[int] = set()
+    cursor = after
+    while True:
+        rows = [
+            r
+            for r in UserEvent.objects.filter(id__gt=cursor, id__lte=upto)
+            .order_by("id")
+            .values_list(*_FIELDS)[:chunk]
+        ]
+        if not rows:
+            return
+        cursor = rows[-1][0]
+        rows = [r for r in rows if r[0] not in taken]
+        taken = {i for i in taken if i > cursor}
+        if not rows:
+            continue
+        begun = {r[-1] for r in rows}
+        rest: list[tuple] = []
+        position = cursor
+        while True:  # window after window, as long as the begun batches go on
+            ahead = list(
+                UserEvent.objects.filter(id__gt=position, id__lte=upto)
+                .order_by("id")
+                .values_list(*_FIELDS)[:chunk]
+            )
+            hits = [r for r in ahead if r[-1] in begun and r[0] not in taken]
+            if not hits:
+                break
+            rest.extend(hits)
+            taken.update(r[0] for r in hits)
+            position = ahead[-1][0]
+        yield rows + rest
+
+
 def stored_chunks(
     *, after: int, upto: int, also: Iterable[int] = (), chunk: int | None = None
 ) -> Iterator[list[list[EventIn]]]:
     """Events with ``after < id <= upto`` plus the ids in ``also``, as ingestion counted
     them, one list of batches per chunk read: the events of one call share
     ``received_at`` and are one batch (a batch's lists' click rates and seen memory depend
-    on what it holds), in the order they were stored. A chunk ends before the batch it
-    would cut, unless that batch alone fills it."""
-    chunk = chunk or REPLAY_BATCH
+    on what it holds), in the order they were stored (see :func:`_row_chunks`)."""
     extra = sorted(set(also))
     if extra:
         rows = list(UserEvent.objects.filter(id__in=extra).order_by("id").values_list(*_FIELDS))
         yield list(_groups(rows))
-    cursor = after
-    while True:
-        rows = list(
-            UserEvent.objects.filter(id__gt=cursor, id__lte=upto)
-            .order_by("id")
-            .values_list(*_FIELDS)[:chunk]
-        )
-        if not rows:
-            return
-        if len(rows) == chunk:
-            tail = rows[-1][-1]
-            cut = next(i for i, row in enumerate(rows) if row[-1] == tail)
-            if cut:
-                rows = rows[:cut]  # the tail batch comes whole with the next chunk
+    for rows in _row_chunks(after=after, upto=upto, chunk=chunk or REPLAY_BATCH):
         yield list(_groups(rows))
-        cursor = rows[-1][0]
 
 
 def _groups(rows) -> Iterator[list[EventIn]]:
@@ -186,28 +216,15 @@ class Model:
 
 def rebuild(cut: Cut) -> Model:
     """The counters of exactly the events in ``cut``, computed in memory from the log
-    (grouped as ingestion counted them, see :func:`stored_batches`)."""
+    (grouped as ingestion counted them, see :func:`stored_chunks`)."""
     model = Model()
     skip = cut.unapplied
-    cursor = 0
-    while True:
-        rows = list(
-            UserEvent.objects.filter(id__gt=cursor, id__lte=cut.watermark)
-            .order_by("id")
-            .values_list(*_FIELDS)[:REPLAY_BATCH]
-        )
-        if not rows:
-            return model
-        if len(rows) == REPLAY_BATCH:
-            tail = rows[-1][-1]
-            head = next(i for i, row in enumerate(rows) if row[-1] == tail)
-            if head:
-                rows = rows[:head]
-        cursor = rows[-1][0]
+    for rows in _row_chunks(after=0, upto=cut.watermark, chunk=REPLAY_BATCH):
         kept = [row for row in rows if row[0] not in skip]
         facets = item_facets(list({row[2] for row in kept}))
         for events in _groups(kept):
             model.apply(counters.batch_ops(events, facets))
+    return model
 
 
 def read_redis(client: redis.Redis) -> dict[str, dict[str, float]]:

@@ -65,6 +65,13 @@ class Job:
     client: redis.Redis
     status: dict[str, str | int | float] = field(default_factory=dict)
 
+    def resume_counting(self) -> None:
+        """Give the counting pause back early (the job keeps its lock)."""
+        pause = keys.features_counting_paused()
+        if pause in self.held:
+            self.client.eval(_RELEASE, 1, pause, self.token)
+            self.held.remove(pause)
+
     def renew(self) -> None:
         """Extend the lock (and the pause) for another TTL; JobLost if either lapsed."""
         if not self.client.eval(_EXTEND, len(self.held), *self.held, self.token, self.ttl_ms):

@@ -6,8 +6,10 @@ reflect (``cut.read``: the log's watermark, less the events still pending) and e
 counter key, then rebuilds in memory what the counters of exactly that cut must be — every
 family: lifetime and daily counts, user counts, decayed clicks and expected clicks,
 affinity, seen memory and first-seen times (``cut.rebuild``, by the very code ingestion
-counts with). It reports the drift per family and, unless ``dry_run``, rewrites every key
-that differs, and writes ``ItemFeature`` from the same recount. Events arriving during the
+counts with). Counting resumes once the state and the cut are read; the recount then
+runs, and unless ``dry_run`` the job adds each difference to Redis (seen memory and
+first-seen times: set only if unchanged since the cut) and writes ``ItemFeature`` from
+the same recount. Events arriving during the
 job are neither subtracted nor counted twice (ADR 0016).
 
 Keys Redis rightly let expire are not recreated: day buckets older than 28 days and decayed
@@ -88,7 +90,9 @@ def reconcile(*, dry_run: bool = False, now: datetime | None = None) -> Reconcil
         at = cut.read(client)
         report.watermark = at.watermark
         have = cut.read_redis(client)
-        job.renew()
+        # The state and its cut are read: counting may go on while the log is recounted,
+        # since the repair adds differences (and compares before it sets, see _repair).
+        job.resume_counting()
         model = cut.rebuild(at)
         job.renew()
         _reconcile(client, report, model, have, now, dry_run)
@@ -160,7 +164,7 @@ def _reconcile(
     report.items_checked = len(all_items)
     report.users_checked = sum(1 for k in want if cut.family(k) == "user_counts")
     if not dry_run and off:
-        _rewrite(client, sorted(off), want, model.ttl)
+        _repair(client, sorted(off), want, have, model.ttl)
         report.keys_repaired = len(off)
 
     truth: dict[int, dict[str, int]] = defaultdict(dict)
@@ -175,30 +179,64 @@ def _reconcile(
     _reconcile_item_features(truth, daily_truth, all_items, today, now, report, dry_run)
 
 
-def _rewrite(
-    client: redis.Redis, names: list[str], want: dict[str, dict[str, float]], ttl: dict[str, int]
+# Seen memory and first-seen times are not sums: set a field to its recount only if it still
+# holds what the cut read (else a batch counted since changed it; the next run looks again).
+_SET_IF_UNCHANGED = """
+for i = 1, #ARGV, 3 do
+    local current = redis.call('HGET', KEYS[1], ARGV[i])
+    local expected, target = ARGV[i + 1], ARGV[i + 2]
+    local unchanged = (current == false and expected == '')
+        or (current and tonumber(current) == tonumber(expected))
+    if unchanged then
+        if target == '' then redis.call('HDEL', KEYS[1], ARGV[i])
+        else redis.call('HSET', KEYS[1], ARGV[i], target) end
+    end
+end
+return 0
+"""
+
+
+def _repair(
+    client: redis.Redis,
+    names: list[str],
+    want: dict[str, dict[str, float]],
+    have: dict[str, dict[str, float]],
+    ttl: dict[str, int],
 ) -> None:
-    """Replace each key by its recount (same TTL as ingestion gives it)."""
-    for start in range(0, len(names), 500):
-        pipe = client.pipeline(transaction=False)
-        for key in names[start : start + 500]:
+    """Bring each key from what the cut read to its recount, by difference, so batches
+    counted since the cut (counting is no longer paused) are kept. One MULTI per chunk:
+    a sync never reads a half-repaired item."""
+    for start in range(0, len(names), 200):
+        pipe = client.pipeline(transaction=True)
+        for key in names[start : start + 200]:
             fam = cut.family(key)
-            values = want.get(key, {})
-            pipe.delete(key)
-            if not values:
-                continue
-            if fam in ("decayed_clicks", "decayed_expected"):
-                pipe.zadd(key, {m: float(v) for m, v in values.items()})
-            elif fam == "item_first_seen":
-                pipe.hset(key, mapping={f: f"{float(v):.3f}" for f, v in values.items()})
+            w, h = want.get(key, {}), have.get(key, {})
+            fields = [f for f in set(w) | set(h) if not cut.same(w.get(f, 0), h.get(f, 0))]
+            if fam in ("user_seen", "item_first_seen"):
+                args: list[str] = []
+                for f in fields:
+                    old, new = h.get(f), w.get(f)
+                    args.append(f)
+                    args.append("" if old is None else _text(fam, old))
+                    args.append("" if new is None else _text(fam, new))
+                if args:
+                    pipe.eval(_SET_IF_UNCHANGED, 1, key, *args)
+            elif fam in ("decayed_clicks", "decayed_expected"):
+                for f in fields:
+                    pipe.zincrby(key, w.get(f, 0.0) - h.get(f, 0.0), f)
             elif fam in cut._INT_FAMILIES:
-                pipe.hset(key, mapping={f: int(v) for f, v in values.items()})
+                for f in fields:
+                    pipe.hincrby(key, f, int(w.get(f, 0)) - int(h.get(f, 0)))
             else:
-                # As HINCRBYFLOAT writes them (17 significant digits, "3" for 3.0).
-                pipe.hset(key, mapping={f: f"{float(v):.17g}" for f, v in values.items()})
-            if key in ttl:
-                pipe.expire(key, ttl[key])
+                for f in fields:
+                    pipe.hincrbyfloat(key, f, float(w.get(f, 0.0)) - float(h.get(f, 0.0)))
+            if key in ttl and w:
+                pipe.expire(key, ttl[key])  # a key a repair recreates expires as ingestion's
         pipe.execute()
+
+
+def _text(fam: str | None, value: float) -> str:
+    return f"{float(value):.3f}" if fam == "item_first_seen" else str(int(value))
 
 
 def _reconcile_item_features(

@@ -214,3 +214,33 @@ def test_redis_back_empty_is_rebuilt_by_the_sweep_before_it_counts_and_the_time_
     assert metrics.FEATURES_RECOVERIES._value.get() == recoveries + 1
     assert counter_state() == live
     assert inbo_redis.state().exists(keys.features_sentinel())
+
+
+def test_counting_resumes_during_the_recount_and_the_repair_keeps_what_it_counted(
+    world, monkeypatch
+):
+    """Counting is paused only while reconcile reads; batches counted during its recount
+    survive the repair (by difference; seen and first-seen only if unchanged)."""
+    users, items = world
+    _ingest_all(_traffic(users, items, 3))
+    client = inbo_redis.state()
+    u, a = users[0], items[0]
+    client.hincrby(keys.item_counts(a.id), "click", 4)  # drift the run must repair
+    client.hincrbyfloat(keys.user_affinity(u.id), "c999", 1.5)
+    client.hset(keys.user_seen(u.id), a.id, 40)
+    rebuild = cut.rebuild
+    during = _traffic(users, items, 2)
+
+    def traffic_during_the_recount(at):
+        assert _ingest_all(during) == [True, True]  # counted at once: no pause now
+        return rebuild(at)
+
+    monkeypatch.setattr(cut, "rebuild", traffic_during_the_recount)
+    report = reconcile.reconcile()
+    monkeypatch.setattr(cut, "rebuild", rebuild)
+
+    assert report.redis["item.click"].total == 4
+    assert {"affinity", "seen"} <= set(report.family_drift())
+    live = counter_state()
+    assert not reconcile.reconcile().redis  # the second run finds nothing left
+    assert counter_state() == live == _full_rebuild()

@@ -194,9 +194,9 @@ def test_a_replay_in_small_chunks_keeps_each_stored_batch_whole(monkeypatch):
 
     assert feature_store_state() == before
     assert report.events_replayed == sum(seen) == 16
-    # Chunks end before the batch they would cut; only a batch larger than a chunk (the
-    # one of 5) is applied in pieces: 4, then 1 with the last batch.
-    assert seen == [3, 3, 3, 4, 3]
+    # A chunk takes the rest of every batch it has begun: 4 rows end inside the second
+    # batch, so the first chunk is 3 + 3; the batch of 5 stays whole although larger.
+    assert seen == [6, 3, 5, 2]
 
 
 def test_restore_is_refused_while_a_snapshot_is_being_taken():
@@ -206,3 +206,32 @@ def test_restore_is_refused_while_a_snapshot_is_being_taken():
     with pytest.raises(CommandError, match="paused by snapshot"):
         call_command("restore_counters", stdout=io.StringIO(), stderr=io.StringIO())
     client.delete(keys.features_counting_paused())
+
+
+def test_a_replay_keeps_batches_whole_when_concurrent_inserts_interleaved_their_ids(
+    monkeypatch,
+):
+    """Two batches stored at once take ids from the sequence in turn: in id order their
+    rows alternate, and a chunk boundary must still not split either (a list's click rate
+    is worked out within its batch)."""
+    u1, u2, a, b, c = _world()
+    first = [*impressions(u1, [a, b, c], T0, request_id="r1"), event(u1, a, "click", T0)]
+    second = [*impressions(u2, [a, b, c], T0, request_id="r2")]
+    second.append(event(u2, b, "click", T0, request_id="r2"))
+    first[3] = event(u1, a, "click", T0, request_id="r1")
+    interleaved = [e for pair in zip(first, second, strict=True) for e in pair]
+    features.events_store(interleaved)
+    ids = list(UserEvent.objects.order_by("id").values_list("id", flat=True))
+    UserEvent.objects.filter(id__in=ids[0::2]).update(received_at=T0)
+    UserEvent.objects.filter(id__in=ids[1::2]).update(received_at=T0 + HOUR)
+    client = inbo_redis.state()
+    client.flushdb()
+    features.events_count(first)  # as ingestion counts two batches
+    features.events_count(second)
+    as_ingested = feature_store_state()
+
+    monkeypatch.setattr(snapshots, "REPLAY_BATCH", 3)
+    client.flushdb()
+    CounterSnapshot.objects.all().delete()
+    snapshots.restore()
+    assert feature_store_state() == as_ingested
