@@ -1,4 +1,5 @@
-"""Values that cross the features_app boundary (frozen dataclasses and enums only)."""
+"""Values that cross the features_app boundary (frozen dataclasses, enums and the signals
+it sends)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from django.dispatch import Signal
 
 
 class EventType(enum.StrEnum):
@@ -110,3 +113,9 @@ class UserProfile:
     def is_cold(self) -> bool:
         """No positive signal yet: the feed falls back to onboarding interests and popularity."""
         return not any(v > 0 for v in self.category_affinity.values())
+
+
+# Sent after the feature store restored counters into a Redis that came back empty, with
+# ``seconds`` (how long the restore took) and ``events`` (events replayed). Monitoring turns
+# it into metrics; the feature store itself does not depend on monitoring.
+counters_recovered = Signal()

@@ -21,6 +21,7 @@ import redis
 from django.conf import settings
 
 from features_app import counters, cut, jobs
+from features_app.contracts import counters_recovered
 from features_app.jobs import JobBusy
 from features_app.models import CounterSnapshot, CounterSnapshotKey, PendingCount
 from inbo import keys
@@ -181,14 +182,11 @@ def restore(*, progress: Callable[[int], None] | None = None) -> RestoreReport:
 def recover() -> RestoreReport | None:
     """Restore after Redis came back empty (no sentinel), timed as a metric; None when a
     restore or another pausing job is already running (it will be checked again)."""
-    from monitoring import metrics  # monitoring imports the feature store's facade
-
     try:
         report = restore()
     except JobBusy:
         return None
-    metrics.FEATURES_RECOVERY_SECONDS.observe(report.seconds)
-    metrics.FEATURES_RECOVERIES.inc()
+    counters_recovered.send(recover, seconds=report.seconds, events=report.events_replayed)
     logger.warning(
         "features.recovered_empty_redis seconds=%.3f events=%d",
         report.seconds,

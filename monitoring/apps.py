@@ -9,8 +9,13 @@ class MonitoringConfig(AppConfig):
     def ready(self) -> None:
         from prometheus_client import REGISTRY
 
+        from features_app.contracts import counters_recovered
         from monitoring import worker  # noqa: F401 - connects the Celery signal handlers
-        from monitoring.metrics import InboCollector
+        from monitoring.metrics import InboCollector, observe_counters_recovered
+
+        counters_recovered.connect(
+            observe_counters_recovered, dispatch_uid="monitoring.counters_recovered"
+        )
 
         if not any(isinstance(c, InboCollector) for c in REGISTRY._collector_to_names):
             REGISTRY.register(InboCollector())

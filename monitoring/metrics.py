@@ -100,6 +100,14 @@ FEATURES_RECOVERIES = Counter(
     "inbo_features_recoveries",
     "Automatic rebuilds of the counters after Redis came back empty.",
 )
+
+
+def observe_counters_recovered(sender: Any, *, seconds: float, **kwargs: Any) -> None:
+    """Receiver of ``features_app.contracts.counters_recovered`` (connected in apps.py)."""
+    FEATURES_RECOVERY_SECONDS.observe(seconds)
+    FEATURES_RECOVERIES.inc()
+
+
 # What a worker's own exporter serves when it is not in multiprocess mode.
 WORKER_METRICS = (
     FEATURES_RECOVERY_SECONDS,
