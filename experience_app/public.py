@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import redis
 
+from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
+from experience_app.services.progress import bar
+from experience_app.services.users import users_ensure
 from inbo import keys
 from inbo import redis as inbo_redis
 
-__all__ = ["feed_cache_stats"]
+# The ranking function and its inputs are part of the facade: the offline replay
+# (ml_app.evaluation) ranks with exactly what the feed ranks with. ``users_ensure`` and
+# ``bar`` serve the offline loaders (ml_app), which create accounts and show progress
+# as the demo world does.
+__all__ = [
+    "Candidate",
+    "Scored",
+    "UserContext",
+    "Weights",
+    "bar",
+    "feed_cache_stats",
+    "rank",
+    "users_ensure",
+]
 
 
 def feed_cache_stats() -> dict[str, int] | None:

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "experience_app",
     "search_app",
     "monitoring",
+    "ml_app",  # offline: loaders, replay evaluation; no serving app imports it (ADR 0019)
 ]
 
 MIDDLEWARE = [

@@ -1,1 +1,1 @@
-"""Parsers and generators for data sets: pure functions, no database access."""
+"""Generators of the demo world: pure functions, no database access."""

@@ -1,1 +1,1 @@
-"""Writes of experience_app: data set imports and the demo world."""
+"""Writes of experience_app: feed, interactions, interests and the demo world."""

@@ -20,10 +20,9 @@ from typing import IO
 from django.core.management.base import OutputWrapper
 from django.utils import timezone
 
-from experience_app.datasets import mind
-from experience_app.services.progress import bar
-from experience_app.services.users import users_ensure
+from experience_app.public import bar, users_ensure
 from features_app.public import EventIn, EventType, events_ingest
+from ml_app.datasets import mind
 from reading_app.public import (
     CategoryIn,
     ItemIn,

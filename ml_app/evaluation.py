@@ -1,8 +1,8 @@
 """Offline replay evaluation: MIND-format behaviors through the real ingestion and ranking.
 
 Impressions are replayed in time order (ties by impression id). For each one, its
-candidates are ranked by :func:`experience_app.ranking.rank` with the signals and profile
-the feature store holds at that moment (only what was ingested before), and by three
+candidates are ranked by the product's :func:`experience_app.public.rank` with the signals
+and profile the feature store holds at that moment (only what was ingested before), and by three
 baselines from the same counters; then the impression's events (one ``impression`` per
 candidate, one ``click`` per clicked one, grouped by ``impression_id``) go through
 ``events_ingest`` as a client's batch would. A user's history clicks (the history of
@@ -37,21 +37,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from experience_app import metrics
-from experience_app.datasets import mind
-from experience_app.ranking import Candidate, UserContext, Weights, rank
-from experience_app.services.mind import (
-    HISTORY_OFFSET,
-    MindSummary,
-    Stream,
-    _read_news,
-    _Scan,
-    _Skips,
-    _write_catalog,
-    valid_behaviors,
-)
-from experience_app.services.progress import bar
-from experience_app.services.users import users_ensure
+from experience_app.public import Candidate, UserContext, Weights, bar, rank, users_ensure
 from features_app.public import (
     EventIn,
     EventType,
@@ -68,6 +54,18 @@ from inbo.scratch import (
     ScratchLockLost,
     ScratchUnsafe,
     check_scratch_url,
+)
+from ml_app import ranking_metrics
+from ml_app.datasets import mind
+from ml_app.services.mind import (
+    HISTORY_OFFSET,
+    MindSummary,
+    Stream,
+    _read_news,
+    _Scan,
+    _Skips,
+    _write_catalog,
+    valid_behaviors,
 )
 from reading_app.public import ItemFacets, item_facets
 
@@ -107,15 +105,15 @@ class MethodScores:
     impressions: int = 0
 
     def add(self, labels: Sequence[int], ranks: Sequence[int]) -> None:
-        scores = metrics.scores_from_ranks(ranks)
+        scores = ranking_metrics.scores_from_ranks(ranks)
         self.impressions += 1
         if 0 < sum(labels) < len(labels):
-            self.auc_sum += metrics.auc(labels, scores)
+            self.auc_sum += ranking_metrics.auc(labels, scores)
             self.auc_n += 1
         if any(labels):
-            self.mrr_sum += metrics.mrr(labels, scores)
-            self.ndcg5_sum += metrics.ndcg(labels, scores, 5)
-            self.ndcg10_sum += metrics.ndcg(labels, scores, 10)
+            self.mrr_sum += ranking_metrics.mrr(labels, scores)
+            self.ndcg5_sum += ranking_metrics.ndcg(labels, scores, 5)
+            self.ndcg10_sum += ranking_metrics.ndcg(labels, scores, 10)
             self.clicked_n += 1
 
     @property

@@ -9,7 +9,7 @@ from pathlib import Path
 import redis
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from experience_app.evaluation import (
+from ml_app.evaluation import (
     METHOD_LABELS,
     METHODS,
     RANKING,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from experience_app.datasets import mind
+from ml_app.datasets import mind
 
 
 def test_behavior_line_is_parsed():

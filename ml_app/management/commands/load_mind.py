@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from experience_app.services.mind import MindSummary, load_mind
+from ml_app.services.mind import MindSummary, load_mind
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""Readers of offline data sets: pure parsers, no database access."""

@@ -1,0 +1,1 @@
+"""Writes of ml_app: data set imports."""

@@ -1,0 +1,1 @@
+"""Tests of ml_app: data set loaders, replay evaluation, ranking metrics."""
