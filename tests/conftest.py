@@ -98,3 +98,37 @@ def redis_state_server(redis_server):
 
     with point_state_at(redis_server.url(0)):
         yield redis_server
+
+
+@pytest.fixture(autouse=True)
+def _interaction_effects_run_at_their_commit(monkeypatch):
+    """In a test wrapped in the test case's transaction, run an interaction batch's
+    ``on_commit`` effects when the batch's own transaction ends, as the commit of a request
+    would. Only that service's callbacks: others (partition memory) must not outlive the
+    test's rollback. A batch inside a caller's transaction still waits for that commit."""
+    from django.db import transaction
+    from django.db.transaction import Atomic
+
+    exit_ = Atomic.__exit__
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        connection = transaction.get_connection(self.using)
+        outermost = not self._from_testcase and all(
+            block._from_testcase for block in connection.atomic_blocks[:-1]
+        )
+        result = exit_(self, exc_type, exc_value, traceback)
+        ok = exc_type is None and not connection.needs_rollback
+        if outermost and ok and connection.in_atomic_block:
+            remaining = set(connection.savepoint_ids)
+            due = [
+                hook
+                for hook in connection.run_on_commit
+                if not hook[0] <= remaining
+                and getattr(hook[1], "__module__", "") == "experience_app.services.interactions"
+            ]
+            connection.run_on_commit = [h for h in connection.run_on_commit if h not in due]
+            for _, func, _robust in due:
+                func()
+        return result
+
+    monkeypatch.setattr(Atomic, "__exit__", __exit__)

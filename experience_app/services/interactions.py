@@ -1,9 +1,14 @@
 """Recording client interactions: the real-time feedback loop.
 
 A batch is stored in PostgreSQL in one transaction — each interaction as an
-``ExperienceInteraction`` and as a ``UserEvent`` (the source of truth) — then, once
-committed, counted in Redis and the user's cached feed is dropped, so the very next home
-call reflects it. Client ``event_id``s make retries safe: a retried batch stores and counts
+``ExperienceInteraction`` and as a ``UserEvent`` (the source of truth, with its pending
+batch, ADR 0016) — and its side effects (counting in Redis, dropping the user's cached
+feed, so the very next home call reflects it) run through ``transaction.on_commit``: only
+once that transaction commits, never for a batch that rolls back. Called outside any
+transaction (a request), the batch commits inside the call and the response says whether
+it was counted; called inside a caller's transaction, the effects wait for the caller's
+commit, so ``counted`` is False (stored and pending: counted at that commit, or by the
+pending sweep). Client ``event_id``s make retries safe: a retried batch stores and counts
 nothing twice. They are unique per user only: another user's id is just an id (it neither
 drops this user's event nor tells them it exists).
 
@@ -14,6 +19,7 @@ months kept ready (the serializer), and a month still without one is a 503
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -25,6 +31,7 @@ from experience_app.services import feed
 from features_app import public as features
 from features_app.contracts import EventIn, EventType
 from reading_app import public as reading
+from reading_app.public import ItemFacets
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,7 @@ def interactions_record(
     if not valid:
         return BatchResult(0, len(interactions) - len(rejected), rejected, counted=True)
 
+    effects = _BatchEffects(user_id, facets)
     with transaction.atomic():
         inserted_ids = _insert(user_id, valid, now)
         new = [i for i in valid if i.event_id in inserted_ids]
@@ -138,13 +146,30 @@ def interactions_record(
             ],
             create_partitions=False,
         )
-    # After commit: counters and cache only ever reflect what PostgreSQL holds.
-    counted = features.events_count(stored, facets=facets)
-    if new:
-        feed.invalidate(user_id)
+        effects.stored = stored
+        effects.changed = bool(new)
+        # Counters and cache only ever reflect what PostgreSQL holds: after commit.
+        transaction.on_commit(effects.apply)
     return BatchResult(
         accepted=len(new),
         duplicates=len(interactions) - len(rejected) - len(new),
         rejected=rejected,
-        counted=counted,
+        # None: the caller's transaction has not committed yet (the effects wait for it).
+        counted=bool(effects.counted),
     )
+
+
+class _BatchEffects:
+    """What a stored batch changes outside PostgreSQL, run once its transaction commits."""
+
+    def __init__(self, user_id: int, facets: Mapping[int, ItemFacets]) -> None:
+        self.user_id = user_id
+        self.facets = facets
+        self.stored: Sequence[EventIn] = []
+        self.changed = False
+        self.counted: bool | None = None
+
+    def apply(self) -> None:
+        self.counted = features.events_count(self.stored, facets=self.facets)
+        if self.changed:
+            feed.invalidate(self.user_id)

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from experience_app.models import ExperienceInteraction
+from experience_app.services.interactions import InteractionIn, interactions_record
 from features_app import partitions
 from features_app import services as features_services
 from features_app.models import UserEvent
@@ -516,3 +517,53 @@ def test_a_uuid_in_a_canonical_hex_form_is_accepted(auth_client, items, user, fo
     )
     assert response.json()["accepted"] == 1
     assert ExperienceInteraction.objects.get(user=user).request_id == request_id
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _batch(*pairs):
+    now = timezone.now()
+    return [
+        InteractionIn(
+            event_id=uuid.uuid4(), item_id=item.id, interaction_type=kind, occurred_at=now
+        )
+        for item, kind in pairs
+    ]
+
+
+def test_a_batch_in_a_transaction_that_rolls_back_counts_and_invalidates_nothing(
+    auth_client, items, user
+):
+    assert auth_client.get(HOME).status_code == 200  # a cached feed to keep
+    client = inbo_redis.state()
+    before = {key: client.dump(key) for key in sorted(client.scan_iter())}
+    assert keys.feed(user.id) in before
+
+    with pytest.raises(_Rollback), transaction.atomic():
+        result = interactions_record(
+            user_id=user.id,
+            interactions=_batch((items[0], "click"), (items[1], "dismiss")),
+            now=timezone.now(),
+        )
+        assert (result.accepted, result.counted) == (2, False)  # waits for the commit
+        raise _Rollback
+
+    assert {key: client.dump(key) for key in sorted(client.scan_iter())} == before
+    assert not ExperienceInteraction.objects.exists()
+    assert not UserEvent.objects.filter(user_id=user.id).exists()
+
+
+def test_a_batch_in_a_callers_transaction_is_counted_when_it_commits(auth_client, items, user):
+    assert auth_client.get(HOME).status_code == 200
+    client = inbo_redis.state()
+    with transaction.atomic():
+        result = interactions_record(
+            user_id=user.id, interactions=_batch((items[0], "save")), now=timezone.now()
+        )
+        assert result.counted is False
+        assert client.hgetall(keys.item_counts(items[0].id)) == {}
+        assert client.exists(keys.feed(user.id))
+    assert client.hgetall(keys.item_counts(items[0].id)) == {"save": "1"}
+    assert not client.exists(keys.feed(user.id))
