@@ -83,8 +83,9 @@ def main() -> int:
     django.setup()
     from django.db import connection
 
+    from reading_app.contracts import CatalogKind
     from search_app.backends.meilisearch import MeilisearchBackend
-    from search_app.contracts import DocType, SearchQuery, Sort
+    from search_app.contracts import SearchQuery, Sort
     from search_app.services.documents import catalog_documents, documents_for
 
     with connection.cursor() as cursor:  # this benchmark never writes to the catalog
@@ -98,7 +99,7 @@ def main() -> int:
     n_queries = env_int("BENCH_SEARCH_QUERIES", 200)
     result: dict = {"url": backend.url, "prefix": backend.index_prefix}
 
-    documents = {doc_type: catalog_documents(doc_type) for doc_type in DocType}
+    documents = {doc_type: catalog_documents(doc_type) for doc_type in CatalogKind}
     result["catalog"] = {t.value: len(d) for t, d in documents.items()}
     print(f"catalog: {result['catalog']}", flush=True)
 
@@ -147,14 +148,14 @@ def main() -> int:
             }
         print(f"reindex: {result['reindex']}", flush=True)
 
-    sample_ids = random.Random(7).sample(list(documents[DocType.ITEMS].ids), 2000)
+    sample_ids = random.Random(7).sample(list(documents[CatalogKind.ITEMS].ids), 2000)
     samples = [
         {
             "title": d.fields["title"],
             "categories": d.fields["categories"],
             "language": d.fields["language"],
         }
-        for d in documents_for(DocType.ITEMS, sample_ids).values()
+        for d in documents_for(CatalogKind.ITEMS, sample_ids).values()
     ]
     specs = typical_queries(samples, n_queries)
 

@@ -7,6 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from features_app.contracts import EVENT_TYPE_CHOICES
+
 
 class UserInterest(models.Model):
     """A category the user picked at onboarding; seeds the feed before any event exists."""
@@ -29,16 +31,6 @@ class UserInterest(models.Model):
         return f"{self.user_id} likes {self.category_id}"
 
 
-class InteractionType(models.TextChoices):
-    IMPRESSION = "impression", "Impression"
-    CLICK = "click", "Click"
-    READ = "read", "Read"
-    SAVE = "save", "Save"
-    SHARE = "share", "Share"
-    DISMISS = "dismiss", "Dismiss"
-    HIDE = "hide", "Hide"
-
-
 class ExperienceInteraction(models.Model):
     """What a client reports a user did with a served item, attributed to the feed request.
 
@@ -54,7 +46,8 @@ class ExperienceInteraction(models.Model):
     item = models.ForeignKey(
         "reading_app.Item", on_delete=models.CASCADE, related_name="interactions"
     )
-    interaction_type = models.CharField(max_length=16, choices=InteractionType.choices)
+    # An EventType value: the interaction is forwarded to the feature store as that event.
+    interaction_type = models.CharField(max_length=16, choices=EVENT_TYPE_CHOICES)
     section = models.CharField(max_length=32, blank=True)
     position = models.PositiveIntegerField(null=True, blank=True)
     request_id = models.UUIDField(null=True, blank=True, db_index=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.db import connection
 
-from experience_app.models import ExperienceInteraction, InteractionType, UserInterest
+from experience_app.models import ExperienceInteraction, UserInterest
+from features_app.contracts import EventType
 
 # Interactions after which an item is never shown again: the user rejected it, or read it
 # to the end (a "read" interaction is the client's word for a finished read, like completed
 # reading progress).
-NEVER_AGAIN_TYPES = (InteractionType.DISMISS, InteractionType.HIDE, InteractionType.READ)
+NEVER_AGAIN_TYPES = (EventType.DISMISS, EventType.HIDE, EventType.READ)
 
 
 def interest_category_ids(*, user_id: int) -> set[int]:

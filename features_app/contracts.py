@@ -24,6 +24,12 @@ class EventType(enum.StrEnum):
     HIDE = "hide"
 
 
+# The event types as Django choices, for every model field and serializer that stores or
+# accepts one (the feature store's log and experience_app's interactions), so the vocabulary
+# is defined once, here. Labels are the capitalized values.
+EVENT_TYPE_CHOICES = [(t.value, t.value.capitalize()) for t in EventType]
+
+
 @dataclass(frozen=True, slots=True)
 class EventIn:
     """One event to append to the log. ``event_id`` is the idempotency key."""

@@ -8,9 +8,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-from features_app.contracts import EventType
-
-EVENT_TYPE_CHOICES = [(t.value, t.value.capitalize()) for t in EventType]
+from features_app.contracts import EVENT_TYPE_CHOICES
 
 
 class UserEvent(models.Model):

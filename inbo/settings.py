@@ -319,6 +319,8 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     "ENUM_NAME_OVERRIDES": {
         "FeedSectionEnum": "experience_app.services.feed.SECTION_ORDER",
+        # The interaction types are the feature store's event types (one enum, EventType).
+        "InteractionTypeEnum": "features_app.contracts.EVENT_TYPE_CHOICES",
     },
     # Request, response and error examples for every operation, kept in one module keyed by
     # operationId (inbo/api/examples.py) rather than spread over the views.

@@ -114,7 +114,8 @@ class ItemFacets:
 
 
 class CatalogKind(enum.StrEnum):
-    """What changed in the catalog (the values are those of search's document types)."""
+    """A kind of catalog object: what changed in the catalog, and the document types search
+    indexes (search_app uses this enum for them; it has none of its own)."""
 
     ITEMS = "items"
     PROVIDERS = "providers"

@@ -1,6 +1,7 @@
 """Values that cross the search_app boundary, and the shapes backends exchange.
 
-A backend indexes two kinds of documents (items and providers) and answers a
+A backend indexes two kinds of documents, the catalog's kinds (reading_app's
+:class:`CatalogKind`: items and providers; search has no document type of its own), and answers a
 :class:`SearchQuery` with a :class:`SearchResult`; the service in front of it logs the
 search, falls back to PostgreSQL when the configured engine is down, and says so.
 """
@@ -12,10 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-
-class DocType(enum.StrEnum):
-    ITEMS = "items"
-    PROVIDERS = "providers"
+from reading_app.contracts import CatalogKind
 
 
 class Sort(enum.StrEnum):
@@ -28,7 +26,7 @@ class SearchQuery:
     """A validated search request. ``text`` may be empty (browse with filters)."""
 
     text: str
-    doc_type: DocType = DocType.ITEMS
+    doc_type: CatalogKind = CatalogKind.ITEMS
     category: str | None = None  # category or subcategory slug
     provider: str | None = None  # provider slug (items only)
     language: str | None = None
@@ -89,7 +87,7 @@ class Document:
     """What a backend indexes for one item or provider (built from the catalog); the keys
     of ``fields`` are :data:`DOCUMENT_FIELDS`."""
 
-    doc_type: DocType
+    doc_type: CatalogKind
     id: int
     fields: dict[str, Any]
 

@@ -12,9 +12,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from search_app.contracts import DocType, Sort
+from reading_app.contracts import CatalogKind
+from search_app.contracts import Sort
 
-DOC_TYPES = [(t.value, t.value) for t in DocType]
+DOC_TYPES = [(t.value, t.value) for t in CatalogKind]
 
 
 class SearchOutbox(models.Model):
@@ -137,7 +138,7 @@ class SearchLog(models.Model):
     query = models.CharField(max_length=200, blank=True, help_text="Normalized, lower case")
     corrected_query = models.CharField(max_length=200, blank=True)
     filters = models.JSONField(default=dict, blank=True)
-    doc_type = models.CharField(max_length=16, choices=DOC_TYPES, default=DocType.ITEMS.value)
+    doc_type = models.CharField(max_length=16, choices=DOC_TYPES, default=CatalogKind.ITEMS.value)
     sort = models.CharField(
         max_length=16, choices=[(s.value, s.value) for s in Sort], default=Sort.RELEVANCE.value
     )

@@ -8,10 +8,11 @@ from typing import Any
 from django.conf import settings
 
 from reading_app import public as reading
+from reading_app.contracts import CatalogKind
 from search_app import selectors
 from search_app.backends import POSTGRES, get_backend
 from search_app.backends.base import BackendUnavailable
-from search_app.contracts import BackendHealth, DocType
+from search_app.contracts import BackendHealth
 from search_app.services import indexing, outbox
 
 __all__ = ["health"]
@@ -28,9 +29,11 @@ def _index_figures(health: BackendHealth, expected: dict[str, int]) -> dict[str,
     return {
         "up": health.up,
         "latency_ms": round(health.latency_ms, 2),
-        "documents": {t.value: health.documents.get(t.value, 0) for t in DocType},
+        "documents": {t.value: health.documents.get(t.value, 0) for t in CatalogKind},
         # Documents in the index minus documents the catalog says it should hold.
-        "drift": {t.value: health.documents.get(t.value, 0) - expected[t.value] for t in DocType}
+        "drift": {
+            t.value: health.documents.get(t.value, 0) - expected[t.value] for t in CatalogKind
+        }
         if health.up
         else None,
         "settings_drift": health.settings_drift,

@@ -17,7 +17,8 @@ from inbo.api.fields import StrictIntegerField, StrictUUIDField
 from inbo.api.pagination import page_field, page_size_field
 from inbo.api.schema import DATE_OR_DATETIME
 from reading_app import public as reading
-from search_app.contracts import DocType, Sort
+from reading_app.contracts import CatalogKind
+from search_app.contracts import Sort
 from search_app.services.query import MAX_QUERY_CHARS, normalize_query
 
 MAX_PAGE_SIZE = 50
@@ -102,7 +103,9 @@ class SearchParamsSerializer(serializers.Serializer):
         "everything that passes the filters, newest first.",
     )
     type = serializers.ChoiceField(
-        choices=[t.value for t in DocType], default=DocType.ITEMS.value, help_text="What to find."
+        choices=[t.value for t in CatalogKind],
+        default=CatalogKind.ITEMS.value,
+        help_text="What to find.",
     )
     category = serializers.SlugField(
         max_length=140,
@@ -149,7 +152,7 @@ class SearchParamsSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}
-        if attrs["type"] == DocType.PROVIDERS.value:
+        if attrs["type"] == CatalogKind.PROVIDERS.value:
             for name in ("provider", "from", "to"):
                 if attrs.get(name) is not None:
                     errors[name] = ["Only for type=items."]

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from inbo.api.schema import ErrorSerializer, error_responses
 from inbo.api.throttling import THROTTLED
 from reading_app import public as reading
+from reading_app.contracts import CatalogKind
 from search_app import selectors
 from search_app.api.serializers import (
     MAX_RESULT_WINDOW,
@@ -23,17 +24,17 @@ from search_app.api.serializers import (
     SearchParamsSerializer,
     SearchResponseSerializer,
 )
-from search_app.contracts import DocType, SearchQuery, SearchResult, Sort
+from search_app.contracts import SearchQuery, SearchResult, Sort
 from search_app.services import analytics
 from search_app.services.search import search
 
 
-def _results(result: SearchResult, doc_type: DocType, offset: int) -> list[dict]:
+def _results(result: SearchResult, doc_type: CatalogKind, offset: int) -> list[dict]:
     """Hits with their catalog cards (two queries); a hit deleted since it was indexed is
     left out."""
     ids = [hit.id for hit in result.hits]
-    items = reading.item_cards(ids) if doc_type == DocType.ITEMS else {}
-    providers = reading.provider_cards(ids) if doc_type == DocType.PROVIDERS else {}
+    items = reading.item_cards(ids) if doc_type == CatalogKind.ITEMS else {}
+    providers = reading.provider_cards(ids) if doc_type == CatalogKind.PROVIDERS else {}
     rows = []
     for position, hit in enumerate(result.hits, start=offset + 1):
         if position > MAX_RESULT_WINDOW:
@@ -43,7 +44,7 @@ def _results(result: SearchResult, doc_type: DocType, offset: int) -> list[dict]
             continue
         rows.append(
             {
-                "type": "item" if doc_type == DocType.ITEMS else "provider",
+                "type": "item" if doc_type == CatalogKind.ITEMS else "provider",
                 "id": hit.id,
                 "position": position,
                 "score": hit.score,
@@ -90,7 +91,7 @@ class SearchView(APIView):
         params = SearchParamsSerializer(data=query_params(request))
         params.is_valid(raise_exception=True)
         p = params.validated_data
-        doc_type = DocType(p["type"])
+        doc_type = CatalogKind(p["type"])
         offset = (p["page"] - 1) * p["page_size"]
         query = SearchQuery(
             text=p["q"],

@@ -5,7 +5,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 
-from search_app.contracts import BackendHealth, DocType, Document, SearchQuery, SearchResult
+from reading_app.contracts import CatalogKind
+from search_app.contracts import BackendHealth, Document, SearchQuery, SearchResult
 
 
 class BackendUnavailable(Exception):
@@ -28,12 +29,12 @@ class SearchBackend(abc.ABC):
         backend-specific error on failure (the caller retries with backoff)."""
 
     @abc.abstractmethod
-    def delete(self, doc_type: DocType, ids: Sequence[int]) -> None:
+    def delete(self, doc_type: CatalogKind, ids: Sequence[int]) -> None:
         """Remove documents (missing ids are not an error)."""
 
     @abc.abstractmethod
     def rebuild(
-        self, documents: Callable[[DocType], Sequence[Document]], *, progress=None
+        self, documents: Callable[[CatalogKind], Sequence[Document]], *, progress=None
     ) -> dict[str, int]:
         """Rebuild every index from scratch with zero downtime for searchers (build a new
         index, then swap). Returns documents indexed per doc type.

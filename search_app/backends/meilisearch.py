@@ -41,6 +41,7 @@ from meilisearch.errors import (
 )
 
 from inbo.breakers import Breaker, CircuitOpen
+from reading_app.contracts import CatalogKind
 from search_app.backends.base import BackendUnavailable, SearchBackend
 from search_app.backends.meilisearch_index import (
     BUILD_MARK,
@@ -57,7 +58,7 @@ from search_app.backends.meilisearch_index import (
     search_params,
     settings_hash,
 )
-from search_app.contracts import BackendHealth, DocType, Document, Hit, SearchQuery, SearchResult
+from search_app.contracts import BackendHealth, Document, Hit, SearchQuery, SearchResult
 
 __all__ = [
     "HIGHLIGHT_POST",
@@ -125,7 +126,7 @@ class MeilisearchBackend(SearchBackend):
         api_key: str | None = None,
         timeout_s: float | None = None,
         index_prefix: str | None = None,
-        index_settings: dict[DocType, dict[str, Any]] | None = None,
+        index_settings: dict[CatalogKind, dict[str, Any]] | None = None,
         task_timeout_s: float = 30.0,
         rebuild_timeout_s: float = 3600.0,
         breaker_failures: int | None = None,
@@ -169,7 +170,7 @@ class MeilisearchBackend(SearchBackend):
             self._local.client = client
         return client
 
-    def index_uid(self, doc_type: DocType) -> str:
+    def index_uid(self, doc_type: CatalogKind) -> str:
         return f"{self.index_prefix}_{doc_type.value}"
 
     @contextmanager
@@ -226,13 +227,13 @@ class MeilisearchBackend(SearchBackend):
     def upsert(self, documents: Sequence[Document]) -> None:
         self._settle(self.submit(documents))
 
-    def delete(self, doc_type: DocType, ids: Sequence[int]) -> None:
+    def delete(self, doc_type: CatalogKind, ids: Sequence[int]) -> None:
         self._settle(self.submit_delete(doc_type, ids))
 
     def submit(self, documents: Sequence[Document]) -> list[int]:
         """Enqueue adds/replaces; return Meilisearch task uids (nothing is indexed yet)."""
         self.ensure_indexes()
-        by_type: dict[DocType, list[dict[str, Any]]] = {}
+        by_type: dict[CatalogKind, list[dict[str, Any]]] = {}
         for document in documents:
             by_type.setdefault(document.doc_type, []).append(payload(document))
         uids = []
@@ -255,7 +256,7 @@ class MeilisearchBackend(SearchBackend):
                 uids[document.id] = index.add_documents([payload(document)], PRIMARY_KEY).task_uid
         return uids
 
-    def submit_delete(self, doc_type: DocType, ids: Sequence[int]) -> list[int]:
+    def submit_delete(self, doc_type: CatalogKind, ids: Sequence[int]) -> list[int]:
         """Enqueue deletes by id (missing ids are fine); return task uids."""
         if not ids:
             return []
@@ -332,7 +333,7 @@ class MeilisearchBackend(SearchBackend):
         indexes are left as they are, drifted or not: only a rebuild changes them."""
         if self._ensured:
             return
-        for doc_type in DocType:
+        for doc_type in CatalogKind:
             uid = self.index_uid(doc_type)
             if self._exists(uid):
                 continue
@@ -359,11 +360,11 @@ class MeilisearchBackend(SearchBackend):
                 raise
         return True
 
-    def settings_drift(self) -> dict[DocType, bool]:
+    def settings_drift(self) -> dict[CatalogKind, bool]:
         """Per doc type: do the live settings differ from the declared ones? A missing index
         counts as drift (a rebuild creates it)."""
         drift = {}
-        for doc_type in DocType:
+        for doc_type in CatalogKind:
             with self._engine("get settings"):
                 try:
                     live = self.client.index(self.index_uid(doc_type)).get_settings()
@@ -376,7 +377,7 @@ class MeilisearchBackend(SearchBackend):
         return drift
 
     def apply_settings_if_changed(
-        self, documents: Callable[[DocType], Sequence[Document]], *, progress: Any = None
+        self, documents: Callable[[CatalogKind], Sequence[Document]], *, progress: Any = None
     ) -> bool:
         """Rebuild (new index, swap) only if the live settings drifted; True if it did."""
         if not any(self.settings_drift().values()):
@@ -385,22 +386,22 @@ class MeilisearchBackend(SearchBackend):
         return True
 
     def rebuild(
-        self, documents: Callable[[DocType], Sequence[Document]], *, progress: Any = None
+        self, documents: Callable[[CatalogKind], Sequence[Document]], *, progress: Any = None
     ) -> dict[str, int]:
         """Per doc type: build ``<live>__build_<hash>_<rand>`` with the declared settings,
         add every document in batches, wait, swap it with the live index (atomic for
         searchers), delete the old one. Writes that land on the live index while a rebuild
         runs are not in the new one: re-send changes made since the rebuild started."""
         counts = {}
-        for doc_type in DocType:
+        for doc_type in CatalogKind:
             counts[doc_type.value] = self._rebuild_one(doc_type, documents, progress)
         self._ensured = True
         return counts
 
     def _rebuild_one(
         self,
-        doc_type: DocType,
-        documents: Callable[[DocType], Sequence[Document]],
+        doc_type: CatalogKind,
+        documents: Callable[[CatalogKind], Sequence[Document]],
         progress: Any,
     ) -> int:
         live = self.index_uid(doc_type)
@@ -439,7 +440,9 @@ class MeilisearchBackend(SearchBackend):
         )
         return total
 
-    def _fill(self, uid: str, doc_type: DocType, docs: Sequence[Document], progress: Any) -> int:
+    def _fill(
+        self, uid: str, doc_type: CatalogKind, docs: Sequence[Document], progress: Any
+    ) -> int:
         """Send ``docs`` batch by batch (read lazily while the engine indexes the previous
         ones); report progress as batches succeed; raise on the first failed batch."""
         total = len(docs)
@@ -508,9 +511,9 @@ class MeilisearchBackend(SearchBackend):
             )
         documents = {
             doc_type.value: int(stats.get(self.index_uid(doc_type), {}).get("numberOfDocuments", 0))
-            for doc_type in DocType
+            for doc_type in CatalogKind
         }
-        missing = [self.index_uid(t) for t in DocType if self.index_uid(t) not in stats]
+        missing = [self.index_uid(t) for t in CatalogKind if self.index_uid(t) not in stats]
         drifted = [self.index_uid(t) for t, d in drift.items() if d]
         detail = "; ".join(
             part

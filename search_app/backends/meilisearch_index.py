@@ -14,7 +14,8 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
-from search_app.contracts import DocType, Document, SearchQuery, Sort
+from reading_app.contracts import CatalogKind
+from search_app.contracts import Document, SearchQuery, Sort
 
 PRIMARY_KEY = "id"
 BATCH_SIZE = 5_000  # documents per add request (well under the 100 MB payload limit)
@@ -55,14 +56,18 @@ _SETTINGS: dict[str, Any] = {
 }
 # Changing these is a deployment step: health reports drift until ``search_reindex``
 # builds new indexes with them and swaps them in.
-INDEX_SETTINGS: dict[DocType, dict[str, Any]] = {
-    DocType.ITEMS: _SETTINGS,
-    DocType.PROVIDERS: _SETTINGS,
+INDEX_SETTINGS: dict[CatalogKind, dict[str, Any]] = {
+    CatalogKind.ITEMS: _SETTINGS,
+    CatalogKind.PROVIDERS: _SETTINGS,
 }
 # Result facet name -> document attribute, per doc type.
-FACETS: dict[DocType, dict[str, str]] = {
-    DocType.ITEMS: {"category": "categories", "provider": "provider_slug", "language": "language"},
-    DocType.PROVIDERS: {"category": "categories", "language": "language"},
+FACETS: dict[CatalogKind, dict[str, str]] = {
+    CatalogKind.ITEMS: {
+        "category": "categories",
+        "provider": "provider_slug",
+        "language": "language",
+    },
+    CatalogKind.PROVIDERS: {"category": "categories", "language": "language"},
 }
 HIGHLIGHTED = ["title", "summary", "body"]
 CROPPED = ["summary", "body"]
@@ -136,7 +141,7 @@ def filters(query: SearchQuery) -> list[str]:
         found.append(f"categories = {quote(query.category)}")
     if query.language:
         found.append(f"language = {quote(query.language)}")
-    if query.doc_type == DocType.ITEMS:
+    if query.doc_type == CatalogKind.ITEMS:
         if query.provider:
             found.append(f"provider_slug = {quote(query.provider)}")
         if query.date_from is not None:

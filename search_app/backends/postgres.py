@@ -30,11 +30,11 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from reading_app.contracts import CatalogKind
 from search_app.backends import pg_text
 from search_app.backends.base import BackendUnavailable, SearchBackend
 from search_app.contracts import (
     BackendHealth,
-    DocType,
     Document,
     Hit,
     SearchQuery,
@@ -155,7 +155,7 @@ def _search_sql(query: SearchQuery, tsquery: tuple[str, list[str]] | None) -> tu
     if query.language:
         where.append("d.language = %s")
         params.append(query.language)
-    if query.doc_type == DocType.ITEMS:
+    if query.doc_type == CatalogKind.ITEMS:
         if query.provider:
             where.append("d.provider_slug = %s")
             params.append(query.provider)
@@ -180,7 +180,7 @@ def _search_sql(query: SearchQuery, tsquery: tuple[str, list[str]] | None) -> tu
     category_facet = facet.format(col="unnest(m.categories)")
     language_facet = facet.format(col="m.language")
     provider_facet = (
-        facet.format(col="m.provider_slug") if query.doc_type == DocType.ITEMS else "'[]'::json"
+        facet.format(col="m.provider_slug") if query.doc_type == CatalogKind.ITEMS else "'[]'::json"
     )
     sql = f"""
 {head}m AS MATERIALIZED (
@@ -211,7 +211,7 @@ def _snippet(value: str | None) -> str | None:
 
 def _row(document: Document) -> dict[str, Any]:
     f = document.fields
-    providers = document.doc_type == DocType.PROVIDERS
+    providers = document.doc_type == CatalogKind.PROVIDERS
     published = f.get("published_at")
     return {
         "doc_type": document.doc_type.value,
@@ -271,7 +271,7 @@ class PostgresBackend(SearchBackend):
         except OperationalError as exc:  # statement timeout, lost connection
             raise BackendUnavailable(f"postgres search: {exc}") from exc
         facets = {"category": dict(_pairs(categories)), "language": dict(_pairs(languages))}
-        if query.doc_type == DocType.ITEMS:
+        if query.doc_type == CatalogKind.ITEMS:
             facets["provider"] = dict(_pairs(providers))
         hits = []
         for object_id, rank, *headlines in _json(page):
@@ -323,7 +323,7 @@ class PostgresBackend(SearchBackend):
             words = _WORDS_OF.format(where="d.doc_type = %s AND d.object_id = ANY(%s)")
             cursor.execute(_VOCAB_ADD.format(words=words), [doc_type.value, ids])
 
-    def delete(self, doc_type: DocType, ids: Sequence[int]) -> None:
+    def delete(self, doc_type: CatalogKind, ids: Sequence[int]) -> None:
         if ids:
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -332,7 +332,7 @@ class PostgresBackend(SearchBackend):
                 )
 
     def rebuild(
-        self, documents: Callable[[DocType], Sequence[Document]], *, progress: Any = None
+        self, documents: Callable[[CatalogKind], Sequence[Document]], *, progress: Any = None
     ) -> dict[str, int]:
         """Rewrite every document and the vocabulary in one transaction (readers keep the
         old rows until it commits); rows of documents that no longer exist go."""
@@ -340,7 +340,7 @@ class PostgresBackend(SearchBackend):
         stamp = timezone.now()
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [INDEX_LOCK_KEY])
-            for doc_type in DocType:
+            for doc_type in CatalogKind:
                 docs = documents(doc_type)
                 total, done = len(docs), 0
                 for start in range(0, total, WRITE_BATCH):
@@ -390,7 +390,7 @@ class PostgresBackend(SearchBackend):
         return BackendHealth(
             up=True,
             latency_ms=latency_ms,
-            documents={t.value: int(counts.get(t.value, 0)) for t in DocType},
+            documents={t.value: int(counts.get(t.value, 0)) for t in CatalogKind},
             settings_drift=drift,
             detail="text search configurations missing (migrate search_app)" if drift else "",
         )

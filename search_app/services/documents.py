@@ -6,8 +6,8 @@ from collections.abc import Iterator, Sequence
 from typing import overload
 
 from reading_app import public as reading
-from reading_app.contracts import ItemSearchData, ProviderSearchData
-from search_app.contracts import DocType, Document
+from reading_app.contracts import CatalogKind, ItemSearchData, ProviderSearchData
+from search_app.contracts import Document
 
 # The body is searched and highlighted through its first characters only: long issues
 # would otherwise dominate the index's size for little recall.
@@ -18,7 +18,7 @@ READ_BATCH = 1000
 
 def item_document(data: ItemSearchData) -> Document:
     return Document(
-        DocType.ITEMS,
+        CatalogKind.ITEMS,
         data.id,
         {
             "title": data.title,
@@ -36,7 +36,7 @@ def item_document(data: ItemSearchData) -> Document:
 
 def provider_document(data: ProviderSearchData) -> Document:
     return Document(
-        DocType.PROVIDERS,
+        CatalogKind.PROVIDERS,
         data.id,
         {
             "title": data.name,
@@ -52,10 +52,10 @@ def provider_document(data: ProviderSearchData) -> Document:
     )
 
 
-def documents_for(doc_type: DocType, ids: Sequence[int]) -> dict[int, Document]:
+def documents_for(doc_type: CatalogKind, ids: Sequence[int]) -> dict[int, Document]:
     """The documents of ``ids`` as the catalog has them now, by id, in two queries. An id
     that is absent (deleted, unpublished) has no document: it must leave the index."""
-    if doc_type == DocType.ITEMS:
+    if doc_type == CatalogKind.ITEMS:
         items = reading.item_search_data(ids, body_chars=BODY_EXCERPT_CHARS)
         return {pk: item_document(data) for pk, data in items.items()}
     providers = reading.provider_search_data(ids)
@@ -67,7 +67,7 @@ class CatalogDocuments(Sequence[Document]):
     reads the catalog in batches of ``READ_BATCH``. The ids are fixed when it is made (a
     document deleted since is skipped while iterating)."""
 
-    def __init__(self, doc_type: DocType, ids: Sequence[int]):
+    def __init__(self, doc_type: CatalogKind, ids: Sequence[int]):
         self.doc_type = doc_type
         self.ids = list(ids)
 
@@ -96,6 +96,6 @@ class CatalogDocuments(Sequence[Document]):
             yield from (found[pk] for pk in batch if pk in found)
 
 
-def catalog_documents(doc_type: DocType) -> CatalogDocuments:
+def catalog_documents(doc_type: CatalogKind) -> CatalogDocuments:
     """Every document a complete index of ``doc_type`` holds (for rebuilds)."""
     return CatalogDocuments(doc_type, reading.searchable_ids(doc_type.value))

@@ -22,10 +22,11 @@ from django.utils import timezone
 from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app import public as reading
+from reading_app.contracts import CatalogKind
 from search_app.backends import POSTGRES, get_backend
 from search_app.backends.base import BackendUnavailable, SearchBackend
 from search_app.backends.postgres import INDEX_LOCK_KEY
-from search_app.contracts import DocType, Document
+from search_app.contracts import Document
 from search_app.models import SearchDocument
 from search_app.services import outbox
 from search_app.services.documents import catalog_documents, documents_for
@@ -83,7 +84,7 @@ def index_pending(*, batch_size: int | None = None, max_batches: int = 20) -> In
             if not rows:
                 break
             run.batches += 1
-            for doc_type in DocType:
+            for doc_type in CatalogKind:
                 of_type = [r for r in rows if r.doc_type == doc_type]
                 if of_type:
                     _index_rows(doc_type, of_type, run)
@@ -100,7 +101,7 @@ def index_pending(*, batch_size: int | None = None, max_batches: int = 20) -> In
     return run
 
 
-def _index_rows(doc_type: DocType, rows: list[outbox.Claimed], run: IndexRun) -> None:
+def _index_rows(doc_type: CatalogKind, rows: list[outbox.Claimed], run: IndexRun) -> None:
     rows = _reconciled(rows, run)
     if not rows:
         return
@@ -118,11 +119,11 @@ def _index_rows(doc_type: DocType, rows: list[outbox.Claimed], run: IndexRun) ->
     run.indexed += len(rows)
 
 
-def _write(doc_type: DocType, ids: Sequence[int]) -> None:
+def _write(doc_type: CatalogKind, ids: Sequence[int]) -> None:
     """Write the current documents of ``ids`` (absent ones are deleted) to every index."""
     docs = documents_for(doc_type, ids)
     gone = [pk for pk in ids if pk not in docs]
-    renamed = _renamed_providers(docs) if doc_type == DocType.PROVIDERS else []
+    renamed = _renamed_providers(docs) if doc_type == CatalogKind.PROVIDERS else []
     for backend in targets():
         if docs:
             backend.upsert(list(docs.values()))
@@ -130,12 +131,12 @@ def _write(doc_type: DocType, ids: Sequence[int]) -> None:
             backend.delete(doc_type, gone)
     if renamed:
         # Item documents show their provider's name and slug: they are stale now.
-        outbox.enqueue(DocType.ITEMS.value, reading.item_ids_of_providers(renamed), "upsert")
+        outbox.enqueue(CatalogKind.ITEMS.value, reading.item_ids_of_providers(renamed), "upsert")
 
 
 def _renamed_providers(docs: dict[int, Document]) -> list[int]:
     indexed = SearchDocument.objects.filter(
-        doc_type=DocType.PROVIDERS.value, object_id__in=list(docs)
+        doc_type=CatalogKind.PROVIDERS.value, object_id__in=list(docs)
     ).values_list("object_id", "title", "provider_slug")
     return [
         pk
@@ -218,7 +219,7 @@ def last_indexed_at() -> float | None:
 def reindex(
     names: Sequence[str] | None = None,
     *,
-    progress: Callable[[str, DocType, int, int], None] | None = None,
+    progress: Callable[[str, CatalogKind, int, int], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     """Rebuild the indexes of ``names`` (default: the configured backend and PostgreSQL's)
     from the whole catalog, with zero downtime for searchers. ``progress(backend, doc_type,
@@ -227,7 +228,7 @@ def reindex(
     if names is None:
         names = list(dict.fromkeys([settings.SEARCH_BACKEND, POSTGRES]))
     started = timezone.now()
-    snapshot = {doc_type: catalog_documents(doc_type) for doc_type in DocType}
+    snapshot = {doc_type: catalog_documents(doc_type) for doc_type in CatalogKind}
     counts = {}
     for name in names:
         backend = get_backend(name)
@@ -235,7 +236,7 @@ def reindex(
         report = None
         if progress is not None:
 
-            def report(doc_type: DocType, done: int, total: int, name: str = name) -> None:
+            def report(doc_type: CatalogKind, done: int, total: int, name: str = name) -> None:
                 progress(name, doc_type, done, total)
 
         counts[name] = backend.rebuild(lambda doc_type: snapshot[doc_type], progress=report)
@@ -246,7 +247,7 @@ def reindex(
             time.perf_counter() - t0,
         )
     changed = reading.catalog_changed_since(started)
-    for doc_type in DocType:
+    for doc_type in CatalogKind:
         outbox.enqueue(doc_type.value, changed[doc_type.value], "upsert")
         now_ids = set(reading.searchable_ids(doc_type.value))
         outbox.enqueue(doc_type.value, sorted(set(snapshot[doc_type].ids) - now_ids), "delete")

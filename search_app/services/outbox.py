@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, Min, OuterRef
 from django.utils import timezone
 
-from search_app.contracts import DocType
+from reading_app.contracts import CatalogKind
 from search_app.models import SearchOutbox
 
 TABLE = SearchOutbox._meta.db_table
@@ -53,7 +53,7 @@ class Claimed:
     """An outbox row taken by this indexing run."""
 
     id: int
-    doc_type: DocType
+    doc_type: CatalogKind
     object_id: int
     op: str
     attempts: int
@@ -65,7 +65,7 @@ def enqueue(doc_type: str, ids: Sequence[int], op: str) -> None:
     transaction). A document that already waits keeps one row: its op is updated."""
     if ids:
         with connection.cursor() as cursor:
-            cursor.execute(_ENQUEUE, [DocType(doc_type).value, op, sorted(set(ids))])
+            cursor.execute(_ENQUEUE, [CatalogKind(doc_type).value, op, sorted(set(ids))])
 
 
 def claim(limit: int) -> list[Claimed]:
@@ -74,7 +74,7 @@ def claim(limit: int) -> list[Claimed]:
         cursor.execute(_CLAIM, [limit])
         rows = cursor.fetchall()
     return [
-        Claimed(pk, DocType(doc_type), object_id, op, attempts, task_ref)
+        Claimed(pk, CatalogKind(doc_type), object_id, op, attempts, task_ref)
         for pk, doc_type, object_id, op, attempts, task_ref in rows
     ]
 
@@ -162,7 +162,7 @@ def stale_claims(now: datetime | None = None) -> list[Claimed]:
     rows = SearchOutbox.objects.filter(
         status=SearchOutbox.Status.IN_FLIGHT, claimed_at__lt=cutoff
     ).values_list("id", "doc_type", "object_id", "op", "attempts", "task_ref")
-    return [Claimed(pk, DocType(t), o, op, a, ref) for pk, t, o, op, a, ref in rows]
+    return [Claimed(pk, CatalogKind(t), o, op, a, ref) for pk, t, o, op, a, ref in rows]
 
 
 def retry(ids: Sequence[int]) -> int:

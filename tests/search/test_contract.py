@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from search_app.contracts import DocType, SearchQuery, Sort
+from reading_app.contracts import CatalogKind
+from search_app.contracts import SearchQuery, Sort
 from search_app.services.query import normalize_query
 from tests.search.utils import ids, item_doc, provider_doc
 
@@ -180,7 +181,7 @@ def test_pages_are_disjoint_and_cover_everything(backend):
 
 
 def test_deleted_documents_disappear(backend):
-    backend.delete(DocType.ITEMS, [1, 999])
+    backend.delete(CatalogKind.ITEMS, [1, 999])
 
     assert set(ids(search(backend, "kubernetes"))) == {5, 7}
     assert search(backend).total == 6
@@ -201,12 +202,12 @@ def test_empty_query_lists_everything_newest_first(backend):
 
 
 def test_providers_are_searched_apart_from_items(backend):
-    result = search(backend, "money", doc_type=DocType.PROVIDERS)
+    result = search(backend, "money", doc_type=CatalogKind.PROVIDERS)
 
     assert ids(result) == [103]
     assert "provider" not in result.facets or result.facets["provider"] == {}
-    assert search(backend, doc_type=DocType.PROVIDERS, language="pt").total == 1
-    assert set(ids(search(backend, "weekly", doc_type=DocType.PROVIDERS))) == {101}
+    assert search(backend, doc_type=CatalogKind.PROVIDERS, language="pt").total == 1
+    assert set(ids(search(backend, "weekly", doc_type=CatalogKind.PROVIDERS))) == {101}
 
 
 @pytest.mark.parametrize(

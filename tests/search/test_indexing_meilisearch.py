@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from reading_app.contracts import CatalogKind
 from search_app import backends, public
-from search_app.contracts import DocType, SearchQuery
+from search_app.contracts import SearchQuery
 from search_app.models import SearchDocument, SearchOutbox
 from search_app.services import indexing
 from tests.factories import ItemFactory
@@ -80,6 +81,6 @@ def test_reindex_rebuilds_the_engine_and_postgres(engine):
     assert counts["meilisearch"] == {"items": 3, "providers": 3}
     assert counts["postgres"] == {"items": 3, "providers": 3}
     assert sorted(found(engine, "compilers")) == sorted(i.pk for i in items)
-    assert engine.health().documents[DocType.ITEMS.value] == 3
+    assert engine.health().documents[CatalogKind.ITEMS.value] == 3
     report = public.health()
     assert report["backend"] == "meilisearch" and report["drift"] == {"items": 0, "providers": 0}

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 
 from inbo import breakers
+from reading_app.contracts import CatalogKind
 from search_app import backends
 from search_app.backends import meilisearch_index
 from search_app.backends.base import BackendUnavailable
@@ -30,7 +31,7 @@ from search_app.backends.meilisearch import (
     payload,
     quote,
 )
-from search_app.contracts import DocType, Document, SearchQuery, SearchResult, Sort
+from search_app.contracts import Document, SearchQuery, SearchResult, Sort
 from search_app.models import SearchLog
 from search_app.services import search as search_service
 from tests.search.meilisearch_server import scratch_backend
@@ -47,7 +48,7 @@ def item(doc_id: int, title: str, **fields) -> Document:
         "language": "en",
         "published_at": datetime(2024, 1, doc_id % 28 + 1, tzinfo=UTC),
     }
-    return Document(DocType.ITEMS, doc_id, {**base, **fields})
+    return Document(CatalogKind.ITEMS, doc_id, {**base, **fields})
 
 
 CORPUS = [
@@ -72,8 +73,8 @@ CORPUS = [
 ]
 
 
-def corpus(doc_type: DocType) -> list[Document]:
-    return CORPUS if doc_type == DocType.ITEMS else []
+def corpus(doc_type: CatalogKind) -> list[Document]:
+    return CORPUS if doc_type == CatalogKind.ITEMS else []
 
 
 def ids(result) -> list[int]:
@@ -99,7 +100,7 @@ def filled(backend):
     return backend
 
 
-def settings_updates(backend: MeilisearchBackend, doc_type: DocType) -> int:
+def settings_updates(backend: MeilisearchBackend, doc_type: CatalogKind) -> int:
     tasks = backend.client.get_tasks(
         {"indexUids": backend.index_uid(doc_type), "types": "settingsUpdate", "limit": 100}
     )
@@ -126,20 +127,20 @@ def test_first_write_creates_indexes_with_declared_settings_only_once(fresh):
     again.upsert(CORPUS[2:])
     again.ensure_indexes()
 
-    assert settings_updates(backend, DocType.ITEMS) == 1
-    assert again.settings_drift() == {DocType.ITEMS: False, DocType.PROVIDERS: False}
-    live = backend.client.index(backend.index_uid(DocType.ITEMS)).get_settings()
+    assert settings_updates(backend, CatalogKind.ITEMS) == 1
+    assert again.settings_drift() == {CatalogKind.ITEMS: False, CatalogKind.PROVIDERS: False}
+    live = backend.client.index(backend.index_uid(CatalogKind.ITEMS)).get_settings()
     assert live["searchableAttributes"] == ["title", "provider", "summary", "body"]
-    assert backend.client.get_index(backend.index_uid(DocType.ITEMS)).primary_key == "id"
+    assert backend.client.get_index(backend.index_uid(CatalogKind.ITEMS)).primary_key == "id"
 
 
 def test_changed_settings_are_drift_until_a_rebuild_swaps_them_in(filled):
     changed = {t: dict(s) for t, s in INDEX_SETTINGS.items()}
-    changed[DocType.ITEMS]["searchableAttributes"] = ["title", "provider", "summary"]
+    changed[CatalogKind.ITEMS]["searchableAttributes"] = ["title", "provider", "summary"]
     new_code = MeilisearchBackend(index_prefix=filled.index_prefix, index_settings=changed)
 
     new_code.ensure_indexes()  # a boot or a write never reconfigures a live index
-    assert new_code.settings_drift()[DocType.ITEMS] is True
+    assert new_code.settings_drift()[CatalogKind.ITEMS] is True
     assert new_code.health().settings_drift is True
     assert ids(new_code.search(SearchQuery("quantum"))) == [2]  # body still searchable
 
@@ -152,7 +153,7 @@ def test_changed_settings_are_drift_until_a_rebuild_swaps_them_in(filled):
     assert new_code.apply_settings_if_changed(corpus, progress=progress) is True
 
     assert seen_while_building[0] == [2]
-    assert new_code.settings_drift() == {DocType.ITEMS: False, DocType.PROVIDERS: False}
+    assert new_code.settings_drift() == {CatalogKind.ITEMS: False, CatalogKind.PROVIDERS: False}
     assert new_code.search(SearchQuery("quantum")).hits == []  # body no longer searchable
     assert ids(new_code.search(SearchQuery("ownership"))) == [2]
     uids = [i["uid"] for i in new_code.client.http.get("indexes?limit=1000")["results"]]
@@ -165,7 +166,7 @@ def test_changed_settings_are_drift_until_a_rebuild_swaps_them_in(filled):
 
 
 def test_settings_changed_behind_our_back_are_reported_as_drift(filled):
-    uid = filled.index_uid(DocType.ITEMS)
+    uid = filled.index_uid(CatalogKind.ITEMS)
     task = filled.client.index(uid).update_settings({"searchableAttributes": ["title"]})
     filled.wait_for([task.task_uid], timeout_s=30)
 
@@ -211,7 +212,11 @@ def test_rebuild_streams_batches_and_reports_progress(backend, monkeypatch):
     )
 
     assert counts == {"items": 5, "providers": 0}
-    assert calls == [(DocType.ITEMS, 2, 5), (DocType.ITEMS, 4, 5), (DocType.ITEMS, 5, 5)]
+    assert calls == [
+        (CatalogKind.ITEMS, 2, 5),
+        (CatalogKind.ITEMS, 4, 5),
+        (CatalogKind.ITEMS, 5, 5),
+    ]
     assert sorted(reads) == [1, 2, 3, 4, 5]  # every document read once, through slices
     assert backend.search(SearchQuery("")).total == 5
 
@@ -241,7 +246,7 @@ def test_filters_sort_facets_and_paging(filled):
 def test_providers_without_dates_page_newest_id_first_and_count_without_hits(backend):
     providers = [
         Document(
-            DocType.PROVIDERS,
+            CatalogKind.PROVIDERS,
             pk,
             {
                 "title": f"Letter {pk}",
@@ -258,11 +263,11 @@ def test_providers_without_dates_page_newest_id_first_and_count_without_hits(bac
     ]
     backend.upsert(providers)
 
-    listed = backend.search(SearchQuery("", doc_type=DocType.PROVIDERS))
+    listed = backend.search(SearchQuery("", doc_type=CatalogKind.PROVIDERS))
     assert ids(listed) == [3, 2, 1]
     assert set(listed.facets) == {"category", "language"}
-    assert ids(backend.search(SearchQuery("essays", doc_type=DocType.PROVIDERS))) == [3, 2, 1]
-    counted = backend.search(SearchQuery("essays", doc_type=DocType.PROVIDERS, limit=0))
+    assert ids(backend.search(SearchQuery("essays", doc_type=CatalogKind.PROVIDERS))) == [3, 2, 1]
+    counted = backend.search(SearchQuery("essays", doc_type=CatalogKind.PROVIDERS, limit=0))
     assert (counted.hits, counted.total) == ([], 3)
 
 
@@ -288,7 +293,7 @@ def test_typos_accents_and_highlights_are_escaped_html(filled):
 
 
 def test_deleted_documents_disappear_and_missing_ids_are_fine(filled):
-    filled.delete(DocType.ITEMS, [1, 4, 12345])
+    filled.delete(CatalogKind.ITEMS, [1, 4, 12345])
     assert filled.search(SearchQuery("python")).hits == []
     assert filled.health().documents["items"] == len(CORPUS) - 2
 
@@ -300,7 +305,7 @@ def test_a_query_of_any_shape_never_breaks_search(filled):
 
 # --- writes reconciled by task status -----------------------------------------------
 def test_a_rejected_document_is_a_failed_task_not_a_success(backend):
-    invalid = Document(DocType.ITEMS, 2**70, {"title": "id beyond Meilisearch's range"})
+    invalid = Document(CatalogKind.ITEMS, 2**70, {"title": "id beyond Meilisearch's range"})
 
     uids = backend.submit([invalid])
     assert backend.wait_for(uids, timeout_s=30) == {uids[0]: "failed"}
@@ -312,7 +317,7 @@ def test_a_rejected_document_is_a_failed_task_not_a_success(backend):
 
 
 def test_one_task_per_document_isolates_the_bad_one(backend):
-    good, bad = CORPUS[0], Document(DocType.ITEMS, 2**70, {"title": "bad"})
+    good, bad = CORPUS[0], Document(CatalogKind.ITEMS, 2**70, {"title": "bad"})
 
     uids = backend.submit_each([good, bad, CORPUS[1]])
     statuses = backend.wait_for(list(uids.values()), timeout_s=30)

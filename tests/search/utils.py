@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from search_app.contracts import DocType, Document
+from reading_app.contracts import CatalogKind
+from search_app.contracts import Document
 
 
 def item_doc(doc_id: int, title: str, **fields) -> Document:
@@ -20,7 +21,7 @@ def item_doc(doc_id: int, title: str, **fields) -> Document:
         "language": "en",
         "published_at": datetime(2024, 1, 1, tzinfo=UTC),
     }
-    return Document(DocType.ITEMS, doc_id, {**base, **fields})
+    return Document(CatalogKind.ITEMS, doc_id, {**base, **fields})
 
 
 def provider_doc(doc_id: int, name: str, **fields) -> Document:
@@ -35,7 +36,7 @@ def provider_doc(doc_id: int, name: str, **fields) -> Document:
         "language": "en",
         "published_at": None,
     }
-    return Document(DocType.PROVIDERS, doc_id, {**base, **fields})
+    return Document(CatalogKind.PROVIDERS, doc_id, {**base, **fields})
 
 
 def ids(result) -> list[int]:

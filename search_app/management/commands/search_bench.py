@@ -11,8 +11,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from reading_app.contracts import CatalogKind
 from search_app.backends import BACKENDS, POSTGRES, get_backend
-from search_app.contracts import DocType, SearchQuery, Sort
+from search_app.contracts import SearchQuery, Sort
 from search_app.models import SearchDocument, SearchVocabulary
 from search_app.services import indexing
 
@@ -52,7 +53,7 @@ class Command(BaseCommand):
 
     def _queries(self, rng: random.Random) -> list[tuple[str, SearchQuery]]:
         # Words readers would type: frequent, but not in every document.
-        items = SearchDocument.objects.filter(doc_type=DocType.ITEMS.value).count()
+        items = SearchDocument.objects.filter(doc_type=CatalogKind.ITEMS.value).count()
         words = list(
             SearchVocabulary.objects.filter(ndoc__gte=5, ndoc__lte=max(10, items // 5))
             .exclude(word__regex=r"^.{0,3}$")
@@ -63,14 +64,14 @@ class Command(BaseCommand):
             raise CommandError("Too few indexed words: run search_reindex first.")
         long_words = [w for w in words if len(w) >= 6] or words
         categories = list(
-            SearchDocument.objects.filter(doc_type=DocType.ITEMS.value).values_list(
+            SearchDocument.objects.filter(doc_type=CatalogKind.ITEMS.value).values_list(
                 "categories", flat=True
             )[:500]
         )
         slugs = sorted({c for cats in categories for c in cats}) or [None]
         providers = sorted(
             set(
-                SearchDocument.objects.filter(doc_type=DocType.ITEMS.value).values_list(
+                SearchDocument.objects.filter(doc_type=CatalogKind.ITEMS.value).values_list(
                     "provider_slug", flat=True
                 )[:2000]
             )

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
+from reading_app.contracts import CatalogKind
 from search_app.backends import BACKENDS, POSTGRES
-from search_app.contracts import DocType
 from search_app.services import indexing
 
 
@@ -33,9 +33,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         names = options["backend"] or list(dict.fromkeys([settings.SEARCH_BACKEND, POSTGRES]))
-        bars: dict[tuple[str, DocType], tqdm] = {}
+        bars: dict[tuple[str, CatalogKind], tqdm] = {}
 
-        def progress(backend: str, doc_type: DocType, done: int, total: int) -> None:
+        def progress(backend: str, doc_type: CatalogKind, done: int, total: int) -> None:
             bar = bars.get((backend, doc_type))
             if bar is None:
                 bar = bars[(backend, doc_type)] = tqdm(
