@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from features_app.contracts import (
     AFFINITY_WEIGHTS,
@@ -141,59 +141,3 @@ def trending_from_log(*, now: datetime, limit: int) -> list[tuple[int, float]]:
             },
         )
         return [(item_id, float(mass)) for item_id, mass in cursor.fetchall()]
-
-
-# Readers' recent engagements through the (user_id, occurred_at) index, one small lookup
-# per reader (LATERAL): a join over the whole window would scan the partition.
-_CO_READ = f"""
-WITH readers AS (
-    SELECT DISTINCT user_id FROM {UserEvent._meta.db_table}
-    WHERE item_id = %(item)s AND event_type IN ('click', 'read', 'save')
-      AND occurred_at > %(since)s
-    LIMIT %(readers)s
-)
-SELECT x.item_id, count(DISTINCT x.user_id) AS n
-FROM readers r CROSS JOIN LATERAL (
-    SELECT e.item_id, e.user_id FROM {UserEvent._meta.db_table} e
-    WHERE e.user_id = r.user_id AND e.event_type IN ('click', 'read', 'save')
-      AND e.occurred_at > %(since)s
-    ORDER BY e.occurred_at DESC
-    LIMIT %(per_reader)s
-) x
-WHERE x.item_id <> %(item)s
-GROUP BY x.item_id
-ORDER BY n DESC, x.item_id DESC
-LIMIT %(limit)s
-"""
-
-
-def co_read(item_id: int, *, since: datetime, limit: int, readers: int = 50) -> list[int]:
-    """Items most often engaged with by the (recent) readers of ``item_id``."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Tiny per-reader lookups: starting parallel workers would cost more than the query.
-        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        cursor.execute(
-            _CO_READ,
-            {
-                "item": item_id,
-                "since": since,
-                "readers": readers,
-                "per_reader": 100,
-                "limit": limit,
-            },
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-def last_engaged_item_id(user_id: int, *, since: datetime) -> int | None:
-    """The item the user most recently clicked, read or saved."""
-    return (
-        UserEvent.objects.filter(
-            user_id=user_id,
-            occurred_at__gt=since,
-            event_type__in=[t.value for t in POSITIVE_TYPES],
-        )
-        .order_by("-occurred_at", "-id")
-        .values_list("item_id", flat=True)
-        .first()
-    )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import redis
 
-from features_app import counters, fallback, services
+from features_app import co_reading, counters, fallback, services
 from features_app.contracts import (
     EventIn,
     EventType,
@@ -105,22 +103,12 @@ def co_read(item_id: int, *, since: datetime, limit: int) -> list[int]:
 
     Shared by every user whose anchor is this item: kept in Redis for ten minutes.
     """
-    key = keys.co_read(item_id)
-    try:
-        cached = inbo_redis.state().get(key)
-    except redis.RedisError:
-        return fallback.co_read(item_id, since=since, limit=limit)
-    if cached is not None:
-        return [int(i) for i in json.loads(cached)][:limit]
-    found = fallback.co_read(item_id, since=since, limit=limit)
-    with contextlib.suppress(redis.RedisError):
-        inbo_redis.state().set(key, json.dumps(found), ex=keys.CO_READ_TTL_SECONDS)
-    return found
+    return co_reading.co_read(item_id, since=since, limit=limit)
 
 
 def last_engaged_item_id(user_id: int, *, since: datetime) -> int | None:
     """The item the user most recently clicked, read or saved since ``since``."""
-    return fallback.last_engaged_item_id(user_id, since=since)
+    return co_reading.last_engaged_item_id(user_id, since=since)
 
 
 def events_store(events: Sequence[EventIn], *, create_partitions: bool = True) -> list[EventIn]:
