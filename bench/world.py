@@ -91,8 +91,8 @@ def seed_postgres(world: World, database_url: str) -> dict[str, int]:
     """Write the whole world with COPY; returns rows per table."""
     from django.contrib.auth.hashers import make_password
 
-    from experience_app.datasets import demo
-    from experience_app.datasets import demo_words as words
+    from experience_app.public import demo_plan as demo
+    from experience_app.public import demo_words as words
     from reading_app.public import categories_upsert
 
     rng = random.Random(world.seed)
@@ -305,11 +305,11 @@ def _prepare_event_log(start: float, anchor: float) -> None:
     """The event log may be partitioned by month (features_app): have the app create the
     partitions of the world's months before COPY, as its own write path does."""
     try:
-        from features_app import partitions
+        from features_app.public import ensure_partitions
     except ImportError:  # an event log without partitions
         return
     first, last = (datetime.fromtimestamp(x, UTC) for x in (start, anchor))
-    partitions.ensure_partitions(first, last)
+    ensure_partitions(first, last)
 
 
 def _ids_by_number(conn, table: str, prefix: str, column: str = "external_id") -> dict[int, int]:

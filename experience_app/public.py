@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis
 
+from experience_app.datasets import demo as demo_plan
+from experience_app.datasets import demo_words
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
 from experience_app.services.progress import bar
 from experience_app.services.users import users_ensure
@@ -13,13 +15,16 @@ from inbo import redis as inbo_redis
 # The ranking function and its inputs are part of the facade: the offline replay
 # (ml_app.evaluation) ranks with exactly what the feed ranks with. ``users_ensure`` and
 # ``bar`` serve the offline loaders (ml_app), which create accounts and show progress
-# as the demo world does.
+# as the demo world does. ``demo_plan`` and ``demo_words`` (pure generators of the demo
+# world) let bench/ build its large world from the same taxonomy and vocabulary.
 __all__ = [
     "Candidate",
     "Scored",
     "UserContext",
     "Weights",
     "bar",
+    "demo_plan",
+    "demo_words",
     "feed_cache_stats",
     "rank",
     "users_ensure",
