@@ -7,7 +7,7 @@ import redis
 from experience_app.datasets import demo as demo_plan
 from experience_app.datasets import demo_words
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
-from experience_app.services.progress import bar
+from experience_app.services.progress_bars import bar
 from experience_app.services.users import users_ensure
 from inbo import keys
 from inbo import redis as inbo_redis

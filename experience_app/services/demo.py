@@ -16,7 +16,7 @@ from django.core.management.base import OutputWrapper
 from django.utils import timezone
 
 from experience_app.datasets import demo as plan
-from experience_app.services.progress import bar
+from experience_app.services.progress_bars import bar
 from experience_app.services.users import users_ensure
 from features_app.public import EventIn, events_ingest
 from reading_app.public import (
