@@ -18,6 +18,7 @@ from features_app.contracts import (
     UserProfile,
 )
 from features_app.models import CounterQuarantine, PendingCount, UserEvent
+from features_app.partitions import ensure_partitions
 from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app.public import ItemFacets
@@ -30,6 +31,7 @@ __all__ = [
     "RecordResult",
     "UserProfile",
     "co_read",
+    "ensure_partitions",
     "event_count",
     "events_count",
     "events_ingest",
