@@ -84,14 +84,13 @@ def main() -> int:
     from django.db import connection
 
     from reading_app.contracts import CatalogKind
-    from search_app.backends.meilisearch import MeilisearchBackend
     from search_app.contracts import SearchQuery, Sort
-    from search_app.services.documents import catalog_documents, documents_for
+    from search_app.public import catalog_documents, documents_for, meilisearch_backend
 
     with connection.cursor() as cursor:  # this benchmark never writes to the catalog
         cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
 
-    backend = MeilisearchBackend(
+    backend = meilisearch_backend(
         index_prefix=os.environ.get("BENCH_SEARCH_PREFIX", "bench"),
         timeout_s=10,
         rebuild_timeout_s=3600,
@@ -117,7 +116,7 @@ def main() -> int:
         failures: list[str] = []
 
         def searcher() -> None:
-            searching = MeilisearchBackend(index_prefix=backend.index_prefix, timeout_s=10)
+            searching = meilisearch_backend(index_prefix=backend.index_prefix, timeout_s=10)
             while not stop.is_set():
                 t0 = time.perf_counter()
                 try:

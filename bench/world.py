@@ -302,12 +302,12 @@ def seed_postgres(world: World, database_url: str) -> dict[str, int]:
 
 
 def _prepare_event_log(start: float, anchor: float) -> None:
-    """The event log may be partitioned by month (features_app): have the app create the
+    """The event log is partitioned by month (features_app): have the app create the
     partitions of the world's months before COPY, as its own write path does."""
-    try:
-        from features_app.public import ensure_partitions
-    except ImportError:  # an event log without partitions
-        return
+    # Imported without a fallback: a missing export must fail here, not leave COPY without
+    # partitions (the facade lost this export once in a concurrent edit).
+    from features_app.public import ensure_partitions
+
     first, last = (datetime.fromtimestamp(x, UTC) for x in (start, anchor))
     ensure_partitions(first, last)
 

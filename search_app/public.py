@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -14,8 +14,23 @@ from search_app.backends import POSTGRES, get_backend
 from search_app.backends.base import BackendUnavailable
 from search_app.contracts import BackendHealth
 from search_app.services import indexing, outbox
+from search_app.services.documents import catalog_documents, documents_for
 
-__all__ = ["health"]
+if TYPE_CHECKING:
+    from search_app.backends.meilisearch import MeilisearchBackend
+
+# ``health`` is for monitoring; the others let bench/search_meilisearch.py time a
+# Meilisearch backend of its own on the catalog's documents without reaching inside.
+__all__ = ["catalog_documents", "documents_for", "health", "meilisearch_backend"]
+
+
+def meilisearch_backend(**options: Any) -> MeilisearchBackend:
+    """A Meilisearch backend of its own, not the shared one (``index_prefix``, ``timeout_s``,
+    ``rebuild_timeout_s``, … as :class:`MeilisearchBackend` takes them)."""
+    # Imported here, as get_backend does: the client library loads only when it is used.
+    from search_app.backends.meilisearch import MeilisearchBackend
+
+    return MeilisearchBackend(**options)
 
 
 def _backend_health(name: str) -> BackendHealth:

@@ -28,13 +28,6 @@ MAY_DEPEND_ON = {
     "ml_app": {"reading_app", "features_app", "experience_app"},
     "bench": set(APPS),
 }
-# Deep imports bench/ still makes, with the reason; each should become a facade entry.
-BENCH_DEEP_IMPORTS = {
-    # search_meilisearch.py times one Meilisearch backend of its own and the documents it
-    # indexes; search_app's facade has no such entry yet (and is being edited for issue 11).
-    "search_app.backends.meilisearch",
-    "search_app.services.documents",
-}
 CHECKED = (*APPS, "bench")
 
 
@@ -61,8 +54,6 @@ def _violations(app: str, root: Path = ROOT) -> list[str]:
             parts = module.split(".")
             other = parts[0]
             if other == app or other not in APPS:
-                continue
-            if app == "bench" and module in BENCH_DEEP_IMPORTS:
                 continue
             where = f"{path.relative_to(root)}:{lineno} imports {module}"
             if other not in MAY_DEPEND_ON[app]:
@@ -109,7 +100,7 @@ def test_checker_keeps_serving_apps_off_the_offline_app_and_bench_on_facades(tmp
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "mixed.py").write_text(
         "from inbo import keys\nfrom bench.common import say\nfrom tests import conftest\n"
-        "from reading_app.public import categories_upsert\nfrom ml_app import public\n"
+        "from reading_app.public import categories_create_missing\nfrom ml_app import public\n"
         "from features_app import partitions\n"
     )
     serving = _violations("experience_app", root=tmp_path)
