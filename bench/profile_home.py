@@ -5,7 +5,7 @@
 Calls ``GET /api/v1/experience/home/`` through Django's test client (middleware, token
 authentication, view, renderer) for ``N`` bench users, warm (their feeds built first) or
 ``--cold`` (their cached feeds deleted first), and prints: wall time per request, the time
-of each step of the feed (the facade calls ``experience_app.services.feed`` makes, timed by
+of each step of the feed (the calls ``experience_app.services.feed`` makes, timed by
 wrapping them), every SQL statement grouped by shape with its count and total time, the
 Redis round trips, and with ``--cprofile`` the functions that took the most time (which
 slows the Python parts down, so the step times are measured without it). Needs the
@@ -37,7 +37,9 @@ def _shape(sql: str) -> str:
 # What the feed service calls, by module: each is wrapped to time it. (Module attributes
 # are looked up at call time, so wrapping them reaches the feed's calls.)
 STEPS = {
-    "experience_app.services.feed": ("build_feed", "rank", "_never_again", "_record_served"),
+    "experience_app.services.feed.cache": ("build_feed", "_never_again"),
+    "experience_app.services.feed.build": ("rank",),
+    "experience_app.services.feed.served_log": ("push", "store"),
     "features_app.public": (
         "user_profile",
         "trending",

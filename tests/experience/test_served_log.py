@@ -101,9 +101,9 @@ def test_flush_is_idempotent(auth_client, catalog):
 
 
 def test_flush_moves_large_buffers_in_batches(auth_client, catalog, monkeypatch):
-    from experience_app import tasks
+    from experience_app.services.feed import served_log
 
-    monkeypatch.setattr(tasks, "FLUSH_BATCH", 2)
+    monkeypatch.setattr(served_log, "FLUSH_BATCH", 2)
     for _ in range(5):
         auth_client.get(HOME)
 

@@ -1,0 +1,308 @@
+"""The feed cache: a built feed kept per user in Redis, served page by page.
+
+The home response's first pages are cached as encoded JSON beside their served-log items
+and the feed's metadata; the whole feed is kept as a snapshot under its version, which
+section cursors name, so further pages come from the feed the client saw. The user's own
+feedback bumps a generation (:func:`invalidate`), so the next call builds again. Without
+Redis the feed is built from PostgreSQL alone and says ``degraded``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from experience_app import selectors
+from experience_app.services.feed import served_log
+from experience_app.services.feed.build import SECTION_ORDER, Entry, Feed, Section, build_feed
+from inbo import keys
+from inbo import redis as inbo_redis
+from inbo.errors import InvalidCursor, NotFound
+from reading_app import public as reading
+
+logger = logging.getLogger(__name__)
+
+MAX_CURSOR_LENGTH = 256
+
+
+# --- cursors --------------------------------------------------------------------------
+
+
+def encode_cursor(version: str, key: str, offset: int) -> str:
+    raw = json.dumps({"v": version, "k": key, "o": offset}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str, int]:
+    """(version, section key, offset) of a section cursor; InvalidCursor if it is not one."""
+    # Ours are under 100 characters; a long one is tampered with (and could nest JSON deep
+    # enough to exhaust the parser's recursion).
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursor()
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        version, key, offset = str(data["v"]), str(data["k"]), int(data["o"])
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
+        # OverflowError: an offset of 1e400 parses as infinity, which int() refuses.
+        raise InvalidCursor() from None
+    if offset < 0 or offset > 10_000:
+        raise InvalidCursor()
+    return version, key, offset
+
+
+# --- pages ----------------------------------------------------------------------------
+
+
+def _shown(section: Section, offset: int, cards: dict[int, dict]) -> list[tuple[int, Entry]]:
+    """The page's entries that still have a card, with their positions in the section."""
+    size = settings.EXPERIENCE_SECTION_PAGE_SIZE
+    chosen = section.entries[offset : offset + size]
+    # An entry without a card was withdrawn or dismissed since the feed was built.
+    return [(p, e) for p, e in enumerate(chosen, start=offset) if e.item_id in cards]
+
+
+def page(
+    version: str, section: Section, offset: int, shown: Sequence[tuple[int, Entry]], cards: dict
+) -> dict[str, Any]:
+    """A page as the API sends it. Its ``explanation`` is the entry's ``signals``: the one
+    place the served name differs from the feed's and the served log's."""
+    size = settings.EXPERIENCE_SECTION_PAGE_SIZE
+    more = offset + size < len(section.entries)
+    return {
+        "key": section.key,
+        "title": section.title,
+        "reason": section.reason,
+        "items": [
+            {
+                "position": position,
+                "item": cards[entry.item_id],
+                "score": entry.score,
+                "explanation": entry.signals,
+            }
+            for position, entry in shown
+        ],
+        "next_cursor": encode_cursor(version, section.key, offset + size) if more else None,
+    }
+
+
+def _never_again(user_id: int) -> set[int]:
+    """Dismissed, hidden, read and completed items: filtered out even from a cached feed."""
+    return selectors.never_again_item_ids(user_id=user_id) | reading.completed_item_ids(
+        user_id=user_id
+    )
+
+
+def _body(
+    request_id: uuid.UUID, meta: dict[str, Any], degraded: bool, cached: bool, pages_json: str
+) -> bytes:
+    head = json.dumps(
+        {
+            "request_id": str(request_id),
+            "generated_at": meta["generated_at"],
+            "degraded": degraded,
+            "cold_start": meta["cold_start"],
+            "cached": cached,
+        },
+        separators=(",", ":"),
+    )
+    return f'{head[:-1]},"sections":{pages_json}}}'.encode()
+
+
+# --- home -----------------------------------------------------------------------------
+
+
+def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
+    """The home response body: the first page of every section, ready to send.
+
+    A cache hit costs one Redis round trip to read (metadata, the first pages as encoded
+    JSON, their served-log items, the feedback generation), two small queries (items that
+    must never come back) and one pipelined write of the served log and hit counter; the
+    cached JSON is sent as it is unless one of its items must be taken out.
+    """
+    now = now or timezone.now()
+    request_id = uuid.uuid4()
+    client = inbo_redis.state()
+    redis_ok = True
+    meta: dict[str, Any] | None = None
+    pages_json = served_json = ""
+    generation = "0"
+    try:
+        meta_raw, pages_raw, served_raw, current = client.mget(
+            keys.feed(user_id),
+            keys.feed_pages(user_id),
+            keys.feed_served(user_id),
+            keys.feed_generation(user_id),
+        )
+        generation = str(current or "0")
+        if meta_raw and pages_raw and served_raw:
+            meta = json.loads(meta_raw)
+            pages_json, served_json = str(pages_raw), str(served_raw)
+            if meta is not None and meta.get("generation") != generation:
+                meta = None  # built before the user's latest feedback
+    except redis.RedisError as exc:
+        redis_ok = False
+        logger.warning("experience.cache_unavailable user=%s error=%s", user_id, exc)
+
+    if meta is not None:
+        # Checked on every hit: feedback given while Redis was unreachable could not mark
+        # the cached feed stale, and a dismissed, read or completed item never comes back.
+        gone = _never_again(user_id) & set(meta["ids"])
+        if gone:
+            pages = json.loads(pages_json)
+            for p in pages:
+                p["items"] = [e for e in p["items"] if e["item"]["id"] not in gone]
+            pages_json = json.dumps(pages, separators=(",", ":"))
+            served_json = served_log.without(served_json, gone)
+        degraded = bool(meta["degraded"])
+        served = served_log.Served(request_id, user_id, now, degraded, served_json)
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.hincrby(keys.feed_cache_stats(), "hit", 1)
+            served_log.push(pipe, served)
+            pipe.execute()
+        except redis.RedisError:
+            served_log.store(served)
+        return _body(request_id, meta, degraded, True, pages_json)
+
+    feed = build_feed(user_id, now=now, degraded=not redis_ok)
+    size = settings.EXPERIENCE_SECTION_PAGE_SIZE
+    cards = reading.item_cards([e.item_id for s in feed.sections for e in s.entries[:size]])
+    pages, items = [], []
+    for section in feed.sections:
+        shown = _shown(section, 0, cards)
+        pages.append(page(feed.version, section, 0, shown, cards))
+        items += served_log.served_items(section.key, shown)
+    pages_json = json.dumps(pages, separators=(",", ":"))
+    served_json = json.dumps(items, separators=(",", ":"))
+    meta = {
+        "generation": generation,
+        "version": feed.version,
+        "generated_at": feed.generated_at,
+        "degraded": feed.degraded,
+        "cold_start": feed.cold_start,
+        "ids": [i["item_id"] for i in items],
+    }
+    degraded = feed.degraded or not redis_ok
+    served = served_log.Served(request_id, user_id, now, degraded, served_json)
+    if redis_ok and not feed.degraded:
+        try:
+            ttl = settings.EXPERIENCE_FEED_CACHE_SECONDS
+            pipe = client.pipeline(transaction=False)
+            pipe.set(keys.feed(user_id), json.dumps(meta, separators=(",", ":")), ex=ttl)
+            pipe.set(keys.feed_pages(user_id), pages_json, ex=ttl)
+            pipe.set(keys.feed_served(user_id), served_json, ex=ttl)
+            pipe.set(
+                keys.feed_snapshot(user_id, feed.version),
+                json.dumps(feed.to_json(), separators=(",", ":")),
+                ex=keys.FEED_SNAPSHOT_TTL_SECONDS,
+            )
+            pipe.hincrby(keys.feed_cache_stats(), "miss", 1)
+            served_log.push(pipe, served)
+            pipe.execute()
+            return _body(request_id, meta, degraded, False, pages_json)
+        except redis.RedisError as exc:
+            degraded = True
+            logger.warning("experience.cache_write_failed user=%s error=%s", user_id, exc)
+            served = served_log.Served(request_id, user_id, now, True, served_json)
+    served_log.store(served)
+    return _body(request_id, meta, degraded, False, pages_json)
+
+
+def home(user_id: int, *, now: datetime | None = None) -> dict[str, Any]:
+    """The home response as a dict (see :func:`home_json`)."""
+    body: dict[str, Any] = json.loads(home_json(user_id, now=now))
+    return body
+
+
+# --- further pages --------------------------------------------------------------------
+
+
+def _current_version(client: Any, user_id: int) -> str | None:
+    """The version of the user's cached feed, unless feedback came after it was built."""
+    meta_raw, current = client.mget(keys.feed(user_id), keys.feed_generation(user_id))
+    meta = json.loads(meta_raw) if meta_raw else None
+    if meta is None or meta.get("generation") != str(current or "0"):
+        return None
+    return str(meta["version"])
+
+
+def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = None) -> dict:
+    """A further page of one section, from the feed version the cursor came from; an empty
+    cursor is the first page, from the user's current feed."""
+    if key not in SECTION_ORDER:
+        raise NotFound("No such section.", details={"section": key})
+    version: str | None = None
+    offset = 0
+    if cursor:
+        version, cursor_key, offset = decode_cursor(cursor)
+        if cursor_key != key:
+            raise InvalidCursor(details={"cursor": ["This cursor belongs to another section."]})
+    now = now or timezone.now()
+    request_id = uuid.uuid4()
+    feed: Feed | None = None
+    redis_ok = True
+    client = inbo_redis.state()
+    try:
+        if version is None:
+            version = _current_version(client, user_id)
+        raw = client.get(keys.feed_snapshot(user_id, version)) if version else None
+        feed = Feed.from_json(json.loads(raw)) if raw else None
+    except redis.RedisError:
+        redis_ok = False
+    if feed is None:
+        # The snapshot expired (or Redis is away): continue on a freshly built feed.
+        feed = build_feed(user_id, now=now, degraded=not redis_ok)
+    section = feed.section(key)
+    body: dict[str, Any]
+    items: list[dict[str, Any]] = []
+    if section is None:
+        body = {"key": key, "title": "", "reason": "", "items": [], "next_cursor": None}
+    else:
+        size = settings.EXPERIENCE_SECTION_PAGE_SIZE
+        excluded = _never_again(user_id)
+        ids = [e.item_id for e in section.entries[offset : offset + size]]
+        cards = reading.item_cards([i for i in ids if i not in excluded])
+        shown = _shown(section, offset, cards)
+        body = page(feed.version, section, offset, shown, cards)
+        items = served_log.served_items(section.key, shown)
+    degraded = feed.degraded or not redis_ok
+    served = served_log.Served(
+        request_id, user_id, now, degraded, json.dumps(items, separators=(",", ":"))
+    )
+    try:
+        if not redis_ok:
+            raise redis.RedisError("unavailable")
+        pipe = client.pipeline(transaction=False)
+        served_log.push(pipe, served)
+        pipe.execute()
+    except redis.RedisError:
+        served_log.store(served)
+    return {"request_id": str(request_id), "degraded": degraded, **body}
+
+
+def invalidate(user_id: int) -> bool:
+    """Forget the user's cached feed (their feedback changes it). False if Redis is away.
+
+    Bumping the generation also defeats a build that started before the feedback and
+    writes its (stale) feed after it.
+    """
+    try:
+        pipe = inbo_redis.state().pipeline(transaction=False)
+        pipe.incr(keys.feed_generation(user_id))
+        pipe.expire(keys.feed_generation(user_id), keys.FEED_GENERATION_TTL_SECONDS)
+        pipe.delete(keys.feed(user_id), keys.feed_pages(user_id), keys.feed_served(user_id))
+        pipe.execute()
+    except redis.RedisError:
+        return False
+    return True
