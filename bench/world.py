@@ -93,7 +93,7 @@ def seed_postgres(world: World, database_url: str) -> dict[str, int]:
 
     from experience_app.public import demo_plan as demo
     from experience_app.public import demo_words as words
-    from reading_app.public import categories_upsert
+    from reading_app.public import categories_create_missing
 
     rng = random.Random(world.seed)
     t = tables()
@@ -102,7 +102,7 @@ def seed_postgres(world: World, database_url: str) -> dict[str, int]:
     counts: dict[str, int] = {}
 
     sections = demo.sections()
-    category_ids = categories_upsert(demo.categories()).ids
+    category_ids = categories_create_missing(demo.categories()).ids
     counts["categories"] = len(category_ids)
     pools = text_pools(rng, sections, words)
     popularity = [s.popularity for s in sections]

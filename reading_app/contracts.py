@@ -48,7 +48,7 @@ class ItemIn:
 
 
 @dataclass(frozen=True, slots=True)
-class UpsertResult:
+class CreateMissingResult:
     """Ids of every requested row by its key, and how many rows were new."""
 
     ids: dict[str, int]

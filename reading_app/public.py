@@ -12,6 +12,7 @@ from reading_app.contracts import (
     CatalogKind,
     CatalogOp,
     CategoryIn,
+    CreateMissingResult,
     ItemFacets,
     ItemIn,
     ItemSearchData,
@@ -20,7 +21,6 @@ from reading_app.contracts import (
     ReadingProgressIn,
     SavedItemIn,
     SubscriptionIn,
-    UpsertResult,
 )
 from reading_app.models import Category, Item, Provider
 from reading_app.services import bulk, catalog, changes
@@ -35,6 +35,7 @@ __all__ = [
     "CatalogKind",
     "CatalogOp",
     "CategoryIn",
+    "CreateMissingResult",
     "ItemCardSerializer",
     "ItemFacets",
     "ItemIn",
@@ -45,11 +46,10 @@ __all__ = [
     "ReadingProgressIn",
     "SavedItemIn",
     "SubscriptionIn",
-    "UpsertResult",
     "catalog_changed_since",
     "catalog_counts",
     "categories_by_id",
-    "categories_upsert",
+    "categories_create_missing",
     "category_ids_by_slug",
     "category_names",
     "completed_item_ids",
@@ -58,11 +58,11 @@ __all__ = [
     "item_facets",
     "item_ids_of_providers",
     "item_search_data",
+    "items_create_missing",
     "items_published_at",
-    "items_upsert",
     "provider_cards",
     "provider_search_data",
-    "providers_upsert",
+    "providers_create_missing",
     "reading_progress_bulk_create",
     "recent_item_ids",
     "saved_items_bulk_create",
@@ -75,19 +75,19 @@ __all__ = [
 ]
 
 
-def categories_upsert(categories: Sequence[CategoryIn]) -> UpsertResult:
+def categories_create_missing(categories: Sequence[CategoryIn]) -> CreateMissingResult:
     """Create missing categories (parents before children); returns ids by slug."""
-    return catalog.categories_upsert(categories)
+    return catalog.categories_create_missing(categories)
 
 
-def providers_upsert(providers: Sequence[ProviderIn]) -> UpsertResult:
+def providers_create_missing(providers: Sequence[ProviderIn]) -> CreateMissingResult:
     """Create missing providers; returns ids by external id."""
-    return catalog.providers_upsert(providers)
+    return catalog.providers_create_missing(providers)
 
 
-def items_upsert(items: Sequence[ItemIn]) -> UpsertResult:
+def items_create_missing(items: Sequence[ItemIn]) -> CreateMissingResult:
     """Create missing items; returns ids by external id."""
-    return catalog.items_upsert(items)
+    return catalog.items_create_missing(items)
 
 
 def catalog_counts() -> dict[str, int]:
@@ -203,8 +203,8 @@ def subscribe_catalog_changes(callback: changes.CatalogListener) -> None:
     ``"upsert"`` (created, edited, categories changed) or ``"delete"``. The callback runs
     synchronously, inside the change's transaction when it has one (saves, deletes,
     category links, category slug edits, and the bulk imports of
-    ``items_upsert``/``providers_upsert``); if it raises, that transaction fails. Register
-    it once, in ``AppConfig.ready``.
+    ``items_create_missing``/``providers_create_missing``); if it raises, that transaction
+    fails. Register it once, in ``AppConfig.ready``.
     """
     changes.subscribe(callback)
 

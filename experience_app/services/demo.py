@@ -23,10 +23,10 @@ from reading_app.public import (
     ReadingProgressIn,
     SavedItemIn,
     SubscriptionIn,
-    categories_upsert,
+    categories_create_missing,
+    items_create_missing,
     items_published_at,
-    items_upsert,
-    providers_upsert,
+    providers_create_missing,
     reading_progress_bulk_create,
     saved_items_bulk_create,
     subscriptions_bulk_create,
@@ -84,11 +84,11 @@ def seed_demo(
     steps = bar(stream=stdout, desc="demo world", total=8, unit="step")
 
     categories = plan.categories()
-    counts["categories"] = _count(len(categories), categories_upsert(categories).created)
+    counts["categories"] = _count(len(categories), categories_create_missing(categories).created)
     steps.update()
 
     provider_plan = plan.providers(seed, providers)
-    result = providers_upsert([p.spec for p in provider_plan])
+    result = providers_create_missing([p.spec for p in provider_plan])
     provider_ids = result.ids
     counts["providers"] = _count(len(provider_plan), result.created)
     steps.update()
@@ -97,7 +97,7 @@ def seed_demo(
     item_ids: dict[str, int] = {}
     created = 0
     for start in bar(range(0, len(item_plan), ITEM_BATCH), stream=stdout, desc="items"):
-        result = items_upsert([i.spec for i in item_plan[start : start + ITEM_BATCH]])
+        result = items_create_missing([i.spec for i in item_plan[start : start + ITEM_BATCH]])
         item_ids.update(result.ids)
         created += result.created
     counts["items"] = _count(len(item_plan), created)

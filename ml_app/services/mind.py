@@ -27,9 +27,9 @@ from reading_app.public import (
     CategoryIn,
     ItemIn,
     ProviderIn,
-    categories_upsert,
-    items_upsert,
-    providers_upsert,
+    categories_create_missing,
+    items_create_missing,
+    providers_create_missing,
 )
 
 EVENT_BATCH = 10_000
@@ -285,7 +285,7 @@ def _write_catalog(
         )
         for c, s in sections
     ]
-    result = categories_upsert(categories)
+    result = categories_create_missing(categories)
     summary.categories, summary.categories_created = len(categories), result.created
 
     id_only = sorted(set(scan.first_seen) - news.keys())
@@ -313,7 +313,7 @@ def _write_catalog(
                 country="US",
             )
         )
-    result = providers_upsert(providers)
+    result = providers_create_missing(providers)
     summary.providers, summary.providers_created = len(providers), result.created
 
     text_items = [
@@ -351,7 +351,7 @@ def _write_catalog(
         ):
             for start in range(0, len(items), ITEM_BATCH):
                 batch = items[start : start + ITEM_BATCH]
-                result = items_upsert(batch)
+                result = items_create_missing(batch)
                 ids.update(result.ids)
                 setattr(summary, created, getattr(summary, created) + result.created)
                 b.update(len(batch))

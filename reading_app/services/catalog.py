@@ -14,9 +14,9 @@ from reading_app.contracts import (
     CatalogKind,
     CatalogOp,
     CategoryIn,
+    CreateMissingResult,
     ItemIn,
     ProviderIn,
-    UpsertResult,
 )
 from reading_app.models import Category, Item, Provider
 from reading_app.services.changes import notify
@@ -49,7 +49,7 @@ def _ids_by_external_id(model: type[Provider] | type[Item], keys: Sequence[str])
 
 
 @transaction.atomic
-def categories_upsert(categories: Sequence[CategoryIn]) -> UpsertResult:
+def categories_create_missing(categories: Sequence[CategoryIn]) -> CreateMissingResult:
     """Create missing categories (parents first); existing slugs are left as they are."""
     parents = [c for c in categories if c.parent_slug is None]
     children = [c for c in categories if c.parent_slug is not None]
@@ -83,7 +83,7 @@ def categories_upsert(categories: Sequence[CategoryIn]) -> UpsertResult:
     ids = dict(
         Category.objects.filter(slug__in=[c.slug for c in categories]).values_list("slug", "id")
     )
-    return UpsertResult(ids=ids, created=Category.objects.count() - before)
+    return CreateMissingResult(ids=ids, created=Category.objects.count() - before)
 
 
 def _category_ids(slugs: Iterable[str]) -> dict[str, int]:
@@ -95,7 +95,7 @@ def _category_ids(slugs: Iterable[str]) -> dict[str, int]:
 
 
 @transaction.atomic
-def providers_upsert(providers: Sequence[ProviderIn]) -> UpsertResult:
+def providers_create_missing(providers: Sequence[ProviderIn]) -> CreateMissingResult:
     """Create providers whose ``external_id`` is new; link their categories."""
     keys = [p.external_id for p in providers]
     existing = _ids_by_external_id(Provider, keys)
@@ -131,11 +131,11 @@ def providers_upsert(providers: Sequence[ProviderIn]) -> UpsertResult:
     )
     # bulk_create sends no signals: announce the new rows (same transaction) ourselves.
     notify(CatalogKind.PROVIDERS, (ids.get(p.external_id) for p in new), CatalogOp.UPSERT)
-    return UpsertResult(ids=ids, created=len(ids) - len(existing))
+    return CreateMissingResult(ids=ids, created=len(ids) - len(existing))
 
 
 @transaction.atomic
-def items_upsert(items: Sequence[ItemIn]) -> UpsertResult:
+def items_create_missing(items: Sequence[ItemIn]) -> CreateMissingResult:
     """Create items whose ``external_id`` is new, with word count and reading time."""
     keys = [i.external_id for i in items]
     existing = _ids_by_external_id(Item, keys)
@@ -175,4 +175,4 @@ def items_upsert(items: Sequence[ItemIn]) -> UpsertResult:
         ignore_conflicts=True,
     )
     notify(CatalogKind.ITEMS, (ids.get(i.external_id) for i in new), CatalogOp.UPSERT)
-    return UpsertResult(ids=ids, created=len(ids) - len(existing))
+    return CreateMissingResult(ids=ids, created=len(ids) - len(existing))

@@ -130,10 +130,10 @@ def test_renaming_a_category_slug_enqueues_documents_of_it_and_its_subcategories
 
 def test_bulk_imports_enqueue_what_they_create():
     CategoryFactory(slug="tech")
-    providers = reading.providers_upsert(
+    providers = reading.providers_create_missing(
         [ProviderIn(external_id="p1", slug="p-one", name="P One", category_slugs=("tech",))]
     )
-    items = reading.items_upsert(
+    items = reading.items_create_missing(
         [
             ItemIn(
                 external_id=f"i{n}",
@@ -149,7 +149,7 @@ def test_bulk_imports_enqueue_what_they_create():
     assert set(rows()) == set(items.ids.values())
     assert set(rows("providers")) == set(providers.ids.values())
     SearchOutbox.objects.all().delete()
-    reading.items_upsert([ItemIn("i1", "p1", "Issue 1", datetime(2024, 1, 1, tzinfo=UTC))])
+    reading.items_create_missing([ItemIn("i1", "p1", "Issue 1", datetime(2024, 1, 1, tzinfo=UTC))])
     assert not SearchOutbox.objects.exists()  # nothing new, nothing to index
 
 
