@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
+from django.utils import timezone
 
 from experience_app.models import ServedFeed
 from experience_app.tasks import flush_served
@@ -149,3 +151,31 @@ def test_the_degraded_path_writes_the_served_log_directly(auth_client, catalog, 
     assert [i["item_id"] for i in row.items] == all_ids(body)
     redis_state_server.start()
     assert flush_served() == 0
+
+
+def test_a_cached_response_less_a_dismissed_item_logs_exactly_what_it_shows(
+    auth_client, catalog, user
+):
+    from experience_app.models import ExperienceInteraction
+
+    auth_client.get(HOME)
+    dismissed = all_ids(auth_client.get(HOME).json())[0]
+    # Stored without the interactions service, so the cached feed is not dropped: the hit
+    # itself must take the item out of the page and of its served record.
+    ExperienceInteraction.objects.create(
+        user=user,
+        item_id=dismissed,
+        interaction_type="dismiss",
+        event_id=uuid.uuid4(),
+        occurred_at=timezone.now(),
+    )
+    body = auth_client.get(HOME).json()
+
+    assert body["cached"] is True and dismissed not in all_ids(body)
+    record = _buffer()[-1]
+    assert record["request_id"] == body["request_id"]
+    assert [(i["item_id"], i["section"], i["position"], i["signals"]) for i in record["items"]] == [
+        (e["item"]["id"], s["key"], e["position"], e["explanation"])
+        for s in body["sections"]
+        for e in s["items"]
+    ]
