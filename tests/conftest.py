@@ -100,12 +100,16 @@ def redis_state_server(redis_server):
         yield redis_server
 
 
+# Services whose ``on_commit`` effects (Redis counting, cache invalidation) tests observe.
+_COMMIT_EFFECTS_OF = ("experience_app.services.interactions", "experience_app.services.interests")
+
+
 @pytest.fixture(autouse=True)
 def _interaction_effects_run_at_their_commit(monkeypatch):
-    """In a test wrapped in the test case's transaction, run an interaction batch's
-    ``on_commit`` effects when the batch's own transaction ends, as the commit of a request
-    would. Only that service's callbacks: others (partition memory) must not outlive the
-    test's rollback. A batch inside a caller's transaction still waits for that commit."""
+    """In a test wrapped in the test case's transaction, run the ``on_commit`` effects of
+    the services above when their own transaction ends, as the commit of a request would.
+    Only theirs: others (partition memory) must not outlive the test's rollback. A change
+    inside a caller's transaction still waits for that commit."""
     from django.db import transaction
     from django.db.transaction import Atomic
 
@@ -124,7 +128,7 @@ def _interaction_effects_run_at_their_commit(monkeypatch):
                 hook
                 for hook in connection.run_on_commit
                 if not hook[0] <= remaining
-                and getattr(hook[1], "__module__", "") == "experience_app.services.interactions"
+                and getattr(hook[1], "__module__", "") in _COMMIT_EFFECTS_OF
             ]
             connection.run_on_commit = [h for h in connection.run_on_commit if h not in due]
             for _, func, _robust in due:

@@ -26,5 +26,6 @@ def interests_set(*, user_id: int, category_slugs: list[str]) -> set[int]:
             [UserInterest(user_id=user_id, category_id=c) for c in ids.values()],
             ignore_conflicts=True,
         )
-    feed.invalidate(user_id)
+        # Once committed: a rolled-back change (a caller's transaction) keeps the cached feed.
+        transaction.on_commit(lambda: feed.invalidate(user_id))
     return set(ids.values())

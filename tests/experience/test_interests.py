@@ -116,3 +116,32 @@ def test_deleting_a_category_forgets_the_interest(auth_client, topics):
     topics["food"].delete()
     assert auth_client.get(INTERESTS).json() == {"categories": []}
     assert auth_client.get(HOME).status_code == 200
+
+
+class _Rollback(Exception):
+    pass
+
+
+def test_interests_set_in_a_transaction_that_rolls_back_keep_the_cached_feed(
+    auth_client, topics, user
+):
+    from django.db import transaction
+
+    from experience_app.services.interests import interests_set
+    from inbo import keys
+    from inbo import redis as inbo_redis
+
+    assert auth_client.get(HOME).status_code == 200
+    client = inbo_redis.state()
+    cached = client.get(keys.feed(user.id))
+    assert cached
+
+    with pytest.raises(_Rollback), transaction.atomic():
+        interests_set(user_id=user.id, category_slugs=["tech"])
+        raise _Rollback
+
+    assert client.get(keys.feed(user.id)) == cached
+    assert not UserInterest.objects.filter(user=user).exists()
+
+    interests_set(user_id=user.id, category_slugs=["tech"])
+    assert client.get(keys.feed(user.id)) is None
