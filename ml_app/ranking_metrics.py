@@ -77,3 +77,34 @@ def mrr(labels: Sequence[int], scores: Sequence[float]) -> float:
 def scores_from_ranks(ranks: Sequence[int]) -> list[float]:
     """The official scorer's scores for a submission line: ``1 / rank``."""
     return [1.0 / r for r in ranks]
+
+
+# Top-N metrics over a full ranking (Gorse's benchmark, MovieLens): a ranked list of item ids
+# against the set of relevant (held-out) ids, binary relevance.
+
+
+def precision_at_k(ranked: Sequence[str], relevant: set[str] | frozenset[str], k: int) -> float:
+    """Hits in the top ``k`` over ``k`` (Gorse divides by ``k`` even when fewer are relevant)."""
+    return sum(1 for item in ranked[:k] if item in relevant) / k
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: set[str] | frozenset[str], k: int) -> float:
+    """Binary nDCG@k: DCG of the hits over the DCG of ``min(|relevant|, k)`` hits at the top."""
+    if not relevant:
+        raise ValueError("nDCG needs at least one relevant item")
+    gain = sum(1.0 / math.log2(r + 2) for r, item in enumerate(ranked[:k]) if item in relevant)
+    best = sum(1.0 / math.log2(r + 2) for r in range(min(len(relevant), k)))
+    return gain / best
+
+
+def hit_rate_at_k(ranked: Sequence[str], relevant: set[str] | frozenset[str], k: int) -> float:
+    """HR@k: 1 when at least one relevant item is in the top ``k``, else 0."""
+    return 1.0 if any(item in relevant for item in ranked[:k]) else 0.0
+
+
+def reciprocal_rank(ranked: Sequence[str], relevant: set[str] | frozenset[str]) -> float:
+    """1 / rank of the first relevant item (0 when none is ranked); its mean is the MRR."""
+    for r, item in enumerate(ranked):
+        if item in relevant:
+            return 1.0 / (r + 1)
+    return 0.0
