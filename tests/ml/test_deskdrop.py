@@ -197,3 +197,36 @@ def test_command_runs_on_a_tiny_dataset(tmp_path):
 def test_command_refuses_a_folder_without_interactions(tmp_path):
     with pytest.raises(CommandError, match="users_interactions"):
         call_command("evaluate_deskdrop", "--data", str(tmp_path))
+
+
+def test_decayed_popularity_favours_recent_engagement_over_a_larger_old_total():
+    day = baselines.DAY
+    train = [hit(0, "old", f"u{i}") for i in range(3)] + [hit(9 * day, "fresh", "v")]
+    fitted = baselines.fit(train, now=10 * day, half_life_days=1)
+    assert fitted.popularity["old"] > fitted.popularity["fresh"]
+    assert baselines.base_order(fitted, {"old", "fresh"}, baselines.POPULARITY_DECAYED) == [
+        "fresh",
+        "old",
+    ]
+
+
+def test_command_takes_an_iso_cut_and_removed_articles_leave_the_catalog(tmp_path):
+    day = 86_400
+    cut = 1_476_144_000  # 2016-10-11 00:00:00 UTC
+    rows = [f"{cut - day},VIEW,1,{u},1,,," for u in range(5)]
+    rows += [f"{cut - day},VIEW,2,9,1,,,", f"{cut + day},VIEW,2,5,1,,,"]
+    (tmp_path / "users_interactions_dev.csv").write_text(HEADER + "\n".join(rows) + "\n")
+    (tmp_path / "articles_dev.csv").write_text(
+        ARTICLES_HEADER
+        + f"1,{cut - 2 * day},CONTENT SHARED,2,5,6,,,,HTML,http://a.test,t,text,en\n"
+        + f"2,{cut - 2 * day},CONTENT REMOVED,1,5,6,,,,HTML,http://a.test,t,text,en\n"
+    )
+    out = io.StringIO()
+    args = ("evaluate_deskdrop", "--data", str(tmp_path), "--cut", "2016-10-11")
+    call_command(*args, "--articles", "--bootstrap", "5", stdout=out, stderr=io.StringIO())
+    text = out.getvalue()
+    assert f"Cut {cut} (2016-10-11 00:00:00 UTC)" in text
+    assert "Candidate catalog at the cut: 1 items" in text  # item 1 was removed before the cut
+    out = io.StringIO()
+    call_command(*args, "--bootstrap", "5", stdout=out, stderr=io.StringIO())
+    assert "Candidate catalog at the cut: 2 items" in out.getvalue()
