@@ -59,3 +59,21 @@ def test_scores_from_ranks_are_the_official_scorers_one_over_rank():
     assert scores == [0.5, 1 / 3, 1.0]
     assert ranking_metrics.auc(labels, scores) == 0.0
     assert ranking_metrics.mrr(labels, scores) == pytest.approx(1 / 3)
+
+
+def test_ndcg_at_k_for_binary_relevance_against_hand_values():
+    # Hits at ranks 1 and 3 of 3 relevant: (1 + 1/log2(4)) / (1 + 1/log2(3) + 1/log2(4)).
+    expected = (1 + 0.5) / (1 + 1 / math.log2(3) + 0.5)
+    assert ranking_metrics.ndcg_at_k(["a", "x", "b"], {"a", "b", "c"}, 10) == pytest.approx(
+        expected
+    )
+
+
+def test_ndcg_at_k_ideal_counts_at_most_k_relevant_items():
+    assert ranking_metrics.ndcg_at_k(["a", "b"], {"a", "b", "c", "d"}, 2) == 1.0
+    with pytest.raises(ValueError):
+        ranking_metrics.ndcg_at_k(["a"], set(), 10)
+
+
+def test_precision_at_k_divides_by_k_even_with_fewer_relevant_items():
+    assert ranking_metrics.precision_at_k(["a", "x", "b"], {"a", "b"}, 10) == pytest.approx(0.2)
