@@ -230,3 +230,66 @@ def test_command_takes_an_iso_cut_and_removed_articles_leave_the_catalog(tmp_pat
     out = io.StringIO()
     call_command(*args, "--bootstrap", "5", stdout=out, stderr=io.StringIO())
     assert "Candidate catalog at the cut: 2 items" in out.getvalue()
+
+
+def test_recommend_offline_writes_unseen_items_for_every_test_user_without_reading_items(
+    tmp_path,
+):
+    train = tmp_path / "train.csv"
+    train.write_text(
+        HEADER
+        + "\n".join(
+            [
+                "10,VIEW,101,1,1,,,",
+                "11,LIKE,102,1,1,,,",
+                "12,VIEW,102,2,2,,,",
+                "13,VIEW,103,2,2,,,",
+                "14,COMMENT CREATED,103,3,3,,,",
+            ]
+        )
+        + "\n"
+    )
+    test = tmp_path / "test.csv"
+    # The item column is garbage: only personId may be read.
+    test.write_text(HEADER + "20,VIEW,not-an-id!,1,9,,,\n21,VIEW,,77,9,,,\n22,VIEW,x,1,9,,,\n")
+    out_path = tmp_path / "out.txt"
+    stdout = io.StringIO()
+
+    call_command(
+        "recommend_offline",
+        "--dataset",
+        "deskdrop",
+        "--train",
+        str(train),
+        "--test",
+        str(test),
+        "--out",
+        str(out_path),
+        stdout=stdout,
+    )
+
+    lines = [line.split() for line in out_path.read_text().splitlines()]
+    assert [line[0] for line in lines] == ["1", "77"]
+    assert set(lines[0][1:]) == {"103"}  # user 1 read 101 and 102
+    assert set(lines[1][1:]) == {"101", "102", "103"}  # a cold user gets every item
+    assert "warm 1, cold 1" in stdout.getvalue()
+
+
+def test_recommend_offline_refuses_a_test_file_without_person_ids(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text(HEADER + "10,VIEW,101,1,1,,,\n")
+    test = tmp_path / "test.csv"
+    test.write_text("timestamp,contentId\n1,a\n")
+
+    with pytest.raises(CommandError, match="personId"):
+        call_command(
+            "recommend_offline",
+            "--dataset",
+            "deskdrop",
+            "--train",
+            str(train),
+            "--test",
+            str(test),
+            "--out",
+            str(tmp_path / "out.txt"),
+        )

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ml_app.services.deskdrop_offline import recommend_offline_deskdrop
 from ml_app.services.movielens_offline import TOP_N, recommend_offline_movielens
 
-DATASETS = ("movielens",)
+DATASETS = ("movielens", "deskdrop")
 
 
 class Command(BaseCommand):
@@ -16,8 +17,9 @@ class Command(BaseCommand):
         "Train the shipped pipeline on --train (in the dataset's own format) and write the "
         f"top-{TOP_N} unseen items for every user of --test, one line 'user_id item_1 ... "
         f"item_{TOP_N}' per user, ids as in the files. Only the user ids of --test are read, "
-        "never its items. Users without training data (cold) get the training popularity "
-        "ranking; warm and cold counts are printed."
+        "never its items. MovieLens: ALS for warm users; DeskDrop: time-decayed popularity "
+        "less what the user already read. Users without training data (cold) get the "
+        "training popularity ranking; warm and cold counts are printed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,6 +34,9 @@ class Command(BaseCommand):
         for label, path in (("train", train), ("test", test)):
             if not path.is_file():
                 raise CommandError(f"The {label} file does not exist or is not a file: {path}")
+        if dataset == "deskdrop":
+            self._deskdrop(train, test, out)
+            return
         try:
             result = recommend_offline_movielens(train, test, out)
         except ValueError as error:
@@ -44,4 +49,18 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{dataset}: wrote {result.warm + result.cold} users to {out} "
             f"(warm {result.warm}: ALS; cold {result.cold}: popularity)"
+        )
+
+    def _deskdrop(self, train: Path, test: Path, out: Path) -> None:
+        try:
+            result = recommend_offline_deskdrop(train, test, out)
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+        for skipped in result.skipped[:20]:
+            self.stderr.write(str(skipped))
+        if len(result.skipped) > 20:
+            self.stderr.write(f"train file: {len(result.skipped) - 20} more skipped rows")
+        self.stdout.write(
+            f"deskdrop: wrote {result.warm + result.cold} users to {out} "
+            f"(warm {result.warm}, cold {result.cold}: time-decayed popularity, unseen only)"
         )
