@@ -9,13 +9,15 @@ Nothing here touches the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ml_app.datasets.mind import LineError, read_lines
 
 COLUMNS = 4
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +64,8 @@ def parse_rating_line(line: str) -> Rating:
     return Rating(_id(user, "user id"), _id(item, "item id"), value, when)
 
 
-def read_ratings(path: Path, report: ReadReport | None = None) -> Iterator[Rating]:
-    """Yield the ratings of ``path``; bad lines go to ``report`` (blank lines are ignored)."""
+def _parsed(path: Path, report: ReadReport | None, parse: Callable[[str], T]) -> Iterator[T]:
+    """``parse`` of every non-blank line of ``path``; bad lines go to ``report``."""
     report = report if report is not None else ReadReport()
     for number, _, text in read_lines(path):
         report.lines = number
@@ -73,24 +75,19 @@ def read_ratings(path: Path, report: ReadReport | None = None) -> Iterator[Ratin
         if not text.strip():
             continue
         try:
-            yield parse_rating_line(text)
+            yield parse(text)
         except LineError as error:
             report.bad.append((number, str(error)))
+
+
+def read_ratings(path: Path, report: ReadReport | None = None) -> Iterator[Rating]:
+    """Yield the ratings of ``path``; bad lines go to ``report`` (blank lines are ignored)."""
+    yield from _parsed(path, report, parse_rating_line)
 
 
 def read_users(path: Path, report: ReadReport | None = None) -> list[str]:
     """The distinct user ids of ``path`` in first-seen order, reading only the first column."""
-    report = report if report is not None else ReadReport()
     seen: dict[str, None] = {}
-    for number, _, text in read_lines(path):
-        report.lines = number
-        if text is None:
-            report.bad.append((number, "not valid UTF-8"))
-            continue
-        if not text.strip():
-            continue
-        try:
-            seen.setdefault(_id(text.split("\t", 1)[0], "user id"), None)
-        except LineError as error:
-            report.bad.append((number, str(error)))
+    for user in _parsed(path, report, lambda text: _id(text.split("\t", 1)[0], "user id")):
+        seen.setdefault(user, None)
     return list(seen)
