@@ -6,6 +6,7 @@ import redis
 
 from experience_app.datasets import demo as demo_plan
 from experience_app.datasets import demo_words
+from experience_app.learned import FEATURES, feature_vector
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
 from experience_app.services.progress_bars import bar
 from experience_app.services.users import users_ensure
@@ -18,6 +19,7 @@ from inbo import redis as inbo_redis
 # as the demo world does. ``demo_plan`` and ``demo_words`` (pure generators of the demo
 # world) let bench/ build its large world from the same taxonomy and vocabulary.
 __all__ = [
+    "FEATURES",
     "Candidate",
     "Scored",
     "UserContext",
@@ -25,6 +27,7 @@ __all__ = [
     "bar",
     "demo_plan",
     "demo_words",
+    "feature_vector",
     "feed_cache_stats",
     "rank",
     "users_ensure",

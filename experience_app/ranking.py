@@ -14,6 +14,17 @@ Signals (all computed at ``now``, from data known before ``now``):
 - ``provider_affinity``: the same for the item's provider.
 - ``subscribed``: 1 when the user follows the provider.
 - ``seen``: 1 when the item was already shown to the user and not engaged with.
+- ``similarity``: cosine of the item's text embedding to the user's (present only for the
+  user's precomputed "similar" candidates, see ``inbo.keys.learned_candidates``).
+
+Features the linear score does not weigh but the learned reranker reads (logged with every
+served item, so the served log is the reranker's point-in-time training set):
+``ctr`` (smoothed lifetime click-through rate), ``impressions_log``, ``clicks_log``,
+``reads_log``, ``saves_log`` (ln(1 + lifetime count)), ``dismiss_rate``,
+``decayed_clicks_log`` and ``expected_clicks_log`` (ln(1 + the decayed sums behind
+``popularity``), ``age_hours_log`` and ``als`` (the ALS score, for the user's precomputed ALS
+candidates only). A feature the item lacks is absent, never 0 (see
+:mod:`experience_app.learned`).
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ class Weights:
     provider_affinity: float = 0.5
     subscribed: float = 0.5
     seen: float = 1.0
+    similarity: float = 0.5
     freshness_half_life_hours: float = 24.0
 
     @classmethod
@@ -50,6 +62,7 @@ class Weights:
             provider_affinity=settings.EXPERIENCE_WEIGHT_PROVIDER_AFFINITY,
             subscribed=settings.EXPERIENCE_WEIGHT_SUBSCRIBED,
             seen=settings.EXPERIENCE_WEIGHT_SEEN,
+            similarity=settings.EXPERIENCE_WEIGHT_SIMILARITY,
             freshness_half_life_hours=settings.EXPERIENCE_FRESHNESS_HALF_LIFE_HOURS,
         )
 
@@ -104,8 +117,13 @@ def rank(
     *,
     now: datetime,
     weights: Weights | None = None,
+    learned: Mapping[int, Mapping[str, float]] | None = None,
 ) -> list[Scored]:
-    """Score and order ``candidates`` (best first) for ``user`` at ``now``."""
+    """Score and order ``candidates`` (best first) for ``user`` at ``now``.
+
+    ``learned`` holds, per item, the learned-source scores known for it (``als``,
+    ``similarity``); an item without one simply lacks that feature.
+    """
     w = weights or Weights.from_settings()
     category_taste = dict(user.profile.category_affinity)
     for category_id in user.interest_category_ids:
@@ -126,7 +144,18 @@ def rank(
             ),
             "subscribed": 1.0 if c.provider_id in user.subscribed_provider_ids else 0.0,
             "seen": 1.0 if user.profile.seen.get(c.item_id, 0) > 0 else 0.0,
+            "ctr": s.ctr,
+            "impressions_log": math.log1p(s.impressions),
+            "clicks_log": math.log1p(s.clicks),
+            "reads_log": math.log1p(s.reads),
+            "saves_log": math.log1p(s.saves),
+            "dismiss_rate": s.dismisses / (s.impressions + 25.0),
+            "decayed_clicks_log": math.log1p(s.decayed_clicks),
+            "expected_clicks_log": math.log1p(s.decayed_expected),
+            "age_hours_log": math.log1p(age / 3600.0),
         }
+        if learned is not None and c.item_id in learned:
+            values.update(learned[c.item_id])
         score = (
             w.popularity * values["popularity"]
             + w.freshness * values["freshness"]
@@ -134,6 +163,7 @@ def rank(
             + w.provider_affinity * values["provider_affinity"]
             + w.subscribed * values["subscribed"]
             - w.seen * values["seen"]
+            + w.similarity * values.get("similarity", 0.0)
         )
         scored.append(Scored(c.item_id, score, {k: round(v, 4) for k, v in values.items()}))
     scored.sort(key=lambda x: (-x.score, _tiebreak(x.item_id)))

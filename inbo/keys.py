@@ -250,3 +250,48 @@ def throttle(scope: str, kind: str, ident: str | int) -> str:
     """Request times of one throttle bucket: a scope (``auth``, ``search``...) per ``user``
     or per ``address``. TTL: the period of the scope's rate (DRF's history list)."""
     return _key("api", f"throttle_{scope}_{kind}", ident, 1)
+
+
+# --- learned models (issue 11): precomputed by Celery, read by the feed ---------------
+# A user's learned candidates live a little longer than the nightly retrain that rewrites
+# them, so a missed run degrades to stale candidates, not to none.
+LEARNED_CANDIDATES_TTL_SECONDS = 3 * 86400
+LEARNED_SOURCES = ("als", "similar")
+
+
+def learned_candidates(source: str, user_id: int) -> str:
+    """Sorted set: item id -> score, a user's top items from one learned ``source``.
+
+    ``als``: the ALS model's user x item score (written by ml_app's training and fold-in).
+    ``similar``: cosine similarity of the item's text embedding to the user's embedding
+    (written by features_app's embedding jobs). TTL: ``LEARNED_CANDIDATES_TTL_SECONDS``.
+    """
+    if source not in LEARNED_SOURCES:
+        raise ValueError(f"unknown learned source {source!r}")
+    return _key("learned", f"candidates_{source}", user_id, 1)
+
+
+def item_neighbours(source: str, item_id: int) -> str:
+    """Sorted set: item id -> similarity, an item's nearest items by one learned ``source``
+    (``als``: item factors; ``similar``: text embeddings). TTL: as above."""
+    if source not in LEARNED_SOURCES:
+        raise ValueError(f"unknown learned source {source!r}")
+    return _key("learned", f"neighbours_{source}", item_id, 1)
+
+
+def learned_watermark(job: str) -> str:
+    """String: the last ``UserEvent`` id a learned job (ALS fold-in, user embeddings) has
+    taken into account. No TTL."""
+    return _key("learned", "watermark", job, 1)
+
+
+def learned_lock(job: str) -> str:
+    """Lock of one learned job (training, fold-in, embedding refresh): one run at a time."""
+    return _key("learned", "lock", job, 1)
+
+
+def model_generation(kind: str) -> str:
+    """Integer bumped whenever the active version of a model ``kind`` changes, so web
+    workers reload it without a restart (they also re-check PostgreSQL every few seconds
+    when Redis is away). No TTL."""
+    return _key("learned", "model_generation", kind, 1)

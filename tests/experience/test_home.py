@@ -13,6 +13,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from experience_app.learned import FEATURES
 from experience_app.models import ExperienceInteraction
 from experience_app.services.feed import SECTION_ORDER
 from features_app import public as features
@@ -111,14 +112,21 @@ def test_home_returns_ordered_explained_sections(auth_client, world):
                 isinstance(v, float | int) for v in e["explanation"].values()
             )
     for_you = sections(body)["for_you"]["items"][0]
-    assert set(for_you["explanation"]) == {
-        "popularity",
-        "freshness",
-        "affinity",
-        "provider_affinity",
-        "subscribed",
-        "seen",
-    }
+    # Every linear signal, and only features the learned reranker knows (experience_app.learned)
+    assert (
+        {
+            "popularity",
+            "freshness",
+            "affinity",
+            "provider_affinity",
+            "subscribed",
+            "seen",
+            "ctr",
+            "age_hours_log",
+        }
+        <= set(for_you["explanation"])
+        <= set(FEATURES)
+    )
 
 
 def test_every_response_has_its_own_request_id(auth_client, world):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import override_settings
 
+from experience_app.learned import FEATURES
 from experience_app.ranking import Candidate, UserContext, Weights, rank
 from features_app.contracts import ItemSignals, UserProfile
 
@@ -41,7 +42,8 @@ def test_every_score_is_the_weighted_sum_of_its_explained_signals():
         weights=W,
     )
     for s in ranked:
-        assert set(s.signals) == SIGNALS
+        assert SIGNALS <= set(s.signals) <= set(FEATURES)
+        assert "als" not in s.signals and "similarity" not in s.signals  # none given
         v = s.signals
         expected = (
             W.popularity * v["popularity"]
@@ -52,6 +54,23 @@ def test_every_score_is_the_weighted_sum_of_its_explained_signals():
             - W.seen * v["seen"]
         )
         assert s.score == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_learned_similarity_is_weighed_and_an_als_score_is_only_a_feature():
+    candidates = [cand(1), cand(2), cand(3)]
+    ranked = rank(
+        candidates,
+        user(),
+        {},
+        now=NOW,
+        weights=W,
+        learned={2: {"similarity": 0.8, "als": 0.3}, 3: {"als": 5.0}},
+    )
+    by_id = {s.item_id: s for s in ranked}
+    assert by_id[2].signals["similarity"] == 0.8 and by_id[2].signals["als"] == 0.3
+    assert "similarity" not in by_id[1].signals and "als" not in by_id[1].signals
+    assert by_id[2].score == pytest.approx(by_id[1].score + W.similarity * 0.8, abs=1e-3)
+    assert by_id[3].score == pytest.approx(by_id[1].score, abs=1e-3)
 
 
 def test_lift_raises_the_score_and_an_unseen_item_is_neutral():

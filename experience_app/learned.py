@@ -1,0 +1,46 @@
+"""The learned reranker's view of a ranked item: a fixed, ordered feature vector.
+
+Every feature is a signal :func:`experience_app.ranking.rank` computes and the served log
+keeps with each item (``ServedFeed.items[*].signals``). Training reads the logged signals
+and serving reads the live ones through the same :func:`feature_vector`, so the model is
+trained on exactly what it is later served (point-in-time correct, no train/serve skew). A
+feature the item lacks (no ALS score, no embedding) is NaN, which LightGBM treats as
+missing, never as 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+# Order is part of a trained model: append new features at the end, never reorder.
+FEATURES: tuple[str, ...] = (
+    "popularity",
+    "freshness",
+    "affinity",
+    "provider_affinity",
+    "subscribed",
+    "seen",
+    "ctr",
+    "impressions_log",
+    "clicks_log",
+    "reads_log",
+    "saves_log",
+    "dismiss_rate",
+    "decayed_clicks_log",
+    "expected_clicks_log",
+    "age_hours_log",
+    "als",
+    "similarity",
+)
+
+
+def feature_vector(
+    signals: Mapping[str, float], features: tuple[str, ...] = FEATURES
+) -> list[float]:
+    """``signals`` as the model's input row, in ``features`` order (NaN where absent)."""
+    row = []
+    for name in features:
+        value = signals.get(name)
+        row.append(float(value) if value is not None else math.nan)
+    return row
