@@ -1,6 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from experience_app.models import ExperienceInteraction, ServedFeed, UserInterest
+from experience_app.models import ExperienceInteraction, ModelVersion, ServedFeed, UserInterest
+from experience_app.services import registry
+from inbo.errors import ApplicationError
 
 
 @admin.register(UserInterest)
@@ -34,8 +36,8 @@ class ExperienceInteractionAdmin(admin.ModelAdmin):
 class ServedFeedAdmin(admin.ModelAdmin):
     """What each home response showed, with the signals every item was ranked on."""
 
-    list_display = ("served_at", "user", "request_id", "degraded")
-    list_filter = ("degraded", "served_at")
+    list_display = ("served_at", "user", "request_id", "ranker", "degraded")
+    list_filter = ("degraded", "ranker", "served_at")
     search_fields = ("user__username", "=request_id")
     list_select_related = ("user",)
     date_hierarchy = "served_at"
@@ -47,3 +49,73 @@ class ServedFeedAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    """The model registry: versions ml_app trained, their gate, promote and roll back.
+
+    Versions are created by training only; an operator changes which one is active through
+    the two actions, which check the gate exactly as ``manage.py model_promote`` does.
+    """
+
+    list_display = (
+        "kind",
+        "version",
+        "status",
+        "gate_summary",
+        "trained_from",
+        "trained_to",
+        "artifact_bytes",
+        "created_at",
+        "promoted_at",
+    )
+    list_filter = ("kind", "status")
+    ordering = ("kind", "-version")
+    readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name != "artifact"]
+    exclude = ("artifact",)
+    actions = ("promote_selected", "rollback_kind")
+
+    @admin.display(description="gate")
+    def gate_summary(self, obj: ModelVersion) -> str:
+        gate = obj.gate or {}
+        if not gate:
+            return "-"
+        verdict = "passed" if gate.get("passed") else "failed"
+        return (
+            f"{verdict}: {gate.get('metric')} {gate.get('candidate')} vs "
+            f"{gate.get('baseline')} ({gate.get('baseline_name')})"
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(
+        description="Promote the selected candidate (checks its gate)", permissions=["change"]
+    )
+    def promote_selected(self, request, queryset) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version.", messages.ERROR)
+            return
+        try:
+            version = registry.promote(queryset.get().id, by=request.user.get_username())
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        self.message_user(request, f"{version.label} is now active.", messages.SUCCESS)
+
+    @admin.action(
+        description="Roll back the active version of the selected kind", permissions=["change"]
+    )
+    def rollback_kind(self, request, queryset) -> None:
+        kinds = set(queryset.values_list("kind", flat=True))
+        if len(kinds) != 1:
+            self.message_user(request, "Select versions of one kind.", messages.ERROR)
+            return
+        try:
+            restored = registry.rollback(kinds.pop(), by=request.user.get_username())
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        now = restored.label if restored else "the linear ranking"
+        self.message_user(request, f"Rolled back: serving {now}.", messages.SUCCESS)

@@ -87,6 +87,9 @@ class ServedFeed(models.Model):
     )
     served_at = models.DateTimeField(db_index=True)
     degraded = models.BooleanField(default=False)
+    ranker = models.CharField(
+        max_length=32, default="linear", help_text='"linear" or the model, e.g. "reranker:v3".'
+    )
     items = models.JSONField(
         default=list,
         help_text='[{"item_id", "section", "position", "score", "signals": {...}}]',
@@ -98,3 +101,66 @@ class ServedFeed(models.Model):
 
     def __str__(self) -> str:
         return f"feed {self.request_id} for {self.user_id}"
+
+
+class ModelVersion(models.Model):
+    """One trained model artifact the product can serve: the model registry.
+
+    The offline app (ml_app) trains, evaluates and registers versions; serving loads the
+    ``active`` version of each kind from here (``experience_app.services.registry``). A
+    candidate becomes active only through :func:`~experience_app.services.registry.promote`,
+    which checks the gate recorded at training time (the candidate beat the version active
+    then on a time-split validation it was not trained on). ``previous`` is the version that
+    was active before this one: the fallback chain and what a rollback restores.
+    """
+
+    class Kind(models.TextChoices):
+        RERANKER = "reranker", "LightGBM reranker"
+        ALS = "als", "ALS collaborative filtering"
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    version = models.PositiveIntegerField(help_text="1, 2, 3, ... within its kind.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    trained_from = models.DateTimeField(help_text="Start of the training window (inclusive).")
+    trained_to = models.DateTimeField(help_text="End of the training window (exclusive).")
+    params = models.JSONField(default=dict, blank=True)
+    features = models.JSONField(default=list, blank=True, help_text="Input feature names.")
+    metrics = models.JSONField(default=dict, blank=True)
+    gate = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"passed", "metric", "candidate", "baseline", "baseline_version", ...}',
+    )
+    artifact = models.BinaryField(null=True, editable=False)
+    artifact_sha256 = models.CharField(max_length=64)
+    artifact_bytes = models.PositiveBigIntegerField(default=0)
+    previous = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ("kind", "-version")
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "version"], name="model_version_unique"),
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=models.Q(status="active"),
+                name="model_version_one_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} v{self.version} ({self.status})"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:v{self.version}"

@@ -7,8 +7,11 @@ import redis
 from experience_app.datasets import demo as demo_plan
 from experience_app.datasets import demo_words
 from experience_app.learned import FEATURES, feature_vector
+from experience_app.models import ModelVersion
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
+from experience_app.services import registry
 from experience_app.services.progress_bars import bar
+from experience_app.services.rerank import ArtifactError, load_artifact
 from experience_app.services.users import users_ensure
 from inbo import keys
 from inbo import redis as inbo_redis
@@ -20,7 +23,9 @@ from inbo import redis as inbo_redis
 # world) let bench/ build its large world from the same taxonomy and vocabulary.
 __all__ = [
     "FEATURES",
+    "ArtifactError",
     "Candidate",
+    "ModelVersion",
     "Scored",
     "UserContext",
     "Weights",
@@ -29,9 +34,25 @@ __all__ = [
     "demo_words",
     "feature_vector",
     "feed_cache_stats",
+    "load_artifact",
+    "model_active",
+    "model_promote",
+    "model_register",
+    "model_rollback",
+    "model_versions",
     "rank",
     "users_ensure",
 ]
+
+
+# The model registry (issue 11): ml_app registers what it trains with the gate it measured;
+# operators promote and roll back (admin, manage.py); serving loads the active version.
+# ``load_artifact`` is how serving reads a version: the gate scores the active one with it.
+model_register = registry.register
+model_promote = registry.promote
+model_rollback = registry.rollback
+model_versions = registry.versions
+model_active = registry.active
 
 
 def feed_cache_stats() -> dict[str, int] | None:

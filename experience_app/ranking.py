@@ -91,6 +91,8 @@ class Scored:
     item_id: int
     score: float
     signals: dict[str, float] = field(default_factory=dict)
+    # With a learned reranker: the features that moved the score most, (name, contribution).
+    top_features: tuple[tuple[str, float], ...] = ()
 
 
 # Onboarding interests count like this much learned affinity per picked category.
@@ -105,7 +107,7 @@ def _normalised(weights: Mapping[int, float], keys: Iterable[int]) -> float:
     return max(-1.0, min(1.0, sum(weights.get(k, 0.0) for k in keys) / (1.0 + total)))
 
 
-def _tiebreak(item_id: int) -> int:
+def tiebreak(item_id: int) -> int:
     # Fair and deterministic: never the candidate order, which may carry information.
     return int.from_bytes(hashlib.blake2b(str(item_id).encode(), digest_size=4).digest(), "big")
 
@@ -166,5 +168,5 @@ def rank(
             + w.similarity * values.get("similarity", 0.0)
         )
         scored.append(Scored(c.item_id, score, {k: round(v, 4) for k, v in values.items()}))
-    scored.sort(key=lambda x: (-x.score, _tiebreak(x.item_id)))
+    scored.sort(key=lambda x: (-x.score, tiebreak(x.item_id)))
     return scored

@@ -220,6 +220,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=1, minute=7),
         "options": {"expires": 6 * 3600},
     },
+    # Embeddings: users with new events get their vector and "similar" candidates again;
+    # recent items a lost task message left unembedded are embedded (docs/ML.md).
+    "features-refresh-user-embeddings": {
+        "task": "inbo.features.refresh_user_embeddings",
+        "schedule": float(env_int("EMBEDDINGS_JOB_INTERVAL_SECONDS", 60)),
+        "options": {"expires": max(1, env_int("EMBEDDINGS_JOB_INTERVAL_SECONDS", 60) - 5)},
+    },
     # Search: catalog changes waiting in the outbox reach the indexes in batches.
     "search-index-pending": {
         "task": "inbo.search.index_pending",
@@ -428,6 +435,14 @@ EXPERIENCE_WEIGHT_SUBSCRIBED = env_float("EXPERIENCE_WEIGHT_SUBSCRIBED", 0.5)
 EXPERIENCE_WEIGHT_SEEN = env_float("EXPERIENCE_WEIGHT_SEEN", 1.0)
 # Cosine of the item's text embedding to the user's (issue 11), for "similar" candidates.
 EXPERIENCE_WEIGHT_SIMILARITY = env_float("EXPERIENCE_WEIGHT_SIMILARITY", 0.5)
+
+# --- Learned ranking (issue 11, docs/ML.md) -----------------------------------------------
+# Serve the active reranker version when there is one (false: always the linear ranking).
+ML_RERANKER_ENABLED = env_bool("ML_RERANKER_ENABLED", True)
+# How often a web worker asks the registry which version is active (hot reload).
+ML_MODEL_RELOAD_SECONDS = env_float("ML_MODEL_RELOAD_SECONDS", 5.0)
+# How many of the user's precomputed learned candidates (per source) join the pool.
+ML_LEARNED_POOL = env_int("ML_LEARNED_POOL", 60)
 EXPERIENCE_FRESHNESS_HALF_LIFE_HOURS = env_float("EXPERIENCE_FRESHNESS_HALF_LIFE_HOURS", 24.0)
 # An item shown this many times without any engagement is rotated out of the feed.
 EXPERIENCE_ROTATE_AFTER_IMPRESSIONS = env_int("EXPERIENCE_ROTATE_AFTER_IMPRESSIONS", 3)
@@ -438,6 +453,27 @@ EXPERIENCE_CANDIDATE_DAYS = env_int("EXPERIENCE_CANDIDATE_DAYS", 21)
 EXPERIENCE_SECTION_PAGE_SIZE = env_int("EXPERIENCE_SECTION_PAGE_SIZE", 10)
 EXPERIENCE_SECTION_MAX_ITEMS = env_int("EXPERIENCE_SECTION_MAX_ITEMS", 50)
 EXPERIENCE_FEED_CACHE_SECONDS = env_int("EXPERIENCE_FEED_CACHE_SECONDS", 300)
+
+# Content embeddings (features_app.embeddings, docs/ML.md "Embeddings"). Torch threads per
+# process (web and workers: 1; the bulk command takes --threads); characters of the body
+# embedded after title and summary (the model reads ~256 word pieces anyway); items per
+# incremental task message; the half-life of a user's engagement and the window read; the
+# recent items a provider's vector averages; the "similar" candidates and item neighbours
+# kept; the users and events one run of the candidates job takes.
+EMBEDDINGS_TORCH_THREADS = env_int("EMBEDDINGS_TORCH_THREADS", 1)
+EMBEDDINGS_BODY_CHARS = env_int("EMBEDDINGS_BODY_CHARS", 1000)
+EMBEDDINGS_BATCH_SIZE = env_int("EMBEDDINGS_BATCH_SIZE", 64)
+EMBEDDINGS_TASK_ITEMS = env_int("EMBEDDINGS_TASK_ITEMS", 256)
+EMBEDDINGS_USER_HALF_LIFE_DAYS = env_float("EMBEDDINGS_USER_HALF_LIFE_DAYS", 14.0)
+EMBEDDINGS_USER_WINDOW_DAYS = env_int("EMBEDDINGS_USER_WINDOW_DAYS", 90)
+EMBEDDINGS_PROVIDER_ITEMS = env_int("EMBEDDINGS_PROVIDER_ITEMS", 50)
+EMBEDDINGS_CANDIDATES = env_int("EMBEDDINGS_CANDIDATES", 200)
+EMBEDDINGS_NEIGHBOURS = env_int("EMBEDDINGS_NEIGHBOURS", 50)
+EMBEDDINGS_POOL_MAX_ITEMS = env_int("EMBEDDINGS_POOL_MAX_ITEMS", 50_000)
+EMBEDDINGS_JOB_EVENTS = env_int("EMBEDDINGS_JOB_EVENTS", 5000)
+EMBEDDINGS_JOB_SWEEP_ITEMS = env_int("EMBEDDINGS_JOB_SWEEP_ITEMS", 256)
+EMBEDDINGS_JOB_LOCK_SECONDS = env_int("EMBEDDINGS_JOB_LOCK_SECONDS", 300)
+EMBEDDINGS_JOB_INTERVAL_SECONDS = env_int("EMBEDDINGS_JOB_INTERVAL_SECONDS", 60)
 
 # --- Benchmark --------------------------------------------------------------------------
 # Route the benchmark-only endpoints (GET /api/v1/_bench/ceiling/). Only `make bench` sets it.

@@ -9,13 +9,21 @@ class MonitoringConfig(AppConfig):
     def ready(self) -> None:
         from prometheus_client import REGISTRY
 
+        from experience_app.contracts import model_fallback, model_loaded
         from features_app.contracts import counters_recovered
         from monitoring import worker  # noqa: F401 - connects the Celery signal handlers
-        from monitoring.metrics import InboCollector, observe_counters_recovered
+        from monitoring.metrics import (
+            InboCollector,
+            observe_counters_recovered,
+            observe_model_fallback,
+            observe_model_loaded,
+        )
 
         counters_recovered.connect(
             observe_counters_recovered, dispatch_uid="monitoring.counters_recovered"
         )
+        model_fallback.connect(observe_model_fallback, dispatch_uid="monitoring.model_fallback")
+        model_loaded.connect(observe_model_loaded, dispatch_uid="monitoring.model_loaded")
 
         if not any(isinstance(c, InboCollector) for c in REGISTRY._collector_to_names):
             REGISTRY.register(InboCollector())

@@ -102,6 +102,30 @@ FEATURES_RECOVERIES = Counter(
 )
 
 
+MODEL_FALLBACKS = Counter(
+    "inbo_model_fallbacks",
+    "Model versions serving skipped (missing, corrupt or unreadable artifact), by kind and "
+    "reason; the feed fell back to the previous version or to the linear ranking.",
+    ["kind", "reason"],
+)
+MODEL_SERVING_VERSION = Gauge(
+    "inbo_model_serving_version",
+    "The model version this process loaded last, by kind.",
+    ["kind"],
+    multiprocess_mode="livemax",
+)
+
+
+def observe_model_fallback(sender: Any, *, kind: str, reason: str, **kwargs: Any) -> None:
+    """Receiver of ``experience_app.contracts.model_fallback`` (connected in apps.py)."""
+    MODEL_FALLBACKS.labels(kind=kind, reason=reason).inc()
+
+
+def observe_model_loaded(sender: Any, *, kind: str, version: int, **kwargs: Any) -> None:
+    """Receiver of ``experience_app.contracts.model_loaded`` (connected in apps.py)."""
+    MODEL_SERVING_VERSION.labels(kind=kind).set(version)
+
+
 def observe_counters_recovered(sender: Any, *, seconds: float, **kwargs: Any) -> None:
     """Receiver of ``features_app.contracts.counters_recovered`` (connected in apps.py)."""
     FEATURES_RECOVERY_SECONDS.observe(seconds)

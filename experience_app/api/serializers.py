@@ -21,12 +21,22 @@ from reading_app.public import ItemCardSerializer
 MAX_BATCH = 500
 
 
+class TopFeatureSerializer(serializers.Serializer):
+    feature = serializers.CharField()
+    contribution = serializers.FloatField(help_text="Its share of the model's score.")
+
+
 class FeedEntrySerializer(serializers.Serializer):
     position = serializers.IntegerField()
     item = ItemCardSerializer()
     score = serializers.FloatField()
     explanation = serializers.DictField(
         child=serializers.FloatField(), help_text="Signal values the item was ranked on."
+    )
+    top_features = TopFeatureSerializer(
+        many=True,
+        help_text="With a learned reranker: the features that moved this item's score most "
+        "(empty under the linear ranking).",
     )
 
 
@@ -43,6 +53,9 @@ class HomeSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField()
     degraded = serializers.BooleanField(help_text="True when served without Redis.")
     cold_start = serializers.BooleanField()
+    ranker = serializers.CharField(
+        help_text='What ordered the feed: "linear" or a model version such as "reranker:v3".'
+    )
     cached = serializers.BooleanField()
     sections = SectionSerializer(many=True)
 

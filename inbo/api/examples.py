@@ -76,7 +76,16 @@ FEED_ENTRY = {
         "provider_affinity": 0.4,
         "subscribed": 1.0,
         "seen": 0.0,
+        "ctr": 0.061,
+        "clicks_log": 3.9,
+        "age_hours_log": 1.8,
+        "similarity": 0.52,
     },
+    "top_features": [
+        {"feature": "affinity", "contribution": 0.41},
+        {"feature": "similarity", "contribution": 0.22},
+        {"feature": "ctr", "contribution": -0.08},
+    ],
 }
 SECTION = {
     "key": "for_you",
@@ -235,6 +244,7 @@ EXAMPLES: dict[str, list[OpenApiExample]] = {
                 "generated_at": "2024-05-02T08:00:00Z",
                 "degraded": False,
                 "cold_start": False,
+                "ranker": "reranker:v3",
                 "cached": False,
                 "sections": [
                     SECTION,

@@ -19,7 +19,10 @@ from django.conf import settings
 
 from experience_app import selectors
 from experience_app.ranking import Candidate, Scored, UserContext, rank
+from experience_app.services import rerank
 from features_app import public as features
+from inbo import keys
+from inbo import redis as inbo_redis
 from reading_app import public as reading
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,9 @@ TRENDING_POOL = 120
 RECENT_POOL = 200
 RELATED_POOL = 40
 CO_READ_WINDOW = timedelta(days=7)
+# Learned scores read per source (features for the reranker); the best
+# ``ML_LEARNED_POOL`` of them also join the candidate pool.
+LEARNED_READ = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +51,27 @@ class Entry:
     item_id: int
     score: float
     signals: Mapping[str, float]
+    # The reranker's top contributing features, (name, contribution); empty when linear.
+    top_features: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def of(cls, scored: Scored) -> Entry:
-        return cls(scored.item_id, round(scored.score, 4), scored.signals)
+        return cls(scored.item_id, round(scored.score, 4), scored.signals, scored.top_features)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "item_id": self.item_id,
+            "score": self.score,
+            "signals": self.signals,
+        }
+        if self.top_features:
+            data["top_features"] = [list(pair) for pair in self.top_features]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Entry:
+        top = tuple((str(n), float(c)) for n, c in data.get("top_features", ()))
+        return cls(data["item_id"], data["score"], data["signals"], top)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +94,7 @@ class Feed:
     degraded: bool
     cold_start: bool
     sections: tuple[Section, ...]
+    ranker: str = "linear"
 
     def section(self, key: str) -> Section | None:
         return next((s for s in self.sections if s.key == key), None)
@@ -82,15 +106,13 @@ class Feed:
             "generated_at": self.generated_at,
             "degraded": self.degraded,
             "cold_start": self.cold_start,
+            "ranker": self.ranker,
             "sections": [
                 {
                     "key": s.key,
                     "title": s.title,
                     "reason": s.reason,
-                    "items": [
-                        {"item_id": e.item_id, "score": e.score, "signals": e.signals}
-                        for e in s.entries
-                    ],
+                    "items": [e.to_json() for e in s.entries],
                 }
                 for s in self.sections
             ],
@@ -103,12 +125,13 @@ class Feed:
             generated_at=str(data["generated_at"]),
             degraded=bool(data["degraded"]),
             cold_start=bool(data["cold_start"]),
+            ranker=str(data.get("ranker", "linear")),
             sections=tuple(
                 Section(
                     s["key"],
                     s["title"],
                     s["reason"],
-                    tuple(Entry(e["item_id"], e["score"], e["signals"]) for e in s["items"]),
+                    tuple(Entry.from_json(e) for e in s["items"]),
                 )
                 for s in data["sections"]
             ),
@@ -132,10 +155,38 @@ def _gather(user_id: int, now: datetime, degraded: bool):
 def _signals(item_ids: list[int], now: datetime, degraded: bool):
     if not degraded:
         try:
-            return features.item_signals(item_ids, now=now, with_counts=False), False
+            return features.item_signals(item_ids, now=now, with_counts=True), False
         except redis.RedisError as exc:
             logger.warning("experience.signals_degraded error=%s", exc)
     return features.item_signals_from_log(item_ids, now=now), True
+
+
+def _learned(user_id: int, degraded: bool) -> dict[str, list[tuple[int, float]]]:
+    """The user's precomputed learned candidates by source, best first (one round trip).
+
+    Written by Celery (ALS in ml_app, text embeddings in features_app); a request only
+    reads them. Missing, expired or unreachable: no learned candidates, nothing fails.
+    """
+    if degraded:
+        return {}
+    try:
+        pipe = inbo_redis.state().pipeline(transaction=False)
+        for source in keys.LEARNED_SOURCES:
+            pipe.zrevrange(
+                keys.learned_candidates(source, user_id), 0, LEARNED_READ - 1, withscores=True
+            )
+        replies = pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("experience.learned_unavailable user=%s error=%s", user_id, exc)
+        return {}
+    return {
+        source: [(int(item), float(score)) for item, score in reply]
+        for source, reply in zip(keys.LEARNED_SOURCES, replies, strict=True)
+    }
+
+
+# The ranking signal each learned source feeds.
+LEARNED_SIGNAL = {"als": "als", "similar": "similarity"}
 
 
 def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> Feed:
@@ -176,8 +227,17 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> Feed:
     if anchor is not None:
         related = features.co_read(anchor, since=now - CO_READ_WINDOW, limit=RELATED_POOL)
     trending_ids = [item for item, _ in trending]
+    learned_lists = _learned(user_id, degraded)
+    learned: dict[int, dict[str, float]] = {}
+    learned_ids: list[int] = []
+    for source, pairs in learned_lists.items():
+        for item, score in pairs:
+            learned.setdefault(item, {})[LEARNED_SIGNAL[source]] = round(score, 4)
+        learned_ids += [item for item, _ in pairs[: settings.ML_LEARNED_POOL]]
 
-    pool = list(dict.fromkeys([*focused, *recent, *fresh_ids, *related, *trending_ids]))
+    pool = list(
+        dict.fromkeys([*focused, *recent, *fresh_ids, *related, *trending_ids, *learned_ids])
+    )
     anchor_facets_needed = [anchor] if anchor is not None else []
     facets = reading.item_facets([*pool, *anchor_facets_needed], cached=True)
     if anchor is not None and anchor in facets:
@@ -199,7 +259,13 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> Feed:
         UserContext(profile, frozenset(subscribed), frozenset(interests)),
         signals,
         now=now,
+        learned=learned,
     )
+    ranker = "linear"
+    model = rerank.current() if not degraded else None
+    if model is not None:
+        ranked = rerank.rerank(ranked, model)
+        ranker = model.label
     by_id = {s.item_id: s for s in ranked}
     trending_rank = {item: i for i, item in enumerate(trending_ids)}
 
@@ -267,6 +333,7 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> Feed:
         degraded=degraded,
         cold_start=cold,
         sections=tuple(s for s in make_disjoint(drafts) if s.entries),
+        ranker=ranker,
     )
 
 

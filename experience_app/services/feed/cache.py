@@ -89,6 +89,9 @@ def page(
                 "item": cards[entry.item_id],
                 "score": entry.score,
                 "explanation": entry.signals,
+                "top_features": [
+                    {"feature": name, "contribution": c} for name, c in entry.top_features
+                ],
             }
             for position, entry in shown
         ],
@@ -112,6 +115,7 @@ def _body(
             "generated_at": meta["generated_at"],
             "degraded": degraded,
             "cold_start": meta["cold_start"],
+            "ranker": meta.get("ranker", "linear"),
             "cached": cached,
         },
         separators=(",", ":"),
@@ -165,7 +169,9 @@ def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
             pages_json = json.dumps(pages, separators=(",", ":"))
             served_json = served_log.without(served_json, gone)
         degraded = bool(meta["degraded"])
-        served = served_log.Served(request_id, user_id, now, degraded, served_json)
+        served = served_log.Served(
+            request_id, user_id, now, degraded, served_json, meta.get("ranker", "linear")
+        )
         try:
             pipe = client.pipeline(transaction=False)
             pipe.hincrby(keys.feed_cache_stats(), "hit", 1)
@@ -191,10 +197,11 @@ def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
         "generated_at": feed.generated_at,
         "degraded": feed.degraded,
         "cold_start": feed.cold_start,
+        "ranker": feed.ranker,
         "ids": [i["item_id"] for i in items],
     }
     degraded = feed.degraded or not redis_ok
-    served = served_log.Served(request_id, user_id, now, degraded, served_json)
+    served = served_log.Served(request_id, user_id, now, degraded, served_json, feed.ranker)
     if redis_ok and not feed.degraded:
         try:
             ttl = settings.EXPERIENCE_FEED_CACHE_SECONDS
@@ -214,7 +221,7 @@ def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
         except redis.RedisError as exc:
             degraded = True
             logger.warning("experience.cache_write_failed user=%s error=%s", user_id, exc)
-            served = served_log.Served(request_id, user_id, now, True, served_json)
+            served = served_log.Served(request_id, user_id, now, True, served_json, feed.ranker)
     served_log.store(served)
     return _body(request_id, meta, degraded, False, pages_json)
 
@@ -278,7 +285,7 @@ def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = 
         items = served_log.served_items(section.key, shown)
     degraded = feed.degraded or not redis_ok
     served = served_log.Served(
-        request_id, user_id, now, degraded, json.dumps(items, separators=(",", ":"))
+        request_id, user_id, now, degraded, json.dumps(items, separators=(",", ":")), feed.ranker
     )
     try:
         if not redis_ok:

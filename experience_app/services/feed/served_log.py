@@ -61,13 +61,15 @@ class Served:
     served_at: datetime
     degraded: bool
     items_json: str
+    ranker: str = "linear"
 
     def record(self) -> str:
         # Spliced, not re-encoded: the items part is encoded once per feed build.
         return (
             f'{{"request_id":"{self.request_id}","user_id":{int(self.user_id)},'
             f'"served_at":{json.dumps(self.served_at.isoformat())},'
-            f'"degraded":{json.dumps(self.degraded)},"items":{self.items_json}}}'
+            f'"degraded":{json.dumps(self.degraded)},"ranker":{json.dumps(self.ranker)},'
+            f'"items":{self.items_json}}}'
         )
 
 
@@ -83,6 +85,7 @@ def store(served: Served) -> None:
         user_id=served.user_id,
         served_at=served.served_at,
         degraded=served.degraded,
+        ranker=served.ranker,
         items=json.loads(served.items_json),
     )
 
@@ -113,6 +116,7 @@ def flush(max_batches: int = 20) -> int:
                         user_id=record["user_id"],
                         served_at=datetime.fromisoformat(record["served_at"]),
                         degraded=record["degraded"],
+                        ranker=record.get("ranker", "linear"),
                         items=record["items"],
                     )
                 )

@@ -1,0 +1,171 @@
+"""Serving the learned reranker: load the active version, score a ranked candidate set.
+
+Each web worker keeps the loaded model of the active ``reranker`` version in memory and asks
+the registry which version is active at most every ``ML_MODEL_RELOAD_SECONDS`` (one indexed
+query), so a promotion or rollback reaches every worker within seconds, without a restart.
+
+A version whose artifact is missing, fails its checksum or cannot be read is skipped for
+the version it replaced, and so on down the chain; with none left the feed keeps the linear
+ranking. Each skip is logged (``experience.model_fallback``) and sent as the
+``model_fallback`` signal (monitoring counts it); a request never fails for a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+from django.conf import settings
+from django.db import DatabaseError
+
+from experience_app.contracts import model_fallback, model_loaded
+from experience_app.learned import FEATURES, feature_vector
+from experience_app.models import ModelVersion
+from experience_app.ranking import Scored, tiebreak
+from experience_app.services import registry
+
+logger = logging.getLogger(__name__)
+
+KIND = ModelVersion.Kind.RERANKER
+# How many contributions an item's explanation names.
+TOP_FEATURES = 3
+# How far down the chain of previous versions a load may fall back.
+MAX_FALLBACK_DEPTH = 5
+
+
+class ArtifactError(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    version_id: int
+    label: str
+    booster: lgb.Booster
+    features: tuple[str, ...]
+
+
+def load_artifact(version: ModelVersion) -> LoadedModel:
+    """The booster of ``version``, checked; ArtifactError (with a reason) when unusable."""
+    raw = version.artifact
+    if raw is None or len(raw) == 0:
+        raise ArtifactError("missing")
+    data = bytes(raw)
+    if hashlib.sha256(data).hexdigest() != version.artifact_sha256:
+        raise ArtifactError("checksum", f"{version.label} does not match its sha256")
+    features = tuple(version.features or ())
+    if not features or not set(features) <= set(FEATURES):
+        raise ArtifactError("features", f"{version.label} expects {features}")
+    try:
+        booster = lgb.Booster(model_str=data.decode())
+    except (lgb.basic.LightGBMError, UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactError("unreadable", str(exc)[:200]) from None
+    if booster.num_feature() != len(features):
+        raise ArtifactError("features", f"{booster.num_feature()} inputs, {len(features)} named")
+    return LoadedModel(version.id, version.label, booster, features)
+
+
+class _Holder:
+    """The process's loaded reranker and when the registry was last asked."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.checked_at = -math.inf
+        self.active_id: int | None = None
+        self.model: LoadedModel | None = None
+
+    def reset(self) -> None:
+        with self.lock:
+            self.checked_at = -math.inf
+            self.active_id = None
+            self.model = None
+
+
+_holder = _Holder()
+
+
+def reset() -> None:
+    """Forget the loaded model (tests; the next call asks the registry again)."""
+    _holder.reset()
+
+
+def _load_chain(active_id: int) -> LoadedModel | None:
+    version_id: int | None = active_id
+    for _ in range(MAX_FALLBACK_DEPTH):
+        if version_id is None:
+            break
+        version = ModelVersion.objects.filter(id=version_id).first()
+        if version is None:
+            break
+        try:
+            model = load_artifact(version)
+        except ArtifactError as exc:
+            logger.error(
+                "experience.model_fallback kind=%s version=%s reason=%s detail=%s",
+                KIND,
+                version.label,
+                exc.reason,
+                exc,
+            )
+            model_fallback.send(sender=ModelVersion, kind=KIND, reason=exc.reason)
+            version_id = version.previous_id
+            continue
+        model_loaded.send(sender=ModelVersion, kind=KIND, version=version.version)
+        logger.info("experience.model_loaded model=%s", model.label)
+        return model
+    logger.error("experience.model_fallback kind=%s to=linear", KIND)
+    return None
+
+
+def current() -> LoadedModel | None:
+    """The reranker this process serves now (None: the linear ranking)."""
+    if not settings.ML_RERANKER_ENABLED:
+        return None
+    now = time.monotonic()
+    holder = _holder
+    if now - holder.checked_at < settings.ML_MODEL_RELOAD_SECONDS:
+        return holder.model
+    with holder.lock:
+        if now - holder.checked_at < settings.ML_MODEL_RELOAD_SECONDS:
+            return holder.model
+        try:
+            active_id = registry.active_id(KIND)
+            if active_id != holder.active_id:
+                holder.model = _load_chain(active_id) if active_id is not None else None
+                holder.active_id = active_id
+        except DatabaseError as exc:
+            # Keep serving what is loaded; ask again at the next interval.
+            logger.warning("experience.model_check_failed error=%s", exc)
+        holder.checked_at = now
+        return holder.model
+
+
+def rerank(ranked: Sequence[Scored], model: LoadedModel) -> list[Scored]:
+    """``ranked`` scored by ``model`` (best first), each with its top contributing features.
+
+    The score is the model's raw output; the signals stay those the item was ranked on, so
+    the served log keeps the same training rows whichever ranker served them.
+    """
+    if not ranked:
+        return []
+    rows = np.array([feature_vector(s.signals, model.features) for s in ranked], dtype=np.float64)
+    contributions = model.booster.predict(rows, pred_contrib=True, num_threads=1)
+    # The contributions sum to the raw score (the last column is the bias).
+    scores = contributions.sum(axis=1)
+    names = model.features
+    out = []
+    for s, score, contrib in zip(ranked, scores, contributions, strict=True):
+        order = np.argsort(-np.abs(contrib[:-1]))[:TOP_FEATURES]
+        top = tuple((names[i], round(float(contrib[i]), 4)) for i in order if contrib[i] != 0)
+        out.append(Scored(s.item_id, float(score), s.signals, top))
+    out.sort(key=lambda x: (-x.score, tiebreak(x.item_id)))
+    return out
