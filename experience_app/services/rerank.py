@@ -158,7 +158,7 @@ def rerank(ranked: Sequence[Scored], model: LoadedModel) -> list[Scored]:
     if not ranked:
         return []
     rows = np.array([feature_vector(s.signals, model.features) for s in ranked], dtype=np.float64)
-    contributions = model.booster.predict(rows, pred_contrib=True, num_threads=1)
+    contributions = np.asarray(model.booster.predict(rows, pred_contrib=True, num_threads=1))
     # The contributions sum to the raw score (the last column is the bias).
     scores = contributions.sum(axis=1)
     names = model.features
