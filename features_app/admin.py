@@ -1,7 +1,15 @@
 from django.contrib import admin
 from django.utils import timezone
 
-from features_app.models import CounterQuarantine, CounterSnapshot, ItemFeature, UserEvent
+from features_app.models import (
+    CounterQuarantine,
+    CounterSnapshot,
+    ItemEmbedding,
+    ItemFeature,
+    ProviderEmbedding,
+    UserEmbedding,
+    UserEvent,
+)
 
 
 @admin.register(UserEvent)
@@ -68,3 +76,41 @@ class CounterSnapshotAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+class _EmbeddingAdmin(admin.ModelAdmin):
+    """Vectors are written by the embedding jobs only: listed, never edited."""
+
+    list_filter = ("model_version",)
+    date_hierarchy = "updated_at"
+    exclude = ("vector",)
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields if f.name != "vector"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ItemEmbedding)
+class ItemEmbeddingAdmin(_EmbeddingAdmin):
+    list_display = ("item", "model_version", "updated_at")
+    list_select_related = ("item",)
+    search_fields = ("=item__id",)
+
+
+@admin.register(ProviderEmbedding)
+class ProviderEmbeddingAdmin(_EmbeddingAdmin):
+    list_display = ("provider", "model_version", "item_count", "updated_at")
+    list_select_related = ("provider",)
+
+
+@admin.register(UserEmbedding)
+class UserEmbeddingAdmin(_EmbeddingAdmin):
+    list_display = ("user", "model_version", "item_count", "updated_at")
+    list_select_related = ("user",)
+    search_fields = ("=user__id",)

@@ -28,3 +28,8 @@ class FeaturesAppConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_ensure_partitions, sender=self)
+        # Changed items are embedded by a task queued when the change commits.
+        from features_app.embedding_jobs import on_catalog_change
+        from reading_app import public as reading
+
+        reading.subscribe_catalog_changes(on_catalog_change)

@@ -202,3 +202,69 @@ class PendingCount(models.Model):
 
     def __str__(self) -> str:
         return f"pending batch {self.pk} ({len(self.event_ids)} events)"
+
+
+class ItemEmbedding(models.Model):
+    """An item's text embedding (title, summary and the start of the body): float32 bytes,
+    unit length, with the model version that produced it (``features_app.embeddings``).
+
+    ``text_hash`` is the SHA-256 of the embedded text: an edit that leaves the text as it
+    was is not recomputed. A row of an older ``model_version`` is stale and recomputed.
+    """
+
+    item = models.OneToOneField(
+        "reading_app.Item", on_delete=models.CASCADE, primary_key=True, related_name="embedding"
+    )
+    model_version = models.CharField(max_length=64)
+    vector = models.BinaryField(help_text="float32 little-endian, unit length")
+    text_hash = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-updated_at", "item_id")
+
+    def __str__(self) -> str:
+        return f"embedding of item {self.item_id} ({self.model_version})"
+
+
+class ProviderEmbedding(models.Model):
+    """A provider's embedding: the renormalised mean of its most recent items' embeddings."""
+
+    provider = models.OneToOneField(
+        "reading_app.Provider",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="embedding",
+    )
+    model_version = models.CharField(max_length=64)
+    vector = models.BinaryField(help_text="float32 little-endian, unit length")
+    item_count = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-updated_at", "provider_id")
+
+    def __str__(self) -> str:
+        return f"embedding of provider {self.provider_id} ({self.model_version})"
+
+
+class UserEmbedding(models.Model):
+    """A user's taste as one vector: the time-decayed, weighted mean of the embeddings of the
+    items they engaged with, minus those they dismissed or hid, renormalised."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="embedding",
+    )
+    model_version = models.CharField(max_length=64)
+    vector = models.BinaryField(help_text="float32 little-endian, unit length")
+    item_count = models.PositiveIntegerField(default=0, help_text="Items that contributed")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-updated_at", "user_id")
+
+    def __str__(self) -> str:
+        return f"embedding of user {self.user_id} ({self.model_version})"

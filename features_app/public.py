@@ -6,9 +6,10 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+import numpy as np
 import redis
 
-from features_app import co_reading, counters, fallback, services
+from features_app import co_reading, counters, embedding_jobs, embeddings, fallback, services
 from features_app.contracts import (
     EventIn,
     EventType,
@@ -23,14 +24,24 @@ from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app.public import ItemFacets
 
+# The model version stored with every vector (vectors of other versions are never served).
+EMBEDDING_MODEL_VERSION = embeddings.MODEL_VERSION
+EmbedResult = embeddings.EmbedResult
+RefreshResult = embedding_jobs.RefreshResult
+
 __all__ = [
+    "EMBEDDING_MODEL_VERSION",
+    "EmbedResult",
     "EventIn",
     "EventType",
     "IngestResult",
     "ItemSignals",
     "RecordResult",
+    "RefreshResult",
     "UserProfile",
     "co_read",
+    "embed_items",
+    "embed_texts",
     "ensure_partitions",
     "event_count",
     "events_count",
@@ -38,11 +49,15 @@ __all__ = [
     "events_record",
     "events_store",
     "health_figures",
+    "item_embeddings",
     "item_signals",
     "item_signals_from_log",
     "last_engaged_item_id",
+    "provider_embeddings",
+    "refresh_user_embeddings",
     "trending",
     "trending_from_log",
+    "user_embeddings",
     "user_profile",
     "user_profile_from_log",
 ]
@@ -160,3 +175,42 @@ def health_figures() -> dict[str, float]:
     if "drift" in reconcile_status:
         figures["reconcile_drift"] = float(reconcile_status["drift"])
     return figures
+
+
+# --- Content embeddings (docs/ML.md "Embeddings") --------------------------------------
+
+
+def embed_items(item_ids: Sequence[int], *, force: bool = False) -> EmbedResult:
+    """Embed (in this process: a worker or a command, never a request) the published items
+    among ``item_ids`` whose text or model version changed, and refresh their providers'
+    vectors. Loads the model on first use (about a second)."""
+    return embeddings.embed_items(item_ids, force=force)
+
+
+def embed_texts(texts: Sequence[str]) -> np.ndarray:
+    """Unit-length float32 vectors (``(n, 384)``) of free texts with the same model, e.g.
+    an offline evaluation's items; build item texts as title, summary, body."""
+    return embeddings.encode(texts)
+
+
+def item_embeddings(item_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Stored vectors (float32, unit length, 384-d) of the items that have one of
+    ``EMBEDDING_MODEL_VERSION``, by id. PostgreSQL only; no model is loaded."""
+    return embeddings.item_embeddings(item_ids)
+
+
+def provider_embeddings(provider_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Stored provider vectors (mean of their recent items), by id."""
+    return embeddings.provider_embeddings(provider_ids)
+
+
+def user_embeddings(user_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Stored user vectors (time-decayed engagement, minus dismiss/hide), by id."""
+    return embedding_jobs.user_embeddings(user_ids)
+
+
+def refresh_user_embeddings(*, now: datetime | None = None) -> RefreshResult:
+    """One run of the "similar" job: users with events after the watermark get their vector
+    and "similar" candidates (``inbo.keys.learned_candidates("similar", id)``) again.
+    Returns the counts; never raises for Redis (``skipped="redis"``)."""
+    return embedding_jobs.refresh_user_embeddings(now=now)

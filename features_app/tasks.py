@@ -11,7 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
-from features_app import partitions, pending, snapshots, sync
+from features_app import embedding_jobs, partitions, pending, snapshots, sync
 from features_app import reconcile as reconciliation
 from features_app.jobs import JobBusy
 
@@ -89,3 +89,24 @@ def ensure_partitions(months_ahead: int = 3) -> int:
     created = partitions.ensure_ahead(months_ahead)
     logger.info("features.partitions_ensured ahead=%d created=%d", months_ahead, len(created))
     return len(created)
+
+
+@shared_task(name="inbo.features.embed_items", soft_time_limit=240, time_limit=300, **_COMMON)
+def embed_items(item_ids: list[int]) -> int:
+    """Embed changed catalog items (queued by the catalog listener once the change commits)
+    and write their nearest neighbours. Idempotent: unchanged text is not recomputed."""
+    return embedding_jobs.embed_and_link(item_ids).embedded
+
+
+@shared_task(
+    name="inbo.features.refresh_user_embeddings",
+    soft_time_limit=240,
+    time_limit=300,
+    ignore_result=True,
+    acks_late=True,  # idempotent: the watermark moves only after everything is written
+    reject_on_worker_lost=True,
+)
+def refresh_user_embeddings() -> int:
+    """Users with new events: their embedding and "similar" candidates again (beat, every
+    minute). Skips (logged) when another run holds the lock or Redis is away."""
+    return embedding_jobs.refresh_user_embeddings().users
