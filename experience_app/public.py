@@ -9,6 +9,7 @@ from experience_app.datasets import demo_words
 from experience_app.learned import FEATURES, feature_vector
 from experience_app.models import ModelVersion
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
+from experience_app.selectors import interactions_between, served_between
 from experience_app.services import registry
 from experience_app.services.progress_bars import bar
 from experience_app.services.rerank import ArtifactError, load_artifact
@@ -34,6 +35,7 @@ __all__ = [
     "demo_words",
     "feature_vector",
     "feed_cache_stats",
+    "interactions_between",
     "load_artifact",
     "model_active",
     "model_promote",
@@ -41,6 +43,7 @@ __all__ = [
     "model_rollback",
     "model_versions",
     "rank",
+    "served_between",
     "users_ensure",
 ]
 

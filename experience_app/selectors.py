@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
+
 from django.db import connection
 
-from experience_app.models import ExperienceInteraction, UserInterest
+from experience_app.models import ExperienceInteraction, ServedFeed, UserInterest
 from features_app.contracts import EventType
 
 # Interactions after which an item is never shown again: the user rejected it, or read it
@@ -32,3 +35,26 @@ def never_again_item_ids(*, user_id: int) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(_NEVER_AGAIN, [user_id, [t.value for t in NEVER_AGAIN_TYPES]])
         return {row[0] for row in cursor.fetchall()}
+
+
+def served_between(since: datetime, until: datetime, *, limit: int) -> Iterator[tuple]:
+    """Served-log rows of ``[since, until)`` as ``(request_id, user_id, served_at, ranker,
+    items)``, oldest first, at most ``limit``; degraded responses left out (ranked without
+    the feature store, their signals are not what a healthy feed logs)."""
+    return (
+        ServedFeed.objects.filter(served_at__gte=since, served_at__lt=until, degraded=False)
+        .order_by("served_at")
+        .values_list("request_id", "user_id", "served_at", "ranker", "items")[:limit]
+        .iterator(chunk_size=2000)
+    )
+
+
+def interactions_between(since: datetime, until: datetime) -> Iterator[tuple]:
+    """Interactions that happened in ``[since, until)`` as ``(user_id, item_id, type,
+    occurred_at, request_id)``, impressions left out."""
+    return (
+        ExperienceInteraction.objects.filter(occurred_at__gte=since, occurred_at__lt=until)
+        .exclude(interaction_type=EventType.IMPRESSION)
+        .values_list("user_id", "item_id", "interaction_type", "occurred_at", "request_id")
+        .iterator(chunk_size=5000)
+    )

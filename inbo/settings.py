@@ -168,6 +168,8 @@ CELERY_TASK_ROUTES = {
     "inbo.search.*": {"queue": "search"},
     "inbo.monitoring.*": {"queue": "maintenance"},
     "inbo.reading.*": {"queue": "maintenance"},
+    # Training and fold-in of learned models: long, CPU-bound, never on the event path.
+    "inbo.ml.*": {"queue": "maintenance"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
@@ -226,6 +228,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inbo.features.refresh_user_embeddings",
         "schedule": float(env_int("EMBEDDINGS_JOB_INTERVAL_SECONDS", 60)),
         "options": {"expires": max(1, env_int("EMBEDDINGS_JOB_INTERVAL_SECONDS", 60) - 5)},
+    },
+    # ALS: nightly training (gate, register, promote, precompute candidates), and every
+    # minute the users with new events get fresh candidates from the active version.
+    "ml-train-als": {
+        "task": "inbo.ml.train_als",
+        "schedule": crontab(hour=2, minute=37),
+        "options": {"expires": 4 * 3600},
+    },
+    "ml-als-fold-in": {
+        "task": "inbo.ml.als_fold_in",
+        "schedule": float(env_int("ML_ALS_FOLD_IN_INTERVAL_SECONDS", 60)),
+        "options": {"expires": max(1, env_int("ML_ALS_FOLD_IN_INTERVAL_SECONDS", 60) - 5)},
     },
     # Search: catalog changes waiting in the outbox reach the indexes in batches.
     "search-index-pending": {
@@ -443,6 +457,11 @@ ML_RERANKER_ENABLED = env_bool("ML_RERANKER_ENABLED", True)
 ML_MODEL_RELOAD_SECONDS = env_float("ML_MODEL_RELOAD_SECONDS", 5.0)
 # How many of the user's precomputed learned candidates (per source) join the pool.
 ML_LEARNED_POOL = env_int("ML_LEARNED_POOL", 60)
+# Training (ml_app): a version whose gate passed is promoted by the scheduled training.
+ML_AUTO_PROMOTE = env_bool("ML_AUTO_PROMOTE", True)
+ML_TRAIN_THREADS = env_int("ML_TRAIN_THREADS", 2)
+ML_RERANKER_TRAIN_DAYS = env_int("ML_RERANKER_TRAIN_DAYS", 14)
+ML_RERANKER_MAX_GROUPS = env_int("ML_RERANKER_MAX_GROUPS", 50_000)
 EXPERIENCE_FRESHNESS_HALF_LIFE_HOURS = env_float("EXPERIENCE_FRESHNESS_HALF_LIFE_HOURS", 24.0)
 # An item shown this many times without any engagement is rotated out of the feed.
 EXPERIENCE_ROTATE_AFTER_IMPRESSIONS = env_int("EXPERIENCE_ROTATE_AFTER_IMPRESSIONS", 3)
@@ -474,6 +493,33 @@ EMBEDDINGS_JOB_EVENTS = env_int("EMBEDDINGS_JOB_EVENTS", 5000)
 EMBEDDINGS_JOB_SWEEP_ITEMS = env_int("EMBEDDINGS_JOB_SWEEP_ITEMS", 256)
 EMBEDDINGS_JOB_LOCK_SECONDS = env_int("EMBEDDINGS_JOB_LOCK_SECONDS", 300)
 EMBEDDINGS_JOB_INTERVAL_SECONDS = env_int("EMBEDDINGS_JOB_INTERVAL_SECONDS", 60)
+
+# ALS collaborative filtering (ml_app.services.als_training, docs/ML.md "Collaborative
+# filtering in the product"): the nightly training's window and hyperparameters; the
+# confidence of each event type (impression, dismiss and hide count nothing; a read counts
+# READ + READ_DEPTH x the depth its context reports, 1 when none: a read is to the end);
+# how a (user, item) pair's summed confidence is scaled ("log": log1p, or "linear"); the
+# time split of the gate; what is precomputed; the fold-in job's batch and interval.
+ML_ALS_TRAIN_DAYS = env_int("ML_ALS_TRAIN_DAYS", 90)
+ML_ALS_FACTORS = env_int("ML_ALS_FACTORS", 64)
+ML_ALS_REGULARIZATION = env_float("ML_ALS_REGULARIZATION", 30.0)
+ML_ALS_ALPHA = env_float("ML_ALS_ALPHA", 5.0)
+ML_ALS_ITERATIONS = env_int("ML_ALS_ITERATIONS", 15)
+ML_ALS_CONFIDENCE = env_str("ML_ALS_CONFIDENCE", "log")
+ML_ALS_WEIGHT_CLICK = env_float("ML_ALS_WEIGHT_CLICK", 1.0)
+ML_ALS_WEIGHT_READ = env_float("ML_ALS_WEIGHT_READ", 2.0)
+ML_ALS_WEIGHT_READ_DEPTH = env_float("ML_ALS_WEIGHT_READ_DEPTH", 3.0)
+ML_ALS_WEIGHT_SAVE = env_float("ML_ALS_WEIGHT_SAVE", 6.0)
+ML_ALS_WEIGHT_SHARE = env_float("ML_ALS_WEIGHT_SHARE", 6.0)
+ML_ALS_VALIDATION_SHARE = env_float("ML_ALS_VALIDATION_SHARE", 0.15)
+ML_ALS_GATE_MIN_USERS = env_int("ML_ALS_GATE_MIN_USERS", 20)
+ML_ALS_GATE_MAX_USERS = env_int("ML_ALS_GATE_MAX_USERS", 5000)
+ML_ALS_CANDIDATES = env_int("ML_ALS_CANDIDATES", 200)
+ML_ALS_NEIGHBOURS = env_int("ML_ALS_NEIGHBOURS", 50)
+ML_ALS_POOL_MAX_ITEMS = env_int("ML_ALS_POOL_MAX_ITEMS", 50_000)
+ML_ALS_FOLD_IN_EVENTS = env_int("ML_ALS_FOLD_IN_EVENTS", 5000)
+ML_ALS_FOLD_IN_INTERVAL_SECONDS = env_int("ML_ALS_FOLD_IN_INTERVAL_SECONDS", 60)
+ML_ALS_LOCK_SECONDS = env_int("ML_ALS_LOCK_SECONDS", 3 * 3600)
 
 # --- Benchmark --------------------------------------------------------------------------
 # Route the benchmark-only endpoints (GET /api/v1/_bench/ceiling/). Only `make bench` sets it.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from reading_app import selectors
@@ -63,6 +63,7 @@ __all__ = [
     "provider_cards",
     "provider_search_data",
     "providers_create_missing",
+    "reading_depths",
     "reading_progress_bulk_create",
     "recent_item_ids",
     "saved_items_bulk_create",
@@ -146,6 +147,14 @@ def subscribed_provider_ids(*, user_id: int) -> set[int]:
 def completed_item_ids(*, user_id: int) -> set[int]:
     """Items the user read to the end."""
     return selectors.completed_item_ids(user_id=user_id)
+
+
+def reading_depths(
+    *, user_ids: Iterable[int], item_ids: Iterable[int]
+) -> dict[tuple[int, int], float]:
+    """(user id, item id) -> fraction read (1.0 when finished), where progress exists: how
+    the learned reranker grades a click by how far it was read."""
+    return selectors.reading_depths(user_ids=user_ids, item_ids=item_ids)
 
 
 def in_progress(*, user_id: int, since: datetime, limit: int) -> list[tuple[int, float]]:

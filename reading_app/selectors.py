@@ -243,3 +243,14 @@ def provider_search_data(provider_ids: Iterable[int]) -> dict[int, ProviderSearc
         )
         for pk, name, slug, description, language in rows
     }
+
+
+def reading_depths(
+    *, user_ids: Iterable[int], item_ids: Iterable[int]
+) -> dict[tuple[int, int], float]:
+    """(user id, item id) -> fraction read, for the pairs among ``user_ids`` x ``item_ids``
+    that have reading progress (a finished read is 1.0)."""
+    rows = ReadingProgress.objects.filter(
+        user_id__in=list(user_ids), item_id__in=list(item_ids)
+    ).values_list("user_id", "item_id", "progress", "completed_at")
+    return {(u, i): 1.0 if done else float(p) for u, i, p, done in rows}
