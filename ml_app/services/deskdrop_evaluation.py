@@ -14,6 +14,10 @@ Protocol (docs/ML.md, "DeskDrop"):
   reported apart;
 - metrics per user, averaged: nDCG@10, HR@10, MRR; each with a bootstrap 95% interval
   (users resampled with a fixed seed, the same resamples for every method).
+
+Methods: the baselines of ``deskdrop_baselines`` and ``learned`` (``deskdrop_learned``: candidate
+generators and a LightGBM reranker, fitted on the training period only; cold users get decayed
+popularity).
 """
 
 from __future__ import annotations
@@ -28,11 +32,15 @@ from experience_app.public import bar
 from ml_app.datasets.deskdrop import REMOVED, SHARED, Article, Interaction
 from ml_app.ranking_metrics import hit_rate_at_k, ndcg_at_k, reciprocal_rank
 from ml_app.services import deskdrop_baselines as baselines
+from ml_app.services import deskdrop_learned as learned
 
 K = 10
 TEST_SHARE = 0.2
 METRICS = ("ndcg10", "hr10", "mrr")
 GROUPS = ("all", "warm", "cold")
+LEARNED = learned.LEARNED
+METHODS = (*baselines.METHODS, LEARNED)
+METHOD_LABELS = {**baselines.METHOD_LABELS, LEARNED: learned.LABEL}
 
 
 class DeskdropEvaluationError(ValueError):
@@ -97,6 +105,7 @@ class DeskdropResult:
     half_life_days: float
     bootstrap: int
     skipped: list[str] = field(default_factory=list)
+    timings: learned.Timings | None = None  # the learned method's training times
 
 
 def _side(rows: Sequence[Interaction]) -> Side:
@@ -137,7 +146,7 @@ def evaluate(
     articles: Sequence[Article] = (),
     *,
     cut: int | None = None,
-    methods: Sequence[str] = baselines.METHODS,
+    methods: Sequence[str] = METHODS,
     half_life_days: float = baselines.DEFAULT_HALF_LIFE_DAYS,
     bootstrap: int = 1000,
     seed: int = 0,
@@ -169,14 +178,21 @@ def evaluate(
             test_on_catalog += 1
     users = sorted(relevant)
     warm = {u for u in users if u in fitted.pairs}
-    orders = {m: baselines.base_order(fitted, items, m) for m in methods}
+    ranker = None
+    if LEARNED in methods:
+        ranker = learned.fit_learned(train, now=cut, shared_at=catalog)
+    orders = {m: baselines.base_order(fitted, items, m) for m in methods if m != LEARNED}
     per_user: dict[str, dict[str, dict[str, float]]] = {m: {} for m in methods}
     with bar(stream=progress, desc="users", total=len(users) * len(methods)) as b:
         for method in methods:
             for user in users:
-                ranked = baselines.rank_for_user(
-                    fitted, method, user, orders[method], catalog=items
-                )
+                if method == LEARNED:
+                    assert ranker is not None
+                    ranked = ranker.rank(user)
+                else:
+                    ranked = baselines.rank_for_user(
+                        fitted, method, user, orders[method], catalog=items
+                    )
                 rel = relevant[user]
                 per_user[method][user] = {
                     "ndcg10": ndcg_at_k(ranked, rel, K),
@@ -203,4 +219,5 @@ def evaluate(
         figures=figures,
         half_life_days=half_life_days,
         bootstrap=bootstrap,
+        timings=ranker.timings if ranker is not None else None,
     )

@@ -13,6 +13,8 @@ from ml_app.datasets import deskdrop
 from ml_app.services import deskdrop_baselines as baselines
 from ml_app.services.deskdrop_evaluation import (
     GROUPS,
+    METHOD_LABELS,
+    METHODS,
     DeskdropEvaluationError,
     DeskdropResult,
     evaluate,
@@ -43,10 +45,11 @@ def _one(directory: Path, pattern: str) -> Path | None:
 class Command(BaseCommand):
     help = (
         "Time-split evaluation on DeskDrop files (users_interactions*.csv, and with --articles "
-        "articles*.csv) in --data: baselines are fitted on the interactions before the cut and "
-        "rank the candidate catalog (articles available at the cut) for each user with a test "
-        "interaction on it, less what the user engaged with before the cut. Prints nDCG@10, "
-        "HR@10 and MRR with bootstrap 95%% intervals, for all, warm and cold users."
+        "articles*.csv) in --data: baselines and the learned ranker are fitted on the "
+        "interactions before the cut and rank the candidate catalog (articles available at "
+        "the cut) for each user with a test interaction on it, less what the user engaged "
+        "with before the cut. Prints nDCG@10, HR@10 and MRR with bootstrap 95%% intervals, "
+        "for all, warm and cold users, and the learned ranker's training times."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -77,8 +80,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="Bootstrap seed (default: 0).")
         parser.add_argument(
             "--methods",
-            default=",".join(baselines.METHODS),
-            help=f"Comma-separated methods among {', '.join(baselines.METHODS)} (default: all).",
+            default=",".join(METHODS),
+            help=f"Comma-separated methods among {', '.join(METHODS)} (default: all).",
         )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -87,9 +90,9 @@ class Command(BaseCommand):
         if not data.is_dir():
             raise CommandError(f"--data is not a folder: {data}")
         methods = [m.strip() for m in str(options["methods"]).split(",") if m.strip()]
-        unknown = [m for m in methods if m not in baselines.METHODS]
+        unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
-            raise CommandError(f"unknown methods {unknown}; choose among {baselines.METHODS}")
+            raise CommandError(f"unknown methods {unknown}; choose among {METHODS}")
         half_life = float(options["half_life_days"])  # type: ignore[arg-type]
         samples = int(options["bootstrap"])  # type: ignore[call-overload]
         if not half_life > 0 or samples < 1:
@@ -145,7 +148,7 @@ def render(result: DeskdropResult, methods: list[str], *, skipped: int = 0) -> l
         f"{r.users['cold']} cold). Decayed popularity half-life {r.half_life_days:g} days; "
         f"bootstrap 95% intervals over {r.bootstrap} user resamples.",
     ]
-    width = max(len(baselines.METHOD_LABELS[m]) for m in methods)
+    width = max(len(METHOD_LABELS[m]) for m in methods)
     for group in GROUPS:
         lines += [
             "",
@@ -157,5 +160,12 @@ def render(result: DeskdropResult, methods: list[str], *, skipped: int = 0) -> l
             for metric in ("ndcg10", "hr10", "mrr"):
                 f = r.figures[group][method][metric]
                 cells.append(f"{_fmt(f.mean)} [{_fmt(f.low)}, {_fmt(f.high)}]".ljust(24))
-            lines.append(f"  {baselines.METHOD_LABELS[method]:<{width}}  " + "  ".join(cells))
+            lines.append(f"  {METHOD_LABELS[method]:<{width}}  " + "  ".join(cells))
+    if r.timings is not None:
+        t = r.timings
+        lines += [
+            "",
+            f"Learned model training: ALS {t.als_s:.2f} s, LightGBM {t.lgbm_s:.2f} s, "
+            f"whole fit {t.total_s:.2f} s (one thread).",
+        ]
     return lines
