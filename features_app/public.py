@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import redis
+from django.db.models import Max
 
 from features_app import co_reading, counters, embedding_jobs, embeddings, fallback, services
 from features_app.contracts import (
@@ -44,6 +46,8 @@ __all__ = [
     "embed_texts",
     "ensure_partitions",
     "event_count",
+    "event_last_id",
+    "events_between",
     "events_count",
     "events_ingest",
     "events_record",
@@ -214,3 +218,48 @@ def refresh_user_embeddings(*, now: datetime | None = None) -> RefreshResult:
     and "similar" candidates (``inbo.keys.learned_candidates("similar", id)``) again.
     Returns the counts; never raises for Redis (``skipped="redis"``)."""
     return embedding_jobs.refresh_user_embeddings(now=now)
+
+
+# --- The event log, streamed (training and fold-in of learned models, ml_app) ----------
+
+# One event as ``events_between`` yields it: (id, user_id, item_id, event_type, occurred_at,
+# context).
+EventRow = tuple[int, int, int, str, datetime, dict[str, Any]]
+
+
+def events_between(
+    since: datetime,
+    until: datetime,
+    *,
+    event_types: Collection[str] | None = None,
+    user_ids: Collection[int] | None = None,
+    after_id: int = 0,
+    through_id: int | None = None,
+    limit: int | None = None,
+    chunk_size: int = 5000,
+) -> Iterator[EventRow]:
+    """Events with ``since <= occurred_at < until`` (only the months asked for are read),
+    of ``event_types`` and ``user_ids`` when given, with ``after_id < id <= through_id``,
+    as light tuples (:data:`EventRow`), streamed from a server-side cursor. Ordered by id
+    only when ``limit`` is given (the first ``limit`` after ``after_id``)."""
+    qs = UserEvent.objects.filter(occurred_at__gte=since, occurred_at__lt=until)
+    if event_types is not None:
+        qs = qs.filter(event_type__in=list(event_types))
+    if user_ids is not None:
+        qs = qs.filter(user_id__in=list(user_ids))
+    if after_id:
+        qs = qs.filter(id__gt=after_id)
+    if through_id is not None:
+        qs = qs.filter(id__lte=through_id)
+    rows = qs.order_by().values_list(
+        "id", "user_id", "item_id", "event_type", "occurred_at", "context"
+    )
+    if limit is not None:
+        return iter(list(rows.order_by("id")[:limit]))
+    return rows.iterator(chunk_size=chunk_size)
+
+
+def event_last_id(*, since: datetime) -> int:
+    """The largest event id among events that occurred since ``since`` (0: none)."""
+    last = UserEvent.objects.filter(occurred_at__gte=since).aggregate(top=Max("id"))["top"]
+    return int(last or 0)
