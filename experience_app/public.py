@@ -12,7 +12,7 @@ from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
 from experience_app.selectors import interactions_between, served_between
 from experience_app.services import registry
 from experience_app.services.progress_bars import bar
-from experience_app.services.rerank import ArtifactError, load_artifact
+from experience_app.services.rerank import ArtifactError, load_artifact, rerank
 from experience_app.services.users import users_ensure
 from inbo import keys
 from inbo import redis as inbo_redis
@@ -43,6 +43,7 @@ __all__ = [
     "model_rollback",
     "model_versions",
     "rank",
+    "rerank",
     "served_between",
     "users_ensure",
 ]
@@ -51,6 +52,7 @@ __all__ = [
 # The model registry (issue 11): ml_app registers what it trains with the gate it measured;
 # operators promote and roll back (admin, manage.py); serving loads the active version.
 # ``load_artifact`` is how serving reads a version: the gate scores the active one with it.
+# ``rerank`` is what the feed runs with the loaded model (bench/ml.py times it).
 model_register = registry.register
 model_promote = registry.promote
 model_rollback = registry.rollback
