@@ -22,7 +22,6 @@ part with id-level signals only (no provider, no categories).
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 import uuid
@@ -37,7 +36,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from experience_app.public import Candidate, UserContext, Weights, bar, rank, users_ensure
+from experience_app.public import (
+    Candidate,
+    UserContext,
+    Weights,
+    bar,
+    feature_vector,
+    rank,
+    users_ensure,
+)
 from features_app.public import (
     EventIn,
     EventType,
@@ -55,7 +62,7 @@ from inbo.scratch import (
     ScratchUnsafe,
     check_scratch_url,
 )
-from ml_app import ranking_metrics
+from ml_app import ranking_metrics, walk_forward
 from ml_app.datasets import mind
 from ml_app.services.mind import (
     HISTORY_OFFSET,
@@ -72,14 +79,21 @@ from reading_app.public import ItemFacets, item_facets
 Report = Callable[[str], None]
 
 SOURCE = "mind_eval"
-# Methods in the order they are printed; RANKING is the product's ranking function.
+# Methods in the order they are printed. LEARNED is the LightGBM reranker (walk-forward,
+# days after the first only), RANKING the product's linear ranking function; the others
+# are baselines computed from the same counters.
+LEARNED = "learned"
 RANKING = "ranking"
+CTR = "ctr"
 RANDOM = "random"
 POPULARITY = "popularity"
 RECENT = "most_recent"
-METHODS = (RANKING, RANDOM, POPULARITY, RECENT)
+REPLAYED = (RANKING, CTR, RANDOM, POPULARITY, RECENT)
+METHODS = (LEARNED, *REPLAYED)
 METHOD_LABELS = {
-    RANKING: "ranking (rank)",
+    LEARNED: "learned (LightGBM lambdarank)",
+    RANKING: "linear ranking (rank)",
+    CTR: "real-time CTR (smoothed)",
     RANDOM: "random",
     POPULARITY: "popularity (cumulative clicks)",
     RECENT: "most recent (first seen)",
@@ -156,6 +170,10 @@ class EvaluationResult:
     lines_skipped: int = 0
     freshness_half_life_hours: float = 0.0
     seconds: float = 0.0
+    # Every impression's feature rows, and the walk-forward (learned ranks, models, intervals).
+    impressions_log: list[walk_forward.Impression] = field(default_factory=list)
+    learned: walk_forward.WalkForward | None = None
+    similarity: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,20 +229,8 @@ def scratch_state(url: str) -> Iterator[_ScratchLock]:
             lock._lock.release()
 
 
-def _tiebreak(impression_id: int, news_id: str) -> int:
-    # Fair and deterministic: never the candidate order, which may carry information.
-    digest = hashlib.blake2b(f"{impression_id}:{news_id}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big")
-
-
-def _position_ranks(news_ids: Sequence[str], order: Sequence[str]) -> list[int]:
-    """1-based rank of each position of the impression, given the news ids best first."""
-    place = {news_id: i for i, news_id in enumerate(order)}
-    positions = sorted(range(len(news_ids)), key=lambda p: (place[news_ids[p]], p))
-    ranks = [0] * len(news_ids)
-    for r, p in enumerate(positions, start=1):
-        ranks[p] = r
-    return ranks
+_tiebreak = walk_forward.tiebreak
+_position_ranks = walk_forward.position_ranks
 
 
 def evaluate_ranking(
@@ -235,15 +241,22 @@ def evaluate_ranking(
     freshness_half_life_hours: float | None = None,
     predictions: Path | None = None,
     seed: int = 0,
+    learned: bool = True,
+    similarity: bool = True,
+    resamples: int = walk_forward.BOOTSTRAP_RESAMPLES,
     report: Report | None = None,
     progress: Stream = None,
 ) -> EvaluationResult:
     """Replay ``behaviors_path`` (the first ``limit`` lines when given) and measure.
 
     ``freshness_half_life_hours`` overrides the ranking's freshness half-life (product
-    setting when ``None``). ``predictions`` receives the ranking's ranks in the MIND
-    competition format, one line per impression in file order. Malformed lines are skipped
-    and passed to ``report``.
+    setting when ``None``). With ``learned``, the LightGBM reranker is trained walk-forward
+    (see :mod:`ml_app.walk_forward`) and ``resamples`` bootstrap resamples give its paired
+    intervals; ``similarity`` adds the text-embedding feature. ``predictions`` receives, in
+    the MIND competition format (one line per impression, file order), the ranking the
+    product serves by default: the learned reranker's where a model could score the day,
+    the linear ranking's on the first day. Malformed lines are skipped and passed to
+    ``report``.
     """
     started = time.monotonic()
     weights = Weights.from_settings()
@@ -258,11 +271,19 @@ def evaluate_ranking(
     replay = sorted(behaviors, key=lambda b: (b.time, b.impression_id))
 
     ranks_by_impression: dict[int, list[int]] = {}
+    texts = None
+    if similarity:
+        texts = walk_forward.TextSimilarity(
+            {n: f"{r.title}. {r.abstract}" for n, r in news.items()}
+        )
+    result.similarity = texts is not None
     with scratch_state(settings.REDIS_EVAL_URL) as lock, transaction.atomic():
         catalog = _write(news, replay, summary, progress)
         result.users = len(catalog.user_ids)
-        _replay(replay, catalog, weights, seed, lock, result, ranks_by_impression, progress)
+        _replay(replay, catalog, weights, seed, lock, result, ranks_by_impression, texts, progress)
         transaction.set_rollback(True)
+    if learned:
+        _learn(result, ranks_by_impression, resamples, seed)
 
     if predictions is not None:
         with predictions.open("w", encoding="utf-8") as out:
@@ -271,6 +292,21 @@ def evaluate_ranking(
                 out.write(f"{behavior.impression_id} [{','.join(map(str, ranks))}]\n")
     result.seconds = time.monotonic() - started
     return result
+
+
+def _learn(
+    result: EvaluationResult, ranks_by_impression: dict[int, list[int]], resamples: int, seed: int
+) -> None:
+    """Walk-forward training and scoring; the learned ranks replace the linear ones where a
+    model scored the day (that is what the product serves once a reranker is active)."""
+    log = result.impressions_log
+    result.learned = wf = walk_forward.walk_forward(log)
+    for imp in log:
+        if (ranks := wf.ranks.get(imp.impression_id)) is not None:
+            result.overall[LEARNED].add(imp.labels, ranks)
+            result.per_day[imp.day][LEARNED].add(imp.labels, ranks)
+            ranks_by_impression[imp.impression_id] = ranks
+    wf.compare(log, (RANKING, CTR), resamples=resamples, seed=seed)
 
 
 def _read_behaviors(
@@ -344,8 +380,10 @@ def _orders(
     user: UserContext,
     weights: Weights,
     rng: random.Random,
-) -> dict[str, list[str]]:
-    """Each method's order of the impression's (distinct) news ids, best first."""
+    similarity: dict[str, float],
+) -> tuple[dict[str, list[str]], list[tuple[float, ...]]]:
+    """Each method's order of the impression's (distinct) news ids, best first, and the
+    learned reranker's feature row of each news id (``news_ids`` order)."""
     now = behavior.time
     by_item = {catalog.item_ids[n]: n for n in news_ids}
     candidates = []
@@ -360,7 +398,10 @@ def _orders(
                 published_at=signals[item_id].first_seen or now,
             )
         )
-    ranked = [by_item[s.item_id] for s in rank(candidates, user, signals, now=now, weights=weights)]
+    extra = {catalog.item_ids[n]: {"similarity": v} for n, v in similarity.items()}
+    scored = rank(candidates, user, signals, now=now, weights=weights, learned=extra or None)
+    ranked = [by_item[s.item_id] for s in scored]
+    rows_by_item = {s.item_id: tuple(feature_vector(s.signals)) for s in scored}
     draws = {n: rng.random() for n in news_ids}
 
     def tie(news_id: str) -> int:
@@ -370,12 +411,17 @@ def _orders(
         seen = signals[catalog.item_ids[news_id]].first_seen
         return (seen or now).timestamp()
 
-    return {
+    def ctr(news_id: str) -> float:
+        return signals[catalog.item_ids[news_id]].ctr
+
+    orders = {
         RANKING: ranked,
+        CTR: sorted(news_ids, key=lambda n: (-ctr(n), tie(n))),
         RANDOM: sorted(news_ids, key=lambda n: draws[n]),
         POPULARITY: sorted(news_ids, key=lambda n: (-signals[catalog.item_ids[n]].clicks, tie(n))),
         RECENT: sorted(news_ids, key=lambda n: (-first_seen(n), tie(n))),
     }
+    return orders, [rows_by_item[catalog.item_ids[n]] for n in news_ids]
 
 
 def _replay(
@@ -386,6 +432,7 @@ def _replay(
     lock: _ScratchLock,
     result: EvaluationResult,
     ranks_by_impression: dict[int, list[int]],
+    texts: walk_forward.TextSimilarity | None,
     progress: Stream,
 ) -> None:
     rng = random.Random(seed)
@@ -405,21 +452,36 @@ def _replay(
                 ],
                 result,
             )
+            if texts is not None:
+                texts.clicked(behavior.user_id, behavior.history)
 
         news_ids = list(dict.fromkeys(c.news_id for c in behavior.candidates))
         signals = item_signals([catalog.item_ids[n] for n in news_ids], now=behavior.time)
         user = UserContext(profile=user_profile(user_id))
-        orders = _orders(behavior, news_ids, catalog, signals, user, weights, rng)
+        sims = texts.scores(behavior.user_id, news_ids) if texts is not None else {}
+        orders, rows = _orders(behavior, news_ids, catalog, signals, user, weights, rng, sims)
 
         shown = [c.news_id for c in behavior.candidates]
         labels = [1 if c.clicked else 0 for c in behavior.candidates]
         day = result.per_day.setdefault(behavior.time.date(), _method_table())
+        method_ranks = {}
         for method, order in orders.items():
             ranks = _position_ranks(shown, order)
             result.overall[method].add(labels, ranks)
             day[method].add(labels, ranks)
-            if method == RANKING:
-                ranks_by_impression[behavior.impression_id] = ranks
+            method_ranks[method] = tuple(ranks)
+        ranks_by_impression[behavior.impression_id] = list(method_ranks[RANKING])
+        result.impressions_log.append(
+            walk_forward.Impression(
+                impression_id=behavior.impression_id,
+                day=behavior.time.date(),
+                shown=tuple(shown),
+                labels=tuple(labels),
+                news_ids=tuple(news_ids),
+                rows=tuple(rows),
+                ranks=method_ranks,
+            )
+        )
         result.impressions += 1
         result.candidates += len(shown)
         result.candidates_with_text += sum(
@@ -435,3 +497,5 @@ def _replay(
             ],
             result,
         )
+        if texts is not None:
+            texts.clicked(behavior.user_id, clicked)

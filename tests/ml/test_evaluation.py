@@ -28,8 +28,10 @@ PREDICTION_LINE = re.compile(r"^\d+ \[\d+(,\d+)*\]$")
 
 
 def run(*args: str) -> tuple[str, str]:
+    # The text-similarity feature (a sentence-transformers model) is tested in
+    # test_walk_forward.py; these tests skip it to stay fast.
     out, err = StringIO(), StringIO()
-    call_command("evaluate_ranking", *args, stdout=out, stderr=err)
+    call_command("evaluate_ranking", *args, "--no-similarity", stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
 
 
@@ -62,12 +64,13 @@ def test_position_ranks_follow_the_order_and_keep_repeated_ids_together():
 def test_replay_prints_every_method_with_its_metrics():
     out, _ = run("--news", str(EVAL_NEWS), "--behaviors", str(EVAL_BEHAVIORS))
     assert "Replayed 4 impressions of 3 users" in out
-    for label in evaluation.METHOD_LABELS.values():
+    for method, label in evaluation.METHOD_LABELS.items():
         row = next(line for line in out.splitlines() if line.startswith(label))
         figures = row[len(label) :].split()
         assert len(figures) == 5  # AUC, MRR, nDCG@5, nDCG@10, impressions
+        # The learned ranker scores only the days after the first (one impression here).
+        assert figures[4] == ("1" if method == evaluation.LEARNED else "4")
         assert all(0.0 <= float(f) <= 1.0 for f in figures[:4])
-        assert figures[4] == "4"
     assert "AUC over 4 impressions (0 skipped" in out
 
 
@@ -76,8 +79,8 @@ def test_each_impression_is_ranked_only_on_what_was_ingested_before_it(monkeypat
     seen: list[tuple[object, list]] = []
     real_rank = evaluation.rank
 
-    def spy(candidates, user, signals, *, now, weights=None):
-        ranked = real_rank(candidates, user, signals, now=now, weights=weights)
+    def spy(candidates, user, signals, *, now, weights=None, learned=None):
+        ranked = real_rank(candidates, user, signals, now=now, weights=weights, learned=learned)
         seen.append((now, ranked))
         return ranked
 
@@ -140,9 +143,11 @@ def test_limit_replays_only_the_first_lines_of_the_file(tmp_path):
 @pytest.mark.django_db
 def test_per_day_prints_one_table_per_date():
     out, _ = run("--news", str(EVAL_NEWS), "--behaviors", str(EVAL_BEHAVIORS), "--per-day")
-    assert "2019-11-10:" in out and "2019-11-11:" in out
-    day_rows = [line for line in out.splitlines() if line.startswith("  ranking (rank)")]
-    assert [row.split()[-1] for row in day_rows] == ["3", "1"]
+    assert "2019-11-10 (no learned model" in out and "2019-11-11 (model trained on" in out
+    day_rows = [line for line in out.splitlines() if line.startswith("  linear ranking (rank)")]
+    # One row per day, then the mean over the scored days (no impressions column).
+    assert [row.split()[-1] for row in day_rows[:2]] == ["3", "1"]
+    assert len(day_rows) == 3
 
 
 @pytest.mark.django_db

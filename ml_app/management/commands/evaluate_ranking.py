@@ -10,6 +10,8 @@ import redis
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_app.evaluation import (
+    CTR,
+    LEARNED,
     METHOD_LABELS,
     METHODS,
     RANKING,
@@ -18,26 +20,35 @@ from ml_app.evaluation import (
     MethodScores,
     evaluate_ranking,
 )
+from ml_app.walk_forward import BOOTSTRAP_RESAMPLES, ROUNDS, Interval
 
 
 class Command(BaseCommand):
     """Replay MIND behaviors in time order through ``events_ingest`` and ``rank``.
 
     Each impression's candidates are ranked with only what was ingested before it, by the
-    product's ranking function and by three baselines (random, cumulative popularity, most
-    recent); then its impression and click events are ingested. Prints AUC, MRR, nDCG@5
-    and nDCG@10 per method, computed per impression as MIND's evaluate.py does. Runs in
-    a rolled-back transaction and a scratch Redis database (``REDIS_EVAL_URL``, flushed
-    before and after): no other data is touched.
+    product's linear ranking function and by four baselines (real-time CTR, random,
+    cumulative popularity, most recent), and their learned-feature rows are recorded; then
+    its impression and click events are ingested. After the replay, the learned reranker
+    (LightGBM lambdarank) is trained walk-forward: for each day after the first, only on the
+    days before it. Prints AUC, MRR, nDCG@5 and nDCG@10 per method and per day, computed
+    per impression as MIND's evaluate.py does, with paired bootstrap intervals of the
+    learned ranker's AUC gain. Runs in a rolled-back transaction and a scratch Redis
+    database (``REDIS_EVAL_URL``, flushed before and after): no other data is touched.
     """
 
     help = (
         "Offline replay evaluation on MIND-format files (news.tsv, behaviors.tsv). "
         "Impressions are replayed in time order through the real ingestion (events_ingest) "
         "and ranking (experience_app.ranking.rank): each impression is ranked with only what "
-        "happened before it, then its impressions and clicks are ingested. Prints AUC, MRR, "
-        "nDCG@5 and nDCG@10 (per impression, as MIND's evaluate.py) for the ranking and the "
-        "baselines random, cumulative popularity and most recent. Everything runs in a "
+        "happened before it, then its impressions and clicks are ingested. The learned "
+        "reranker (LightGBM lambdarank over experience_app.public.FEATURES) is trained "
+        "walk-forward: each day after the first is scored by a model trained only on the "
+        "days before it. Prints, overall and per UTC day, AUC, MRR, nDCG@5 and nDCG@10 (per "
+        "impression, as MIND's evaluate.py) of the learned ranker, the linear ranking and the "
+        "baselines real-time CTR, random, cumulative popularity and most recent, with paired "
+        "bootstrap 95% intervals of the learned ranker's AUC gain over the linear ranking "
+        "and over CTR per day, and the mean over the scored days. Everything runs in a "
         "rolled-back PostgreSQL transaction and in the scratch Redis database REDIS_EVAL_URL, "
         "which is FLUSHED before and after the run."
     )
@@ -52,15 +63,39 @@ class Command(BaseCommand):
             help="Replay only the first N lines of the behaviors file (all news rows are read).",
         )
         parser.add_argument(
-            "--per-day", action="store_true", help="Also print the figures per UTC day."
+            "--per-day",
+            action="store_true",
+            help="Kept for compatibility: the per-day tables are always printed now.",
         )
         parser.add_argument(
             "--predictions",
             type=Path,
             default=None,
-            help="Write the ranking's ranks in the MIND competition format "
-            "('impression_id [r1,r2,...]', one line per impression, in file order), "
-            "for MIND's official evaluation script.",
+            help="Write the ranking the product serves by default, in the MIND competition "
+            "format ('impression_id [r1,r2,...]', one line per impression, in file order), "
+            "for MIND's official evaluation script: the learned reranker's ranks on every day "
+            "a walk-forward model scored, and the linear ranking's on the first day (no "
+            "earlier day to train on) or everywhere with --no-learned.",
+        )
+        parser.add_argument(
+            "--no-learned",
+            action="store_true",
+            help="Skip the learned reranker (no LightGBM training): linear ranking and "
+            "baselines only.",
+        )
+        parser.add_argument(
+            "--no-similarity",
+            action="store_true",
+            help="Do not compute the text-embedding 'similarity' feature (cosine of the "
+            "candidate's title and abstract to the mean of the news the user clicked before, "
+            "all-MiniLM-L6-v2 on CPU); faster, and candidates then lack that feature.",
+        )
+        parser.add_argument(
+            "--bootstrap",
+            type=int,
+            default=BOOTSTRAP_RESAMPLES,
+            metavar="N",
+            help=f"Paired bootstrap resamples of impressions (default: {BOOTSTRAP_RESAMPLES}).",
         )
         parser.add_argument(
             "--freshness-half-life",
@@ -86,6 +121,9 @@ class Command(BaseCommand):
         predictions: Path | None,
         freshness_half_life: float | None,
         seed: int,
+        no_learned: bool,
+        no_similarity: bool,
+        bootstrap: int,
         **options: object,
     ) -> None:
         for label, path in (("news", news), ("behaviors", behaviors)):
@@ -95,6 +133,8 @@ class Command(BaseCommand):
             raise CommandError("--limit must be a positive number of lines.")
         if freshness_half_life is not None and not freshness_half_life > 0:
             raise CommandError("--freshness-half-life must be a positive number of hours.")
+        if bootstrap < 1:
+            raise CommandError("--bootstrap must be a positive number of resamples.")
         try:
             result = evaluate_ranking(
                 news_path=news,
@@ -103,6 +143,9 @@ class Command(BaseCommand):
                 freshness_half_life_hours=freshness_half_life,
                 predictions=predictions,
                 seed=seed,
+                learned=not no_learned,
+                similarity=not no_similarity,
+                resamples=bootstrap,
                 report=lambda line: self.stderr.write(line, style_func=self.style.WARNING),
                 progress=sys.stderr,
             )
@@ -112,7 +155,7 @@ class Command(BaseCommand):
             raise CommandError(f"Redis is unavailable: {error}") from error
         except OSError as error:
             raise CommandError(f"Cannot read or write a file: {error}") from error
-        for line in render(result, per_day=per_day):
+        for line in render(result):
             self.stdout.write(line)
         if predictions is not None:
             self.stdout.write(f"Predictions written to {predictions}")
@@ -120,6 +163,10 @@ class Command(BaseCommand):
 
 def _figure(value: float) -> str:
     return "   n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def _signed(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:+.4f}"
 
 
 def _table(scores: dict[str, MethodScores], indent: str = "") -> list[str]:
@@ -130,6 +177,8 @@ def _table(scores: dict[str, MethodScores], indent: str = "") -> list[str]:
     ]
     for method in METHODS:
         s = scores[method]
+        if not s.impressions:
+            continue
         lines.append(
             f"{indent}{METHOD_LABELS[method]:<{width}}  {_figure(s.auc):>6}  "
             f"{_figure(s.mrr):>6}  {_figure(s.ndcg5):>6}  {_figure(s.ndcg10):>7}  "
@@ -138,8 +187,56 @@ def _table(scores: dict[str, MethodScores], indent: str = "") -> list[str]:
     return lines
 
 
-def render(result: EvaluationResult, *, per_day: bool = False) -> list[str]:
-    """The report the command prints: the overall table, then one per day if asked."""
+def _intervals(intervals: dict[str, Interval], indent: str) -> list[str]:
+    return [
+        f"{indent}learned - {METHOD_LABELS[m]} AUC: {_signed(i.mean)} "
+        f"[95% {_signed(i.low)}, {_signed(i.high)}] over {i.impressions} impressions "
+        f"({i.resamples} paired bootstrap resamples)"
+        for m, i in intervals.items()
+    ]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _scored_days(r: EvaluationResult) -> list[str]:
+    """Each method's mean of the daily figures over the days a model scored (none of which
+    it was trained on), and the learned ranker's mean AUC gains."""
+    wf = r.learned
+    if wf is None or not wf.models:
+        return []
+    days = sorted(wf.models)
+    width = max(len(label) for label in METHOD_LABELS.values())
+    lines = [
+        "",
+        f"Mean of the daily figures over the {len(days)} days scored by a model not trained "
+        f"on them ({days[0].isoformat()} to {days[-1].isoformat()}):",
+        f"  {'method':<{width}}  {'AUC':>6}  {'MRR':>6}  {'nDCG@5':>6}  {'nDCG@10':>7}",
+    ]
+    auc: dict[str, float] = {}
+    for method in METHODS:
+        per = [r.per_day[d][method] for d in days]
+        auc[method] = _mean([s.auc for s in per])
+        figures = [
+            auc[method],
+            *(_mean([getattr(s, k) for s in per]) for k in ("mrr", "ndcg5", "ndcg10")),
+        ]
+        lines.append(
+            f"  {METHOD_LABELS[method]:<{width}}  "
+            + "  ".join(f"{_figure(v):>{w}}" for v, w in zip(figures, (6, 6, 6, 7), strict=True))
+        )
+    lines.append(
+        f"  mean daily AUC gain of the learned ranker: {_signed(auc[LEARNED] - auc[RANKING])} "
+        f"over the linear ranking, {_signed(auc[LEARNED] - auc[CTR])} over real-time CTR"
+    )
+    if None in wf.intervals:
+        lines += ["  pooled over those days' impressions:", *_intervals(wf.intervals[None], "    ")]
+    return lines
+
+
+def render(result: EvaluationResult, *, per_day: bool = True) -> list[str]:
+    """The report the command prints: the overall table, one per day, the scored days' mean."""
     r = result
     ranking = r.overall[RANKING]
     text_share = r.candidates_with_text / r.candidates if r.candidates else 0.0
@@ -149,6 +246,17 @@ def render(result: EvaluationResult, *, per_day: bool = False) -> list[str]:
         f"ranking freshness half-life {r.freshness_half_life_hours:g}h)",
         f"Candidates: {r.candidates}, {r.candidates_with_text} with a news row "
         f"({text_share:.1%}); the others are ranked on id-level signals only.",
+    ]
+    wf = r.learned
+    if wf is not None:
+        lines.append(
+            f"Learned ranker: LightGBM lambdarank, {ROUNDS} rounds, walk-forward (each day "
+            f"after the first scored by a model trained only on the days before it); "
+            f"{len(wf.models)} models trained in {wf.training_seconds:.1f}s; text similarity "
+            f"feature {'on' if r.similarity else 'off'}. Its overall row covers the scored "
+            "days only."
+        )
+    lines += [
         "",
         *_table(r.overall),
         "",
@@ -157,5 +265,18 @@ def render(result: EvaluationResult, *, per_day: bool = False) -> list[str]:
     ]
     if per_day:
         for day in sorted(r.per_day):
-            lines += ["", f"{day.isoformat()}:", *_table(r.per_day[day], indent="  ")]
-    return lines
+            model = wf.models.get(day) if wf is not None else None
+            if model is None:
+                note = (
+                    "no learned model (no click on an earlier day to train on)" if wf else "replay"
+                )
+            else:
+                trained = ", ".join(d.isoformat() for d in model.trained_days)
+                note = (
+                    f"model trained on {trained}: {len(model.train_impression_ids)} "
+                    f"impressions, {model.train_rows} rows, {model.seconds:.1f}s"
+                )
+            lines += ["", f"{day.isoformat()} ({note}):", *_table(r.per_day[day], indent="  ")]
+            if wf is not None and day in wf.intervals:
+                lines += _intervals(wf.intervals[day], "  ")
+    return lines + _scored_days(r)

@@ -1,0 +1,208 @@
+"""The learned reranker's walk-forward on the replay: training sets, bootstrap, predictions."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from experience_app.public import FEATURES
+from ml_app import evaluation, walk_forward
+
+DAYS = ("11/09/2019", "11/10/2019", "11/11/2019")
+NEWS = {
+    "N1": ("sports", "football", "The home team wins the football final", "A late goal."),
+    "N2": ("sports", "football", "Football coach signs a new contract", "Three more years."),
+    "N3": ("foodanddrink", "recipes", "A quick recipe for tomato soup", "Ready in ten minutes."),
+    "N4": ("foodanddrink", "recipes", "How to bake sourdough bread", "Flour, water, salt."),
+}
+
+
+def _mind_files(tmp_path: Path) -> tuple[Path, Path]:
+    """Three days of four users; N1 and N5 are clicked often, N3 and N6 rarely."""
+    news = tmp_path / "news.tsv"
+    news.write_text(
+        "".join(
+            f"{n}\t{cat}\t{sub}\t{title}\t{abstract}\thttps://example.org/{n}\t[]\t[]\n"
+            for n, (cat, sub, title, abstract) in NEWS.items()
+        )
+    )
+    lines = []
+    impression_id = 0
+    for d, day in enumerate(DAYS):
+        for u in range(4):
+            for hour in (8, 9, 10):
+                impression_id += 1
+                clicked = "N1" if (u + hour + d) % 3 else "N5"
+                cands = [f"{n}-{1 if n == clicked else 0}" for n in ("N1", "N3", "N5", "N6")]
+                history = "N2" if u % 2 else "N4 N7"
+                lines.append(
+                    f"{impression_id}\tU{u}\t{day} {hour}:{u * 10 + 5:02d}:00 AM\t{history}"
+                    f"\t{' '.join(cands)}\n"
+                )
+    behaviors = tmp_path / "behaviors.tsv"
+    behaviors.write_text("".join(reversed(lines)))  # file order is not time order
+    return news, behaviors
+
+
+def _day_of(behaviors: Path) -> dict[int, date]:
+    out = {}
+    for line in behaviors.read_text().splitlines():
+        impression_id, _, when, *_ = line.split("\t")
+        month, day, year = when.split()[0].split("/")
+        out[int(impression_id)] = date(int(year), int(month), int(day))
+    return out
+
+
+@pytest.mark.django_db
+def test_each_day_is_scored_by_a_model_trained_only_on_earlier_days(tmp_path, monkeypatch):
+    news, behaviors = _mind_files(tmp_path)
+    training_sets: list[list[date]] = []
+    real_fit = walk_forward.fit
+
+    def recording_fit(impressions, **kwargs):
+        training_sets.append([imp.day for imp in impressions])
+        return real_fit(impressions, **kwargs)
+
+    monkeypatch.setattr(walk_forward, "fit", recording_fit)
+    result = evaluation.evaluate_ranking(
+        news_path=news, behaviors_path=behaviors, similarity=False, resamples=50
+    )
+
+    wf = result.learned
+    assert wf is not None
+    first, second, third = (date(2019, 11, 9), date(2019, 11, 10), date(2019, 11, 11))
+    assert list(wf.models) == [second, third]  # no model for the first day
+    # What LightGBM was given: only days before the scored one, never that day or later.
+    assert [sorted(set(days)) for days in training_sets] == [[first], [first, second]]
+    assert len(training_sets[0]) == 12 and len(training_sets[1]) == 24
+    day_of = _day_of(behaviors)
+    for day, model in wf.models.items():
+        assert model.train_impression_ids
+        assert all(day_of[i] < day for i in model.train_impression_ids)
+        assert all(d < day for d in model.trained_days)
+    # Every impression of a scored day has learned ranks; none of the first day has.
+    assert {day_of[i] for i in wf.ranks} == {second, third}
+    assert len(wf.ranks) == 24
+    assert result.per_day[second][evaluation.LEARNED].impressions == 12
+    assert result.per_day[first][evaluation.LEARNED].impressions == 0
+
+
+@pytest.mark.django_db
+def test_feature_rows_are_read_before_the_impressions_outcome(tmp_path):
+    news, behaviors = _mind_files(tmp_path)
+    result = evaluation.evaluate_ranking(
+        news_path=news, behaviors_path=behaviors, learned=False, similarity=False
+    )
+    log = result.impressions_log
+    assert [imp.day for imp in log] == sorted(imp.day for imp in log)  # time order
+    assert all(len(row) == len(FEATURES) for imp in log for row in imp.rows)
+    column = FEATURES.index("impressions_log")
+    # The first impression: nothing shown before it, so no counts yet (its own impression
+    # events are ingested after its rows are read); the second sees the first one's.
+    assert all(row[column] == 0.0 for row in log[0].rows)
+    assert all(row[column] == pytest.approx(math.log1p(1), abs=1e-4) for row in log[1].rows)
+    assert all(math.isnan(row[FEATURES.index("als")]) for imp in log for row in imp.rows)
+    assert result.learned is None
+
+
+@pytest.mark.django_db
+def test_the_text_similarity_feature_follows_the_users_clicks(tmp_path):
+    news, behaviors = _mind_files(tmp_path)
+    result = evaluation.evaluate_ranking(
+        news_path=news, behaviors_path=behaviors, learned=False, similarity=True
+    )
+    column = FEATURES.index("similarity")
+    for imp in result.impressions_log:
+        values = dict(zip(imp.news_ids, (row[column] for row in imp.rows), strict=True))
+        # N1 and N3 have text and every user has a history with text; N5 and N6 have none.
+        assert not math.isnan(values["N1"]) and not math.isnan(values["N3"])
+        assert math.isnan(values["N5"]) and math.isnan(values["N6"])
+
+
+def test_text_similarity_prefers_the_topic_the_user_clicked():
+    texts = {n: f"{title}. {abstract}" for n, (_, _, title, abstract) in NEWS.items()}
+    sim = walk_forward.TextSimilarity(texts)
+    assert sim.scores("u", ["N2", "N4"]) == {}  # no clicks with text yet
+    sim.clicked("u", ["N1", "N99"])
+    scores = sim.scores("u", ["N2", "N4", "N99"])
+    assert set(scores) == {"N2", "N4"}
+    assert scores["N2"] > scores["N4"]
+
+
+def test_paired_bootstrap_interval_of_the_auc_difference():
+    labels = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0)]
+    best = [(1, 2, 3), (2, 1, 3), (3, 2, 1), (1, 2, 3)]
+    worst = [(3, 2, 1), (1, 3, 2), (1, 2, 3), (3, 2, 1)]
+    same = walk_forward.auc_difference(labels, best, best, resamples=200, seed=1)
+    assert (same.mean, same.low, same.high, same.impressions) == (0.0, 0.0, 0.0, 4)
+    gap = walk_forward.auc_difference(labels, best, worst, resamples=200, seed=1)
+    assert gap.mean == pytest.approx(1.0) and gap.low == pytest.approx(1.0)
+    mixed = walk_forward.auc_difference(labels, best, [*worst[:2], *best[2:]], resamples=500)
+    assert mixed.mean == pytest.approx(0.5)
+    assert mixed.low < mixed.mean < mixed.high
+    again = walk_forward.auc_difference(labels, best, [*worst[:2], *best[2:]], resamples=500)
+    assert again == mixed  # seeded
+    assert walk_forward.auc_difference([(1, 1)], [(1, 2)], [(2, 1)]).impressions == 0
+
+
+@pytest.mark.django_db
+def test_the_command_prints_the_learned_ranker_and_intervals_per_day(tmp_path):
+    news, behaviors = _mind_files(tmp_path)
+    target = tmp_path / "prediction.txt"
+    out = StringIO()
+    call_command(
+        "evaluate_ranking",
+        "--news",
+        str(news),
+        "--behaviors",
+        str(behaviors),
+        "--no-similarity",
+        "--bootstrap",
+        "100",
+        "--predictions",
+        str(target),
+        stdout=out,
+        stderr=StringIO(),
+    )
+    text = out.getvalue()
+    assert "2019-11-09 (no learned model" in text
+    assert "2019-11-10 (model trained on 2019-11-09: 12 impressions" in text
+    assert "2019-11-11 (model trained on 2019-11-09, 2019-11-10: 24 impressions" in text
+    for label in ("linear ranking (rank)", "real-time CTR (smoothed)"):
+        lines = [line for line in text.splitlines() if f"learned - {label} AUC:" in line]
+        assert len(lines) == 3  # two scored days, and pooled over them
+        assert all("[95% " in line and "100 paired bootstrap resamples" in line for line in lines)
+    assert "Mean of the daily figures over the 2 days scored by a model" in text
+    assert "mean daily AUC gain of the learned ranker" in text
+    assert len(target.read_text().splitlines()) == 36
+    assert f"Predictions written to {target}" in text
+
+
+@pytest.mark.django_db
+def test_predictions_are_the_learned_ranking_where_a_model_scored_the_day(tmp_path):
+    news, behaviors = _mind_files(tmp_path)
+    target = tmp_path / "prediction.txt"
+    result = evaluation.evaluate_ranking(
+        news_path=news, behaviors_path=behaviors, similarity=False, resamples=10, predictions=target
+    )
+    wf = result.learned
+    assert wf is not None
+    lines = target.read_text().splitlines()
+    file_ids = [int(line.split("\t")[0]) for line in behaviors.read_text().splitlines()]
+    assert [int(line.split()[0]) for line in lines] == file_ids  # file order
+    by_id = {imp.impression_id: imp for imp in result.impressions_log}
+    for line in lines:
+        impression_id, ranks = int(line.split()[0]), line.split()[1]
+        imp = by_id[impression_id]
+        if imp.day == date(2019, 11, 9):  # the first day: no model, the linear ranking
+            assert impression_id not in wf.ranks
+            expected = list(imp.ranks[evaluation.RANKING])
+        else:
+            expected = wf.ranks[impression_id]
+        assert ranks == f"[{','.join(map(str, expected))}]"
+        assert sorted(expected) == list(range(1, len(imp.shown) + 1))
