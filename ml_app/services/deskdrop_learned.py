@@ -26,7 +26,7 @@ import lightgbm as lgb
 import numpy as np
 
 from ml_app.datasets.deskdrop import Interaction
-from ml_app.services.deskdrop_features import FEATURES, Window, build_window
+from ml_app.services.deskdrop_features import FEATURES, ITEM_FEATURES, Window, build_window
 
 LEARNED = "learned"
 LABEL = "learned: candidates → LightGBM"
@@ -42,6 +42,7 @@ class LearnedParams:
     learning_rate: float = 0.05
     num_leaves: int = 7
     min_data_in_leaf: int = 100
+    blend: float = 0.0  # weight of the decayed-popularity rank fused with the reranker's rank
     seed: int = 0
 
 
@@ -164,7 +165,14 @@ class LearnedRanker:
                 predicted = np.asarray(
                     self.booster.predict(w.features(user, cands, scores), num_threads=1)
                 )
-                head = [int(cands[k]) for k in np.argsort(-predicted, kind="stable")]
+                order = np.argsort(-predicted, kind="stable")
+                if self.params.blend > 0:
+                    own = np.empty(len(order))
+                    own[order] = np.arange(len(order))
+                    popular = w.item_features[cands, ITEM_FEATURES.index("rank_decayed")]
+                    fused = (1 - self.params.blend) * np.log1p(own) + self.params.blend * popular
+                    order = np.lexsort((own, fused))
+                head = [int(cands[k]) for k in order]
         taken = set(head)
         ranked = [w.items[i] for i in head]
         for i in w.order:

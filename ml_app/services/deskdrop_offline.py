@@ -1,7 +1,9 @@
 """Offline top-N recommendations for a DeskDrop test period (``recommend_offline``).
 
-The shipped DeskDrop pipeline is the best baseline of ``evaluate_deskdrop`` (time-decayed
-popularity, ``deskdrop_baselines.BEST``), trained on the train file only. Of the test file
+The shipped DeskDrop pipeline is the learned ranker of ``deskdrop_learned`` (candidate
+generators, then a LightGBM reranker; cold users get time-decayed popularity); ``baseline=True``
+serves the best baseline of ``evaluate_deskdrop`` instead (time-decayed popularity,
+``deskdrop_baselines.BEST``). Either is trained on the train file only. Of the test file
 only the ``personId`` column is read, so its items can never leak into training or into the
 output. Every user gets unseen items only; a user without training interactions (cold) gets
 the non-personalized order, a warm user the same order less what they already engaged with.
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from ml_app.datasets.deskdrop import SkippedRow, read_interactions
 from ml_app.services.deskdrop_baselines import recommend_for_users
+from ml_app.services.deskdrop_learned import Timings, recommend_learned
 
 TOP_N = 50
 USER_COLUMN = "personId"
@@ -27,6 +30,7 @@ class DeskdropOfflineResult:
     warm: int = 0
     cold: int = 0
     skipped: list[SkippedRow] = field(default_factory=list)
+    timings: Timings | None = None  # the learned ranker's training times (None: baseline)
 
 
 def read_user_ids(path: Path) -> list[str]:
@@ -45,7 +49,7 @@ def read_user_ids(path: Path) -> list[str]:
 
 
 def recommend_offline_deskdrop(
-    train_path: Path, test_path: Path, out_path: Path, *, n: int = TOP_N
+    train_path: Path, test_path: Path, out_path: Path, *, n: int = TOP_N, baseline: bool = False
 ) -> DeskdropOfflineResult:
     """Write ``user_id item_1 … item_n`` per test user to ``out_path``; unseen items only."""
     train = read_interactions(train_path)
@@ -54,7 +58,10 @@ def recommend_offline_deskdrop(
     result = DeskdropOfflineResult(skipped=train.skipped)
     known = {row.person_id for row in train.rows}
     users = read_user_ids(test_path)
-    ranked = recommend_for_users(train.rows, users, k=n)
+    if baseline:
+        ranked = recommend_for_users(train.rows, users, k=n)
+    else:
+        ranked, result.timings = recommend_learned(train.rows, users, k=n)
     with out_path.open("w", encoding="utf-8") as out:
         for user in users:
             if user in known:

@@ -17,8 +17,9 @@ class Command(BaseCommand):
         "Train the shipped pipeline on --train (in the dataset's own format) and write the "
         f"top-{TOP_N} unseen items for every user of --test, one line 'user_id item_1 ... "
         f"item_{TOP_N}' per user, ids as in the files. Only the user ids of --test are read, "
-        "never its items. MovieLens: ALS for warm users; DeskDrop: time-decayed popularity "
-        "less what the user already read. Users without training data (cold) get the "
+        "never its items. MovieLens: ALS for warm users; DeskDrop: the learned ranker "
+        "(candidates, then LightGBM; --baseline: time-decayed popularity), less what the user "
+        "already read. Users without training data (cold) get the "
         "training popularity ranking; warm and cold counts are printed."
     )
 
@@ -27,6 +28,11 @@ class Command(BaseCommand):
         parser.add_argument("--train", required=True, type=Path, help="Training file.")
         parser.add_argument("--test", required=True, type=Path, help="File whose users to serve.")
         parser.add_argument("--out", required=True, type=Path, help="Output file.")
+        parser.add_argument(
+            "--baseline",
+            action="store_true",
+            help="DeskDrop only: serve time-decayed popularity instead of the learned ranker.",
+        )
 
     def handle(
         self, *args: object, dataset: str, train: Path, test: Path, out: Path, **options: object
@@ -35,7 +41,7 @@ class Command(BaseCommand):
             if not path.is_file():
                 raise CommandError(f"The {label} file does not exist or is not a file: {path}")
         if dataset == "deskdrop":
-            self._deskdrop(train, test, out)
+            self._deskdrop(train, test, out, baseline=bool(options.get("baseline")))
             return
         try:
             result = recommend_offline_movielens(train, test, out)
@@ -51,16 +57,23 @@ class Command(BaseCommand):
             f"(warm {result.warm}: ALS; cold {result.cold}: popularity)"
         )
 
-    def _deskdrop(self, train: Path, test: Path, out: Path) -> None:
+    def _deskdrop(self, train: Path, test: Path, out: Path, *, baseline: bool) -> None:
         try:
-            result = recommend_offline_deskdrop(train, test, out)
+            result = recommend_offline_deskdrop(train, test, out, baseline=baseline)
         except ValueError as error:
             raise CommandError(str(error)) from error
         for skipped in result.skipped[:20]:
             self.stderr.write(str(skipped))
         if len(result.skipped) > 20:
             self.stderr.write(f"train file: {len(result.skipped) - 20} more skipped rows")
+        t = result.timings
+        served = (
+            "time-decayed popularity"
+            if t is None
+            else f"learned ranker, cold: decayed popularity; ALS {t.als_s:.2f} s, "
+            f"LightGBM {t.lgbm_s:.2f} s, fit {t.total_s:.2f} s"
+        )
         self.stdout.write(
             f"deskdrop: wrote {result.warm + result.cold} users to {out} "
-            f"(warm {result.warm}, cold {result.cold}: time-decayed popularity, unseen only)"
+            f"(warm {result.warm}, cold {result.cold}; {served}; unseen only)"
         )
