@@ -167,6 +167,23 @@ def score(rankings: Mapping[int, list[str]], validation: Validation) -> dict[str
     }
 
 
+def _candidate_rankings(model: AlsModel, validation: Validation) -> dict[int, list[str]]:
+    """Each validation user's top ``K`` items they had not engaged with before the cut
+    (``AlsModel.recommend`` in batches: one matrix product per chunk of users)."""
+    out: dict[int, list[str]] = {}
+    users = validation.users
+    for start in range(0, len(users), 512):
+        chunk = users[start : start + 512]
+        rows = [model.user_index[str(u)] for u in chunk]
+        scores = model.scores(rows).astype(np.float64)
+        seen = model.user_items[rows]
+        scores[seen.nonzero()] = -np.inf
+        for n, u in enumerate(chunk):
+            best = np.argsort(-scores[n], kind="stable")[:K]
+            out[u] = [model.items[i] for i in best if np.isfinite(scores[n, i])]
+    return out
+
+
 def _active_rankings(artifact: AlsArtifact, validation: Validation) -> dict[int, list[str]]:
     vectors = artifact.fold_in({u: validation.history.get(u, {}) for u in validation.users})
     out: dict[int, list[str]] = {}
@@ -247,7 +264,7 @@ def _train(now: datetime, days: int, promote: bool, say: Callable[[str], None]) 
     timings["fit_candidate_s"] = time.perf_counter() - started
     validation = validation_set(window, candidate, scaling)
     started = time.perf_counter()
-    ranked = {u: [i for i, _ in candidate.recommend(str(u), n=K)] for u in validation.users}
+    ranked = _candidate_rankings(candidate, validation)
     popular = {
         u: candidate.popular(K, exclude=[str(i) for i in validation.history.get(u, {})])
         for u in validation.users
