@@ -236,6 +236,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=2, minute=37),
         "options": {"expires": 4 * 3600},
     },
+    # The learned reranker: trained daily from the served log, promoted if its gate passed.
+    "ml-train-reranker": {
+        "task": "inbo.ml.train_reranker",
+        "schedule": crontab(hour=3, minute=17),
+        "options": {"expires": 4 * 3600},
+    },
     "ml-als-fold-in": {
         "task": "inbo.ml.als_fold_in",
         "schedule": float(env_int("ML_ALS_FOLD_IN_INTERVAL_SECONDS", 60)),

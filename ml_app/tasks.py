@@ -8,7 +8,7 @@ import logging
 
 from celery import shared_task
 
-from ml_app.services import als_candidates, als_training
+from ml_app.services import als_candidates, als_training, reranker_training
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +40,17 @@ def als_fold_in() -> int:
     """Every minute: users with new events get fresh ALS candidates from the active
     version without a retraining. Returns the users refreshed."""
     return als_candidates.als_fold_in().users
+
+
+@shared_task(
+    name="inbo.ml.train_reranker",
+    ignore_result=True,
+    soft_time_limit=3600,
+    time_limit=3600 + 300,
+)
+def train_reranker() -> int | None:
+    """Daily: train the LightGBM reranker from the served log, gate it against the active
+    version, register it (and promote it when the gate passed and ``ML_AUTO_PROMOTE``).
+    Returns the new version's id (None: not enough labelled responses yet)."""
+    result = reranker_training.train_reranker()
+    return result.version.id if result.version is not None else None

@@ -21,6 +21,7 @@ from experience_app.services import registry, rerank
 from experience_app.services.feed import cache, served_log
 from inbo.errors import Conflict
 from ml_app.services.reranker_training import collect, grade_of, train_reranker
+from ml_app.tasks import train_reranker as train_reranker_task
 from tests.experience.utils import HOME, ingest, make_item, sections
 from tests.factories import CategoryFactory, ItemFactory, UserFactory
 
@@ -288,3 +289,10 @@ def test_model_list_prints_versions_with_their_gate(capsys):
     call_command("model_list")
     out = capsys.readouterr().out
     assert "reranker:v1" in out and "candidate" in out and "gate passed: ndcg@10" in out
+
+
+def test_the_daily_task_trains_gates_and_promotes():
+    served_world()
+    version_id = train_reranker_task()
+    version = ModelVersion.objects.get(id=version_id)
+    assert version.status == ModelVersion.Status.ACTIVE and version.gate["passed"]
