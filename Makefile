@@ -1,4 +1,4 @@
-.PHONY: run test lint bench
+.PHONY: run test lint bench bench-ml
 
 run:  ## set up and run web + Celery worker + beat on local defaults
 	scripts/run
@@ -6,8 +6,11 @@ run:  ## set up and run web + Celery worker + beat on local defaults
 test:  ## lint, migration and schema checks, tests with coverage (what CI runs)
 	scripts/test
 
-bench:  ## seed a large world (own database) and measure home, ingestion, ceiling (~3-6 min)
+bench:  ## seed a large world (own database) and measure home (linear, learned), ingestion, ceiling
 	bench/run.sh
+
+bench-ml:  ## the learned models' costs: embeddings, rerank vs ceiling, ALS/LightGBM training
+	bench/run.sh ml
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

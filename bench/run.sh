@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# `make bench`: seed (or reuse) the benchmark world, then measure home, ingestion and the
-# ceiling endpoint on loopback. Sizes and knobs: BENCH_* variables (docs/BENCHMARKS.md).
+# `make bench`: seed (or reuse) the benchmark world, then measure home (linear and learned
+# paths), ingestion and the ceiling endpoint on loopback. `bench/run.sh ml` (`make bench-ml`):
+# the same world, then the learned models' costs in one process (bench/ml.py).
+# Sizes and knobs: BENCH_* variables (docs/BENCHMARKS.md).
 # The benchmark uses its own database (inbo_bench) and its own Redis server (port 6479,
 # databases 4/5/6), started here and stopped (saving its counters) when the run ends.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
+mode="${1:-load}"
 ensure_venv
 ensure_services
-if ! command -v wrk >/dev/null 2>&1; then
+if [ "$mode" = load ] && ! command -v wrk >/dev/null 2>&1; then
   log "installing wrk (the load generator)"
   if [ "$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null; else sudo apt-get install -y -q wrk >/dev/null; fi
 fi
@@ -35,5 +38,10 @@ if [ "${BENCH_RESEED:-}" = 1 ] || [ "${BENCH_RESEED:-}" = true ]; then reseed=(-
 
 log "benchmark world (PostgreSQL ${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/inbo_bench})"
 "$PY" -m bench.seed_world "${reseed[@]}"
-log "measuring on loopback"
-"$PY" -m bench.load
+if [ "$mode" = ml ]; then
+  log "measuring the learned models' costs"
+  "$PY" -m bench.ml
+else
+  log "measuring on loopback"
+  "$PY" -m bench.load
+fi
