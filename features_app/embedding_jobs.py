@@ -203,7 +203,8 @@ def user_tastes(user_ids: Iterable[int], *, now: datetime) -> dict[int, UserTast
     """Each user's time-decayed, weighted mean of their items' vectors (engagement as in
     ``AFFINITY_WEIGHTS``, a read by its depth; dismiss -0.5 and hide -1, their total capped
     at half the positive mass; half-life ``EMBEDDINGS_USER_HALF_LIFE_DAYS``), renormalised.
-    Items not embedded yet are embedded first (this runs in a worker)."""
+    Items not embedded yet are embedded first, ``EMBEDDINGS_JOB_SWEEP_ITEMS`` at most (this
+    runs in a worker)."""
     users = sorted(set(user_ids))
     since = now - timedelta(days=settings.EMBEDDINGS_USER_WINDOW_DAYS)
     rows = UserEvent.objects.filter(
@@ -218,7 +219,9 @@ def user_tastes(user_ids: Iterable[int], *, now: datetime) -> dict[int, UserTast
         age_days = (now - occurred_at).total_seconds() / 86400
         weights[user_id][item_id] += _event_weight(event_type, context, age_days, half_life)
     items = {i for per_user in weights.values() for i in per_user}
-    missing = embeddings.missing_item_ids(items)
+    # Bounded, so a run stays within its time limit: a catalogue never bulk-embedded
+    # (manage.py embed_items) catches up over a few runs, those items counting once embedded.
+    missing = embeddings.missing_item_ids(items)[: settings.EMBEDDINGS_JOB_SWEEP_ITEMS]
     if missing:
         embeddings.embed_items(missing, providers=False)
     vectors = embeddings.item_embeddings(items)

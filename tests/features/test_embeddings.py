@@ -289,3 +289,12 @@ def test_memory_report_command(catalog, capsys):
     out = capsys.readouterr().out
     assert "float32 1.5 MB (1,536 B/item)" in out
     assert "ItemEmbedding rows" in out
+
+
+def test_the_admin_lists_embeddings(catalog, admin_client):
+    for model in ("itemembedding", "providerembedding", "userembedding"):
+        response = admin_client.get(f"/admin/features_app/{model}/")
+        assert response.status_code == 200, model
+    item_id = catalog["finance"][0].id
+    page = admin_client.get(f"/admin/features_app/itemembedding/{item_id}/change/")
+    assert page.status_code == 200
