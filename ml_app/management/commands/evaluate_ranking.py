@@ -268,7 +268,7 @@ def render(result: EvaluationResult, *, per_day: bool = True) -> list[str]:
             model = wf.models.get(day) if wf is not None else None
             if model is None:
                 note = (
-                    "no learned model (no click on an earlier day to train on)" if wf else "replay"
+                    "no learned model: no click on an earlier day to train on" if wf else "replay"
                 )
             else:
                 trained = ", ".join(d.isoformat() for d in model.trained_days)
