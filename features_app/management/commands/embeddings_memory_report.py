@@ -54,8 +54,8 @@ class Command(BaseCommand):
             texts = embeddings.sample_texts(throughput)
             cores = os.cpu_count() or 1
             for threads in dict.fromkeys((1, cores)):
-                rate = embeddings.throughput(texts, threads=threads, batch_size=batch_size)
+                rate, cpu_ms = embeddings.throughput(texts, threads=threads, batch_size=batch_size)
                 out(
                     f"  encoding {throughput:,} title+summary texts, batch {batch_size}, "
-                    f"{threads} thread(s): {rate:,.1f} items/s"
+                    f"{threads} thread(s): {rate:,.1f} items/s, {cpu_ms:,.1f} CPU ms/item"
                 )
