@@ -5,7 +5,7 @@ generators: 3-day decayed popularity, recency (newest shared), implicit ALS (con
 pair strength from the event-type weights), item-kNN co-engagement, and item-kNN over the
 user's recent reading. Stage two scores those candidates with a LightGBM ``lambdarank`` model
 on the features of ``deskdrop_features`` (source scores and ranks, popularity in several
-windows, item age, user activity, reader-country affinity); the rest of the catalog follows
+windows, item age, user activity); the rest of the catalog follows
 in decayed-popularity order, so the ranking covers the whole catalog (for MRR). A cold user
 (no training interaction) gets decayed popularity.
 
