@@ -9,10 +9,11 @@ windows, item age, user activity); the rest of the catalog follows
 in decayed-popularity order, so the ranking covers the whole catalog (for MRR). A cold user
 (no training interaction) gets decayed popularity.
 
-Training never looks past the training period: the reranker's labels are the last
-``label_share`` of the training interactions (by time), its features come from the
-interactions before that inner cut only; then every generator is refitted on the whole
-training period to rank the test period. Hyperparameters were chosen on a split inside the
+Training never looks past the training period: the reranker's labels come from
+``label_windows`` windows inside it, each ``label_share`` of the training interactions (by
+time), the last one ending with the period; each window's features come from the interactions
+before its start only. Then every generator is refitted on the whole training period to rank
+the test period. Hyperparameters were chosen on a split inside the
 development training period only (docs/ML.md, "DeskDrop").
 """
 
