@@ -52,6 +52,9 @@ class LoadedModel:
     label: str
     booster: lgb.Booster
     features: tuple[str, ...]
+    # Trained as corrections to the linear ranking (``init_score``): its raw output is
+    # added to the linear score.
+    boost_from_linear: bool = False
 
 
 def load_artifact(version: ModelVersion) -> LoadedModel:
@@ -71,7 +74,8 @@ def load_artifact(version: ModelVersion) -> LoadedModel:
         raise ArtifactError("unreadable", str(exc)[:200]) from None
     if booster.num_feature() != len(features):
         raise ArtifactError("features", f"{booster.num_feature()} inputs, {len(features)} named")
-    return LoadedModel(version.id, version.label, booster, features)
+    boost = (version.params or {}).get("init_score") == "linear"
+    return LoadedModel(version.id, version.label, booster, features, boost)
 
 
 class _Holder:
@@ -152,8 +156,10 @@ def current() -> LoadedModel | None:
 def rerank(ranked: Sequence[Scored], model: LoadedModel) -> list[Scored]:
     """``ranked`` scored by ``model`` (best first), each with its top contributing features.
 
-    The score is the model's raw output; the signals stay those the item was ranked on, so
-    the served log keeps the same training rows whichever ranker served them.
+    The score is the model's raw output, plus the linear score for a model boosted from
+    it (then ``linear`` competes with the features for the explanation's top places); the
+    signals stay those the item was ranked on, so the served log keeps the same training
+    rows whichever ranker served them.
     """
     if not ranked:
         return []
@@ -162,9 +168,17 @@ def rerank(ranked: Sequence[Scored], model: LoadedModel) -> list[Scored]:
     # The contributions sum to the raw score (the last column is the bias).
     scores = contributions.sum(axis=1)
     names = model.features
+    if model.boost_from_linear:
+        # The linear score as one more contribution, in the bias column's place.
+        contributions[:, -1] = [s.score for s in ranked]
+        scores = scores + contributions[:, -1]
+        names = (*names, "linear")
+        width = contributions.shape[1]
+    else:
+        width = contributions.shape[1] - 1
     out = []
     for s, score, contrib in zip(ranked, scores, contributions, strict=True):
-        order = np.argsort(-np.abs(contrib[:-1]))[:TOP_FEATURES]
+        order = np.argsort(-np.abs(contrib[:width]))[:TOP_FEATURES]
         top = tuple((names[i], round(float(contrib[i]), 4)) for i in order if contrib[i] != 0)
         out.append(Scored(s.item_id, float(score), s.signals, top))
     out.sort(key=lambda x: (-x.score, tiebreak(x.item_id)))

@@ -17,7 +17,10 @@ grade what happened                                                gain
 5     saved or shared                                              31
 ====  ==========================================================  ====
 
-so a dismissal ranks below an item merely ignored. The gate is a time split: the model is
+so a dismissal ranks below an item merely ignored. The model is boosted from the linear
+ranking (LightGBM's ``init_score`` is each row's linear score, and serving adds the linear
+score back): it learns corrections to what the product ranks with today, so a model with
+little to learn stays close to it instead of below it. The gate is a time split: the model is
 trained on the earlier responses (early stopping on the last tenth of those) and scored on
 the later ones, which it never saw, against the active version (or, with none, the linear
 ranking) on exactly the same responses. The version registered is the one the gate scored.
@@ -29,7 +32,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -201,13 +204,18 @@ def linear_scores(rows: np.ndarray) -> np.ndarray:
 
 
 def fit(train: Groups, *, threads: int) -> tuple[lgb.Booster, int]:
-    """A lambdarank booster; early stopping on the last tenth of ``train`` (by time)."""
+    """A lambdarank booster of corrections to the linear ranking (``init_score``); early
+    stopping on the last tenth of ``train`` (by time)."""
     fit_part, stop_part = train.split(0.1)
     x, y, q = fit_part.arrays()
     xs, ys, qs = stop_part.arrays()
     names = list(experience.FEATURES)
-    data = lgb.Dataset(x, y, group=q, feature_name=names, free_raw_data=False)
-    valid = lgb.Dataset(xs, ys, group=qs, feature_name=names, reference=data)
+    data = lgb.Dataset(
+        x, y, group=q, init_score=linear_scores(x), feature_name=names, free_raw_data=False
+    )
+    valid = lgb.Dataset(
+        xs, ys, group=qs, init_score=linear_scores(xs), feature_name=names, reference=data
+    )
     booster = lgb.train(
         {**PARAMS, "num_threads": threads},
         data,
@@ -238,7 +246,10 @@ def _baseline(rows: np.ndarray) -> tuple[np.ndarray, str, int | None]:
         else:
             column = {name: i for i, name in enumerate(experience.FEATURES)}
             picked = rows[:, [column[f] for f in model.features]]
-            return np.asarray(model.booster.predict(picked, num_threads=1)), active.label, active.id
+            scores = np.asarray(model.booster.predict(picked, num_threads=1))
+            if model.boost_from_linear:
+                scores = scores + linear_scores(rows)
+            return scores, active.label, active.id
         # An unusable active version is no bar: compare with what serving falls back to.
         return linear_scores(rows), "linear (active unusable)", active.id
     return linear_scores(rows), "linear", None
@@ -279,7 +290,7 @@ def train_reranker(
     booster, rounds = fit(train, threads=settings.ML_TRAIN_THREADS)
     train_s = time.perf_counter() - started
     xv, yv, qv = validation.arrays()
-    candidate = ndcg_at(np.asarray(booster.predict(xv, num_threads=1)), yv, qv)
+    candidate = ndcg_at(np.asarray(booster.predict(xv, num_threads=1)) + linear_scores(xv), yv, qv)
     linear = ndcg_at(linear_scores(xv), yv, qv)
     base_scores, base_name, base_version = _baseline(xv)
     baseline = ndcg_at(base_scores, yv, qv)
@@ -320,7 +331,12 @@ def train_reranker(
         booster.model_to_string(num_iteration=rounds).encode(),
         trained_from=train.served_at[0],
         trained_to=train.served_at[-1] + timedelta(microseconds=1),
-        params={**PARAMS, "num_boost_round": rounds},
+        params={
+            **PARAMS,
+            "num_boost_round": rounds,
+            "init_score": "linear",
+            "linear_weights": asdict(experience.Weights.from_settings()),
+        },
         metrics=metrics,
         gate=gate,
         features=experience.FEATURES,

@@ -15,8 +15,9 @@ from django.test import override_settings
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from experience_app.learned import FEATURES
+from experience_app.learned import FEATURES, feature_vector
 from experience_app.models import ExperienceInteraction, ModelVersion, ServedFeed
+from experience_app.ranking import Scored
 from experience_app.services import registry, rerank
 from experience_app.services.feed import cache, served_log
 from inbo.errors import Conflict
@@ -269,7 +270,9 @@ def test_the_home_feed_is_reranked_by_the_active_version_and_explains_each_item(
     assert body["ranker"] == version.label
     for_you = sections(body)["for_you"]["items"]
     assert for_you and all(e["top_features"] for e in for_you)
-    assert all(f["feature"] in FEATURES for e in for_you for f in e["top_features"])
+    # Boosted from the linear ranking: "linear" competes with the features for a place.
+    named = {f["feature"] for e in for_you for f in e["top_features"]}
+    assert named <= {*FEATURES, "linear"} and named - {"linear"}
     scores = [e["score"] for e in for_you]
     assert scores == sorted(scores, reverse=True)
     served_log.flush()
@@ -289,6 +292,21 @@ def test_model_list_prints_versions_with_their_gate(capsys):
     call_command("model_list")
     out = capsys.readouterr().out
     assert "reranker:v1" in out and "candidate" in out and "gate passed: ndcg@10" in out
+
+
+@override_settings(ML_MODEL_RELOAD_SECONDS=0)
+def test_a_model_boosted_from_the_linear_ranking_adds_its_corrections_to_the_linear_score():
+    version = register_trained()
+    registry.promote(version.id)
+    model = rerank.current()
+    assert model.boost_from_linear and version.params["init_score"] == "linear"
+    rng = random.Random(1)
+    ranked = [Scored(i, float(i) / 10, _signals(rng, rng.random())) for i in range(1, 30)]
+    rows = [feature_vector(s.signals, model.features) for s in ranked]
+    corrections = model.booster.predict(rows, num_threads=1)
+    expected = {s.item_id: s.score + c for s, c in zip(ranked, corrections, strict=True)}
+    for s in rerank.rerank(ranked, model):
+        assert s.score == pytest.approx(expected[s.item_id], abs=1e-9)
 
 
 def test_the_daily_task_trains_gates_and_promotes():
