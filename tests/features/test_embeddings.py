@@ -250,7 +250,12 @@ def features_max_event_id() -> int:
 
 
 def test_the_job_sweeps_recent_items_a_lost_message_left_unembedded(catalog):
-    item = ItemFactory(title="Pancakes for breakfast", summary="Eggs, milk and flour.", **NO_BODY)
+    item = ItemFactory(
+        title="Pancakes for breakfast",
+        summary="Eggs, milk and flour.",
+        published_at=timezone.now() - HOUR,  # recent, whatever the factory's sequence says
+        **NO_BODY,
+    )
     ItemEmbedding.objects.filter(item=item).delete()  # the message never arrived
     result = features.refresh_user_embeddings()
     assert result.items_embedded == 1
