@@ -25,13 +25,11 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 
-import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -53,17 +51,9 @@ from features_app.public import (
     item_signals,
     user_profile,
 )
-from inbo import redis as inbo_redis
-from inbo.scratch import (
-    ScratchBusy,
-    ScratchForeign,
-    ScratchLock,
-    ScratchLockLost,
-    ScratchUnsafe,
-    check_scratch_url,
-)
 from ml_app import ranking_metrics, walk_forward
 from ml_app.datasets import mind
+from ml_app.evaluation_scratch import EvaluationError, ScratchState, scratch_state
 from ml_app.services.mind import (
     HISTORY_OFFSET,
     MindSummary,
@@ -98,12 +88,6 @@ METHOD_LABELS = {
     POPULARITY: "popularity (cumulative clicks)",
     RECENT: "most recent (first seen)",
 }
-LOCK_TTL_MS = 10 * 60 * 1000
-LOCK_RENEW_SECONDS = 60.0
-
-
-class EvaluationError(Exception):
-    """The evaluation cannot run (scratch database busy or unsafe, counters unavailable)."""
 
 
 @dataclass(slots=True)
@@ -183,52 +167,6 @@ class _Catalog:
     user_ids: dict[str, int]  # by MIND user id
 
 
-class _ScratchLock:
-    """The scratch database's lock, with the evaluation's own error messages."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._lock = ScratchLock(client, ttl_ms=LOCK_TTL_MS, renew_every=LOCK_RENEW_SECONDS)
-
-    def keep(self) -> None:
-        """Renew the lock now and then; fail if another run has taken it meanwhile."""
-        try:
-            self._lock.keep()
-        except ScratchLockLost:
-            raise EvaluationError("Lost the scratch database lock: the run was too slow.") from None
-
-
-@contextmanager
-def scratch_state(url: str) -> Iterator[_ScratchLock]:
-    """Point the application-state client at the scratch database ``url`` for the block,
-    holding its lock; the database is flushed before and after."""
-    try:
-        check_scratch_url(url)
-    except ScratchUnsafe as exc:
-        raise EvaluationError(
-            f"REDIS_EVAL_URL points at the same database as {exc.setting}; the evaluation "
-            "flushes its database, so it must be one of its own."
-        ) from None
-    with inbo_redis.use_state_client(url) as client:
-        lock = _ScratchLock(client)
-        try:
-            lock._lock.acquire()
-        except ScratchBusy:
-            raise EvaluationError(
-                "Another evaluation holds the scratch Redis database (REDIS_EVAL_URL); "
-                "wait for it to finish or point REDIS_EVAL_URL at another database."
-            ) from None
-        except ScratchForeign:
-            raise EvaluationError(
-                "REDIS_EVAL_URL's database holds keys that no evaluation wrote; the evaluation "
-                "flushes its database, so it refuses this one. Point REDIS_EVAL_URL at an empty "
-                "database (or empty this one yourself if its keys are disposable)."
-            ) from None
-        try:
-            yield lock
-        finally:
-            lock._lock.release()
-
-
 _tiebreak = walk_forward.tiebreak
 _position_ranks = walk_forward.position_ranks
 
@@ -244,6 +182,7 @@ def evaluate_ranking(
     learned: bool = True,
     similarity: bool = True,
     resamples: int = walk_forward.BOOTSTRAP_RESAMPLES,
+    embedding_cache: Path | None = None,
     report: Report | None = None,
     progress: Stream = None,
 ) -> EvaluationResult:
@@ -252,7 +191,8 @@ def evaluate_ranking(
     ``freshness_half_life_hours`` overrides the ranking's freshness half-life (product
     setting when ``None``). With ``learned``, the LightGBM reranker is trained walk-forward
     (see :mod:`ml_app.walk_forward`) and ``resamples`` bootstrap resamples give its paired
-    intervals; ``similarity`` adds the text-embedding feature. ``predictions`` receives, in
+    intervals; ``similarity`` adds the text-embedding feature (its news embeddings kept in
+    ``embedding_cache``, a folder, when given). ``predictions`` receives, in
     the MIND competition format (one line per impression, file order), the ranking the
     product serves by default: the learned reranker's where a model could score the day,
     the linear ranking's on the first day. Malformed lines are skipped and passed to
@@ -274,7 +214,7 @@ def evaluate_ranking(
     texts = None
     if similarity:
         texts = walk_forward.TextSimilarity(
-            {n: f"{r.title}. {r.abstract}" for n, r in news.items()}
+            {n: f"{r.title}. {r.abstract}" for n, r in news.items()}, cache_dir=embedding_cache
         )
     result.similarity = texts is not None
     with scratch_state(settings.REDIS_EVAL_URL) as lock, transaction.atomic():
@@ -429,7 +369,7 @@ def _replay(
     catalog: _Catalog,
     weights: Weights,
     seed: int,
-    lock: _ScratchLock,
+    lock: ScratchState,
     result: EvaluationResult,
     ranks_by_impression: dict[int, list[int]],
     texts: walk_forward.TextSimilarity | None,

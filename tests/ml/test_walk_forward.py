@@ -7,11 +7,13 @@ from datetime import date
 from io import StringIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 
 from experience_app.public import FEATURES
 from ml_app import evaluation, walk_forward
+from ml_app.services.reranker_training import linear_scores
 
 DAYS = ("11/09/2019", "11/10/2019", "11/11/2019")
 NEWS = {
@@ -134,6 +136,24 @@ def test_text_similarity_prefers_the_topic_the_user_clicked():
     assert scores["N2"] > scores["N4"]
 
 
+def test_news_embeddings_are_cached_by_content_and_model_version(tmp_path):
+    texts = {n: f"{title}. {abstract}" for n, (_, _, title, abstract) in NEWS.items()}
+    first = walk_forward.TextSimilarity(texts, cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("*.npy")
+    vectors = np.load(cached)
+    assert vectors.shape == (len(NEWS), 384)
+    # N1 and N2 swapped in the file: the next instance reads it instead of embedding again.
+    np.save(cached, vectors[[1, 0, 2, 3]])
+    again = walk_forward.TextSimilarity(texts, cache_dir=tmp_path)
+    for sim in (first, again):
+        sim.clicked("u", ["N1"])
+    before, after = first.scores("u", ["N3"]), again.scores("u", ["N3"])
+    assert before["N3"] == pytest.approx(float(vectors[0] @ vectors[2]), abs=1e-5)
+    assert after["N3"] == pytest.approx(float(vectors[1] @ vectors[2]), abs=1e-5)
+    walk_forward.TextSimilarity({**texts, "N1": "Another title."}, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 2  # other texts, another file
+
+
 def test_paired_bootstrap_interval_of_the_auc_difference():
     labels = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0)]
     best = [(1, 2, 3), (2, 1, 3), (3, 2, 1), (1, 2, 3)]
@@ -206,3 +226,70 @@ def test_predictions_are_the_learned_ranking_where_a_model_scored_the_day(tmp_pa
             expected = wf.ranks[impression_id]
         assert ranks == f"[{','.join(map(str, expected))}]"
         assert sorted(expected) == list(range(1, len(imp.shown) + 1))
+
+
+def _synthetic_impressions(n: int, seed: int = 0) -> list[walk_forward.Impression]:
+    """Impressions of five candidates whose click follows ``ctr`` (which the linear ranking
+    ignores) more than ``popularity`` (which it uses)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        rows = rng.random((5, len(FEATURES)))
+        rows[:, FEATURES.index("als")] = np.nan
+        clicked = int(np.argmax(rows[:, FEATURES.index("ctr")] + 0.3 * rng.random(5)))
+        news_ids = tuple(f"N{i}-{k}" for k in range(5))
+        labels = tuple(1 if k == clicked else 0 for k in range(5))
+        out.append(
+            walk_forward.Impression(
+                impression_id=i,
+                day=date(2019, 11, 9),
+                shown=news_ids,
+                labels=labels,
+                news_ids=news_ids,
+                rows=tuple(tuple(float(v) for v in row) for row in rows),
+                ranks={},
+            )
+        )
+    return out
+
+
+def _matrix(imp: walk_forward.Impression) -> np.ndarray:
+    return np.asarray(imp.rows, dtype=np.float64)
+
+
+def test_the_learned_score_is_the_linear_score_plus_the_boosters_output():
+    train = _synthetic_impressions(200)
+    params = {**walk_forward.PARAMS, "min_data_in_leaf": 20, "num_threads": 1}
+    assert params["init_score"] == "linear"
+    model = walk_forward.fit(train, params=params, rounds=20)
+    assert model.init_score == "linear" and model.booster.num_trees() == 20
+    x = np.vstack([_matrix(imp) for imp in _synthetic_impressions(20, seed=1)])
+    raw = model.booster.predict(x, raw_score=True)
+    assert np.any(raw != 0.0)  # the booster learned something
+    np.testing.assert_allclose(model.scores(x), linear_scores(x) + raw)
+    # Without init_score the booster's output is the whole score.
+    plain = walk_forward.fit(train, params={**params, "init_score": None}, rounds=20)
+    np.testing.assert_allclose(plain.scores(x), plain.booster.predict(x, raw_score=True))
+
+
+def test_with_no_split_learned_the_learned_ranking_is_the_linear_ranking():
+    train = _synthetic_impressions(50)
+    # Too few rows for any leaf: every tree is a single leaf of output 0.
+    params = {**walk_forward.PARAMS, "min_data_in_leaf": 100_000, "num_threads": 1}
+    model = walk_forward.fit(train, params=params, rounds=5)
+    for imp in _synthetic_impressions(10, seed=2):
+        x = _matrix(imp)
+        assert np.all(model.booster.predict(x, raw_score=True) == 0.0)
+        np.testing.assert_array_equal(model.scores(x), linear_scores(x))
+        linear = dict(zip(imp.news_ids, linear_scores(x), strict=True))
+        order = sorted(
+            imp.news_ids, key=lambda n: (-linear[n], walk_forward.tiebreak(imp.impression_id, n))
+        )
+        assert walk_forward.learned_ranks(model, imp) == walk_forward.position_ranks(
+            imp.shown, order
+        )
+
+
+def test_an_unknown_init_score_is_refused():
+    with pytest.raises(ValueError, match="init_score"):
+        walk_forward.fit(_synthetic_impressions(5), params={"init_score": "ctr"}, rounds=1)

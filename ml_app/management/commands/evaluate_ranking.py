@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import redis
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_app.evaluation import (
@@ -146,6 +147,7 @@ class Command(BaseCommand):
                 learned=not no_learned,
                 similarity=not no_similarity,
                 resamples=bootstrap,
+                embedding_cache=settings.BASE_DIR / "var" / "mind_embeddings",
                 report=lambda line: self.stderr.write(line, style_func=self.style.WARNING),
                 progress=sys.stderr,
             )
