@@ -12,7 +12,7 @@ candidates in place for the linear run would hide the cost of the larger pool.
 The reranker is trained here from synthetic rows with the trainer's parameters
 (``ml_app.services.reranker_training.PARAMS``, repeated below: bench/ imports app facades
 only, and ml_app offers none) for the trainer's maximum number of rounds, so it is the
-largest model training can produce (300 trees of 15 leaves): what it costs to serve
+largest model training can produce (100 trees of 15 leaves): what it costs to serve
 matters here, not what it ranks. The learned candidates are synthetic scores over real
 published items of the candidate window.
 """
@@ -31,7 +31,7 @@ PARAMS: dict[str, Any] = {
     "metric": "ndcg",
     "eval_at": [10],
     "label_gain": [0.0, 0.25, 3.0, 7.0, 15.0, 31.0],
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
     "num_leaves": 15,
     "min_data_in_leaf": 20,
     "feature_fraction": 0.9,
@@ -41,8 +41,8 @@ PARAMS: dict[str, Any] = {
     "seed": 0,
     "verbosity": -1,
 }
-ROUNDS = 300
-NOTE = "bench: synthetic rows, maximum size (300 rounds); cost only, not quality"
+ROUNDS = 100
+NOTE = "bench: synthetic rows, maximum size (100 rounds); cost only, not quality"
 KIND = "reranker"
 CANDIDATES = 200  # per source, as the Celery jobs write them (ML_ALS_CANDIDATES)
 CANDIDATES_TTL_SECONDS = 3600
@@ -89,7 +89,7 @@ def reranker_version():
     runs while its parameters are the same)."""
     from experience_app.public import FEATURES, model_register, model_versions
 
-    params = {**PARAMS, "num_boost_round": ROUNDS}
+    params = {**PARAMS, "num_boost_round": ROUNDS, "init_score": "linear"}
     for version in model_versions(KIND, limit=1000):
         same = version.params == params and list(version.features) == list(FEATURES)
         if version.note == NOTE and same:

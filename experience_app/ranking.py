@@ -107,6 +107,19 @@ def _normalised(weights: Mapping[int, float], keys: Iterable[int]) -> float:
     return max(-1.0, min(1.0, sum(weights.get(k, 0.0) for k in keys) / (1.0 + total)))
 
 
+def linear_score(values: Mapping[str, float], w: Weights) -> float:
+    """The linear ranking's score of one item from its signal values (absent: 0)."""
+    return (
+        w.popularity * values.get("popularity", 0.0)
+        + w.freshness * values.get("freshness", 0.0)
+        + w.affinity * values.get("affinity", 0.0)
+        + w.provider_affinity * values.get("provider_affinity", 0.0)
+        + w.subscribed * values.get("subscribed", 0.0)
+        - w.seen * values.get("seen", 0.0)
+        + w.similarity * values.get("similarity", 0.0)
+    )
+
+
 def tiebreak(item_id: int) -> int:
     # Fair and deterministic: never the candidate order, which may carry information.
     return int.from_bytes(hashlib.blake2b(str(item_id).encode(), digest_size=4).digest(), "big")
@@ -158,15 +171,7 @@ def rank(
         }
         if learned is not None and c.item_id in learned:
             values.update(learned[c.item_id])
-        score = (
-            w.popularity * values["popularity"]
-            + w.freshness * values["freshness"]
-            + w.affinity * values["affinity"]
-            + w.provider_affinity * values["provider_affinity"]
-            + w.subscribed * values["subscribed"]
-            - w.seen * values["seen"]
-            + w.similarity * values.get("similarity", 0.0)
-        )
+        score = linear_score(values, w)
         scored.append(Scored(c.item_id, score, {k: round(v, 4) for k, v in values.items()}))
     scored.sort(key=lambda x: (-x.score, tiebreak(x.item_id)))
     return scored

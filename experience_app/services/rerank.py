@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -28,7 +28,7 @@ from django.db import DatabaseError
 from experience_app.contracts import model_fallback, model_loaded
 from experience_app.learned import FEATURES, feature_vector
 from experience_app.models import ModelVersion
-from experience_app.ranking import Scored, tiebreak
+from experience_app.ranking import Scored, Weights, linear_score, tiebreak
 from experience_app.services import registry
 
 logger = logging.getLogger(__name__)
@@ -154,32 +154,49 @@ def current() -> LoadedModel | None:
 
 
 def rerank(ranked: Sequence[Scored], model: LoadedModel) -> list[Scored]:
-    """``ranked`` scored by ``model`` (best first), each with its top contributing features.
+    """``ranked`` scored by ``model``, best first.
 
-    The score is the model's raw output, plus the linear score for a model boosted from
-    it (then ``linear`` competes with the features for the explanation's top places); the
-    signals stay those the item was ranked on, so the served log keeps the same training
-    rows whichever ranker served them.
+    The score is the model's raw output, plus the linear score (``ranked``'s) for a model
+    boosted from it; the signals stay those the item was ranked on, so the served log keeps
+    the same training rows whichever ranker served them. Only scores here (about a
+    millisecond for 300 candidates): what explains a score (:func:`explain`) costs far more
+    and is computed for the items a page shows.
     """
     if not ranked:
         return []
     rows = np.array([feature_vector(s.signals, model.features) for s in ranked], dtype=np.float64)
-    contributions = np.asarray(model.booster.predict(rows, pred_contrib=True, num_threads=1))
-    # The contributions sum to the raw score (the last column is the bias).
-    scores = contributions.sum(axis=1)
-    names = model.features
+    scores = np.asarray(model.booster.predict(rows, num_threads=1), dtype=np.float64)
     if model.boost_from_linear:
-        # The linear score as one more contribution, in the bias column's place.
-        contributions[:, -1] = [s.score for s in ranked]
-        scores = scores + contributions[:, -1]
+        scores = scores + np.array([s.score for s in ranked], dtype=np.float64)
+    out = [Scored(s.item_id, float(v), s.signals) for s, v in zip(ranked, scores, strict=True)]
+    out.sort(key=lambda x: (-x.score, tiebreak(x.item_id)))
+    return out
+
+
+def explain(
+    signals: Sequence[Mapping[str, float]], model: LoadedModel
+) -> list[tuple[tuple[str, float], ...]]:
+    """Each item's top contributing features, ``(name, contribution)``, largest first.
+
+    LightGBM's contributions (TreeSHAP) sum exactly to the model's output; for a model
+    boosted from the linear ranking, ``linear`` (its score, recomputed from the signals with
+    today's weights) competes with them for a place.
+    """
+    if not signals:
+        return []
+    rows = np.array([feature_vector(s, model.features) for s in signals], dtype=np.float64)
+    contributions = np.asarray(model.booster.predict(rows, pred_contrib=True, num_threads=1))
+    names: tuple[str, ...] = model.features
+    if model.boost_from_linear:
+        weights = Weights.from_settings()
+        # The linear score takes the bias column's place.
+        contributions[:, -1] = [linear_score(s, weights) for s in signals]
         names = (*names, "linear")
         width = contributions.shape[1]
     else:
         width = contributions.shape[1] - 1
     out = []
-    for s, score, contrib in zip(ranked, scores, contributions, strict=True):
+    for contrib in contributions:
         order = np.argsort(-np.abs(contrib[:width]))[:TOP_FEATURES]
-        top = tuple((names[i], round(float(contrib[i]), 4)) for i in order if contrib[i] != 0)
-        out.append(Scored(s.item_id, float(score), s.signals, top))
-    out.sort(key=lambda x: (-x.score, tiebreak(x.item_id)))
+        out.append(tuple((names[i], round(float(contrib[i]), 4)) for i in order if contrib[i] != 0))
     return out

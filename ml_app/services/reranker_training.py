@@ -65,7 +65,7 @@ PARAMS: dict[str, Any] = {
     "metric": "ndcg",
     "eval_at": [10],
     "label_gain": LABEL_GAIN,
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
     "num_leaves": 15,
     "min_data_in_leaf": 20,
     "feature_fraction": 0.9,
@@ -75,7 +75,9 @@ PARAMS: dict[str, Any] = {
     "seed": 0,
     "verbosity": -1,
 }
-MAX_ROUNDS = 300
+# Serving cost grows with the trees (explaining one item walks every tree): at most 100
+# (docs/BENCHMARKS.md, "ML costs").
+MAX_ROUNDS = 100
 
 
 @dataclass

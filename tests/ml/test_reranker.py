@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from experience_app.learned import FEATURES, feature_vector
 from experience_app.models import ExperienceInteraction, ModelVersion, ServedFeed
-from experience_app.ranking import Scored
+from experience_app.ranking import Scored, Weights, linear_score
 from experience_app.services import registry, rerank
 from experience_app.services.feed import cache, served_log
 from inbo.errors import Conflict
@@ -305,8 +305,20 @@ def test_a_model_boosted_from_the_linear_ranking_adds_its_corrections_to_the_lin
     rows = [feature_vector(s.signals, model.features) for s in ranked]
     corrections = model.booster.predict(rows, num_threads=1)
     expected = {s.item_id: s.score + c for s, c in zip(ranked, corrections, strict=True)}
-    for s in rerank.rerank(ranked, model):
+    reranked = rerank.rerank(ranked, model)
+    for s in reranked:
         assert s.score == pytest.approx(expected[s.item_id], abs=1e-9)
+    assert [s.score for s in reranked] == sorted(expected.values(), reverse=True)
+
+    # Explaining: the contributions and the linear score add up to the score (all of them
+    # when every one is named; TOP_FEATURES names the largest).
+    top = rerank.explain([s.signals for s in ranked], model)
+    for s, named in zip(ranked, top, strict=True):
+        assert 0 < len(named) <= rerank.TOP_FEATURES
+        linear = linear_score(s.signals, Weights.from_settings())
+        assert dict(named).get("linear", linear) == pytest.approx(linear, abs=1e-4)
+        magnitudes = [abs(c) for _, c in named]
+        assert magnitudes == sorted(magnitudes, reverse=True)
 
 
 def test_the_daily_task_trains_gates_and_promotes():

@@ -327,14 +327,41 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> Feed:
             _entries(by_id[i] for i in fresh_ids if i in by_id),
         ),
     ]
+    sections = [s for s in make_disjoint(drafts) if s.entries]
+    if model is not None:
+        page = settings.EXPERIENCE_SECTION_PAGE_SIZE
+        sections = [
+            Section(s.key, s.title, s.reason, explained(s.entries, model, upto=page))
+            if s.key in MODEL_ORDERED
+            else s
+            for s in sections
+        ]
     return Feed(
         version=uuid.uuid4().hex,
         generated_at=now.isoformat(),
         degraded=degraded,
         cold_start=cold,
-        sections=tuple(s for s in make_disjoint(drafts) if s.entries),
+        sections=tuple(sections),
         ranker=ranker,
     )
+
+
+# Sections in the ranker's order: their items' explanations name the model's top
+# contributing features (trending keeps the trending order, fresh the newest first).
+MODEL_ORDERED = ("for_you", "because_you_read")
+
+
+def explained(
+    entries: tuple[Entry, ...], model: rerank.LoadedModel, *, upto: int, start: int = 0
+) -> tuple[Entry, ...]:
+    """``entries`` with the top contributing features of those in ``[start, upto)`` filled
+    in (the page being sent: explaining costs far more than scoring)."""
+    chosen = entries[start:upto]
+    tops = rerank.explain([e.signals for e in chosen], model)
+    done = tuple(
+        Entry(e.item_id, e.score, e.signals, top) for e, top in zip(chosen, tops, strict=True)
+    )
+    return (*entries[:start], *done, *entries[upto:])
 
 
 def _entries(scored: Iterable[Scored]) -> tuple[Entry, ...]:

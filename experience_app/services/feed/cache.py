@@ -23,8 +23,17 @@ from django.conf import settings
 from django.utils import timezone
 
 from experience_app import selectors
+from experience_app.services import rerank
 from experience_app.services.feed import served_log
-from experience_app.services.feed.build import SECTION_ORDER, Entry, Feed, Section, build_feed
+from experience_app.services.feed.build import (
+    MODEL_ORDERED,
+    SECTION_ORDER,
+    Entry,
+    Feed,
+    Section,
+    build_feed,
+    explained,
+)
 from inbo import keys
 from inbo import redis as inbo_redis
 from inbo.errors import InvalidCursor, NotFound
@@ -280,6 +289,15 @@ def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = 
         excluded = _never_again(user_id)
         ids = [e.item_id for e in section.entries[offset : offset + size]]
         cards = reading.item_cards([i for i in ids if i not in excluded])
+        model = rerank.current()
+        if model is not None and model.label == feed.ranker and key in MODEL_ORDERED:
+            # A later page of a reranked section, explained by the model that ranked it.
+            section = Section(
+                section.key,
+                section.title,
+                section.reason,
+                explained(section.entries, model, upto=offset + size, start=offset),
+            )
         shown = _shown(section, offset, cards)
         body = page(feed.version, section, offset, shown, cards)
         items = served_log.served_items(section.key, shown)
