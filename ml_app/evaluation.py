@@ -81,7 +81,7 @@ RECENT = "most_recent"
 REPLAYED = (RANKING, CTR, RANDOM, POPULARITY, RECENT)
 METHODS = (LEARNED, *REPLAYED)
 METHOD_LABELS = {
-    LEARNED: "learned (LightGBM lambdarank)",
+    LEARNED: "learned (LightGBM + linear)",
     RANKING: "linear ranking (rank)",
     CTR: "real-time CTR (smoothed)",
     RANDOM: "random",

@@ -21,7 +21,7 @@ from ml_app.evaluation import (
     MethodScores,
     evaluate_ranking,
 )
-from ml_app.walk_forward import BOOTSTRAP_RESAMPLES, ROUNDS, Interval
+from ml_app.walk_forward import BOOTSTRAP_RESAMPLES, PARAMS, ROUNDS, Interval
 
 
 class Command(BaseCommand):
@@ -31,11 +31,12 @@ class Command(BaseCommand):
     product's linear ranking function and by four baselines (real-time CTR, random,
     cumulative popularity, most recent), and their learned-feature rows are recorded; then
     its impression and click events are ingested. After the replay, the learned reranker
-    (LightGBM lambdarank) is trained walk-forward: for each day after the first, only on the
-    days before it. Prints AUC, MRR, nDCG@5 and nDCG@10 per method and per day, computed
-    per impression as MIND's evaluate.py does, with paired bootstrap intervals of the
-    learned ranker's AUC gain. Runs in a rolled-back transaction and a scratch Redis
-    database (``REDIS_EVAL_URL``, flushed before and after): no other data is touched.
+    (LightGBM boosted from the linear ranking's score) is trained walk-forward: for each day
+    after the first, only on the days before it. Prints AUC, MRR, nDCG@5 and nDCG@10 per
+    method and per day, computed per impression as MIND's evaluate.py does, with paired
+    bootstrap intervals of the learned ranker's AUC gain. Runs in a rolled-back transaction
+    and a scratch Redis database (``REDIS_EVAL_URL``, flushed before and after): no other
+    data is touched.
     """
 
     help = (
@@ -43,7 +44,8 @@ class Command(BaseCommand):
         "Impressions are replayed in time order through the real ingestion (events_ingest) "
         "and ranking (experience_app.ranking.rank): each impression is ranked with only what "
         "happened before it, then its impressions and clicks are ingested. The learned "
-        "reranker (LightGBM lambdarank over experience_app.public.FEATURES) is trained "
+        "reranker (LightGBM over experience_app.public.FEATURES, boosted from the linear "
+        "ranking's score: learned score = linear score + the trees' output) is trained "
         "walk-forward: each day after the first is scored by a model trained only on the "
         "days before it. Prints, overall and per UTC day, AUC, MRR, nDCG@5 and nDCG@10 (per "
         "impression, as MIND's evaluate.py) of the learned ranker, the linear ranking and the "
@@ -252,7 +254,8 @@ def render(result: EvaluationResult, *, per_day: bool = True) -> list[str]:
     wf = r.learned
     if wf is not None:
         lines.append(
-            f"Learned ranker: LightGBM lambdarank, {ROUNDS} rounds, walk-forward (each day "
+            f"Learned ranker: LightGBM {PARAMS['objective']} from the linear score "
+            f"(init_score {PARAMS['init_score']}), {ROUNDS} rounds, walk-forward (each day "
             f"after the first scored by a model trained only on the days before it); "
             f"{len(wf.models)} models trained in {wf.training_seconds:.1f}s; text similarity "
             f"feature {'on' if r.similarity else 'off'}. Its overall row covers the scored "
