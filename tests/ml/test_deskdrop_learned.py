@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import itertools
 import random
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 
@@ -12,7 +14,15 @@ from ml_app.datasets.deskdrop import Interaction
 from ml_app.services import deskdrop_baselines as baselines
 from ml_app.services.deskdrop_evaluation import LEARNED, evaluate
 from ml_app.services.deskdrop_features import FEATURES, build_window
-from ml_app.services.deskdrop_learned import LABEL, fit_learned, recommend_learned
+from ml_app.services.deskdrop_learned import (
+    LABEL,
+    POPULARITY,
+    LearnedParams,
+    candidates,
+    fit_learned,
+    init_scores,
+    recommend_learned,
+)
 
 HEADER = "timestamp,eventType,contentId,personId,sessionId,userAgent,userRegion,userCountry\n"
 DAY = 86_400
@@ -159,3 +169,29 @@ def test_evaluation_reports_the_learned_ranker_beside_the_baselines_with_trainin
     printed = out.getvalue()
     assert LABEL in printed and "popularity, decayed" in printed
     assert "ALS" in printed and "LightGBM" in printed
+
+
+def test_boosting_from_decayed_popularity_starts_from_its_order():
+    """With ``init_scale`` the served score is init_scale * log1p(decayed popularity) plus the
+    trees; with a negligible learning rate the head keeps the decayed-popularity order."""
+    rows = synthetic()
+    now = rows[-1].timestamp + 1
+    shared = {}
+    for row in rows:
+        shared.setdefault(row.content_id, row.timestamp)
+    params = LearnedParams(init_scale=1.0, learning_rate=1e-9, rounds=2)
+    ranker = fit_learned(rows, now=now, shared_at=shared, params=params)
+
+    assert ranker.booster is not None
+    w = ranker.window
+    user = "u3"
+    scores = w.pair_scores(user)
+    cands = candidates(w, user, scores, params.per_source)
+    assert 0 < len(cands) <= 5 * params.per_source
+    features = w.features(user, cands, scores)
+    assert np.allclose(init_scores(features, 2.0), 2.0 * features[:, POPULARITY])
+    assert not init_scores(features, 0.0).any()
+    head = ranker.rank(user, limit=len(cands))
+    popularity = [features[list(cands).index(w.item_index[item]), POPULARITY] for item in head]
+    assert all(a >= b - 1e-6 for a, b in itertools.pairwise(popularity))
+    assert sorted(ranker.rank(user)) == sorted(set(shared) - set(w.seen[user]))
