@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 from django.contrib import messages
 from django.contrib.messages import get_messages
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from experience_app.learned import FEATURES
 from experience_app.models import ModelVersion
 from experience_app.services import registry
+from inbo.errors import NotFound
 
 pytestmark = pytest.mark.django_db
 
@@ -219,3 +222,54 @@ def test_rollback_wants_versions_of_one_kind(admin_client):
         (messages.ERROR, "Select versions of one kind.")
     ]
     assert statuses() == {"reranker:v1": "active", "als:v1": "candidate"}
+
+
+# --- the same registry from manage.py and the services --------------------------------------
+
+
+def test_model_list_prints_each_version_with_its_gate(capsys):
+    call_command("model_list")
+    assert capsys.readouterr().out == "No model versions yet (train_reranker, train_als).\n"
+    first = register()
+    register(passed=False)
+    registry.register(
+        "als",
+        b"\x00",
+        trained_from=NOW - timedelta(days=7),
+        trained_to=NOW,
+        params={},
+        metrics={},
+        gate={},
+    )
+    registry.promote(first.id)
+    call_command("model_list")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1:3] for line in lines] == [
+        ["als:v1", "candidate"],
+        ["reranker:v2", "candidate"],
+        ["reranker:v1", "active"],
+    ]
+    assert "gate -:" in lines[0] and "1 B  sha256 " in lines[0]
+    assert "gate failed: ndcg@10 0.3 vs 0.4 (linear)" in lines[1]
+    assert "gate passed: ndcg@10 0.5 vs 0.4 (linear)" in lines[2]
+    assert f"sha256 {first.artifact_sha256[:12]}" in lines[2]
+    call_command("model_list", "--kind", "reranker", "--limit", "1")
+    [only] = capsys.readouterr().out.splitlines()
+    assert only.split()[1] == "reranker:v2"
+
+
+def test_model_rollback_with_nothing_active_fails_and_changes_nothing():
+    register()
+    with pytest.raises(CommandError, match="No active reranker version to roll back"):
+        call_command("model_rollback", "reranker")
+    assert statuses() == {"reranker:v1": "candidate"}
+
+
+def test_the_registry_refuses_an_unknown_kind_and_a_missing_version():
+    with pytest.raises(ValueError, match="unknown model kind 'ranker'"):
+        registry.register(
+            "ranker", b"x", trained_from=NOW, trained_to=NOW, params={}, metrics={}, gate={}
+        )
+    with pytest.raises(NotFound, match="No model version 999999"):
+        registry.promote(999_999)
+    assert not ModelVersion.objects.exists()
