@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from experience_app.models import ModelVersion
 from experience_app.public import FEATURES
 from experience_app.services import registry
+from inbo import keys
+from inbo import redis as inbo_redis
 from ml_app.services import training_bench
 from tests.ml.test_reranker import served_world
 
@@ -56,6 +59,18 @@ def test_train_reranker_with_too_little_served_log_warns_and_registers_nothing(c
     warning = "not enough labelled responses (5 < 20): nothing trained"
     assert out.count(warning) == 2  # the training's own line, then the command's warning
     assert "gate:" not in out
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_train_als_refuses_a_window_under_a_day_and_a_training_already_running():
+    with pytest.raises(CommandError, match="--days must be at least 1"):
+        call_command("train_als", "--days", "0")
+    lock = keys.learned_lock("als_train")
+    inbo_redis.state().set(lock, "another worker", ex=60)
+    with pytest.raises(CommandError, match="another ALS training holds the lock"):
+        call_command("train_als", "--days", "10")
+    assert inbo_redis.state().get(lock) == "another worker"
     assert not ModelVersion.objects.exists()
 
 
