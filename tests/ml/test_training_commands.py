@@ -22,7 +22,7 @@ from inbo import redis as inbo_redis
 from ml_app.services import training_bench
 from tests.ml.test_reranker import served_world
 
-# --- train_reranker ---------------------------------------------------------------------
+# --- train_reranker, train_als ------------------------------------------------------------
 
 
 def _train(capsys, *args: str) -> str:
