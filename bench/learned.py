@@ -12,7 +12,7 @@ candidates in place for the linear run would hide the cost of the larger pool.
 The reranker is trained here from synthetic rows with the trainer's parameters
 (``ml_app.services.reranker_training.PARAMS``, repeated below: bench/ imports app facades
 only, and ml_app offers none) for the trainer's maximum number of rounds, so it is the
-largest model training can produce (100 trees of 15 leaves): what it costs to serve
+largest model training can produce (100 trees of 7 leaves): what it costs to serve
 matters here, not what it ranks. The learned candidates are synthetic scores over real
 published items of the candidate window.
 """
@@ -32,7 +32,7 @@ PARAMS: dict[str, Any] = {
     "eval_at": [10],
     "label_gain": [0.0, 0.25, 3.0, 7.0, 15.0, 31.0],
     "learning_rate": 0.1,
-    "num_leaves": 15,
+    "num_leaves": 7,
     "min_data_in_leaf": 20,
     "feature_fraction": 0.9,
     "lambdarank_truncation_level": 20,
@@ -42,7 +42,7 @@ PARAMS: dict[str, Any] = {
     "verbosity": -1,
 }
 ROUNDS = 100
-NOTE = "bench: synthetic rows, maximum size (100 rounds); cost only, not quality"
+NOTE = "bench: synthetic rows, maximum size (100 rounds of 7 leaves); cost only, not quality"
 KIND = "reranker"
 CANDIDATES = 200  # per source, as the Celery jobs write them (ML_ALS_CANDIDATES)
 CANDIDATES_TTL_SECONDS = 3600

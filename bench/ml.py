@@ -8,7 +8,7 @@ reuses or seeds it):
    ``features_app.public.embed_texts``, batches of 64, with 1 torch thread and with every core;
 2. **rerank latency** — ``experience_app.public.rerank`` of 300 ranked candidates (the
    feature rows of ``FEATURES``, synthetic values in their served ranges) with the
-   benchmark's reranker loaded as serving loads it (``load_artifact``; 100 trees of 15
+   benchmark's reranker loaded as serving loads it (``load_artifact``; 100 trees of 7
    leaves, the largest the trainer makes): wall and CPU time per call, p50/p95;
 3. **one ceiling request's CPU** — ``GET /api/v1/_bench/ceiling/`` through Django's test
    client in this same process (middleware, token authentication, one cached Redis value,

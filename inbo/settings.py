@@ -462,7 +462,7 @@ ML_RERANKER_ENABLED = env_bool("ML_RERANKER_ENABLED", True)
 # How often a web worker asks the registry which version is active (hot reload).
 ML_MODEL_RELOAD_SECONDS = env_float("ML_MODEL_RELOAD_SECONDS", 5.0)
 # How many of the user's precomputed learned candidates (per source) join the pool.
-ML_LEARNED_POOL = env_int("ML_LEARNED_POOL", 60)
+ML_LEARNED_POOL = env_int("ML_LEARNED_POOL", 30)
 # Training (ml_app): a version whose gate passed is promoted by the scheduled training.
 ML_AUTO_PROMOTE = env_bool("ML_AUTO_PROMOTE", True)
 ML_TRAIN_THREADS = env_int("ML_TRAIN_THREADS", 2)

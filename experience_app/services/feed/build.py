@@ -41,7 +41,7 @@ RELATED_POOL = 40
 CO_READ_WINDOW = timedelta(days=7)
 # Learned scores read per source (features for the reranker); the best
 # ``ML_LEARNED_POOL`` of them also join the candidate pool.
-LEARNED_READ = 200
+LEARNED_READ = 100
 
 
 @dataclass(frozen=True, slots=True)
