@@ -51,7 +51,7 @@ from features_app.public import (
     item_signals,
     user_profile,
 )
-from ml_app import ranking_metrics, walk_forward
+from ml_app import ranking_metrics, walk_forward, walk_forward_gate
 from ml_app.datasets import mind
 from ml_app.evaluation_scratch import EvaluationError, ScratchState, scratch_state
 from ml_app.services.mind import (
@@ -70,24 +70,29 @@ Report = Callable[[str], None]
 
 SOURCE = "mind_eval"
 # Methods in the order they are printed. LEARNED is the LightGBM reranker (walk-forward,
-# days after the first only), RANKING the product's linear ranking function; the others
-# are baselines computed from the same counters.
+# days after the first only), SERVED what the product serves behind its promotion gate
+# (:mod:`ml_app.walk_forward_gate`, every day), RANKING the product's linear ranking
+# function; the others are baselines computed from the same counters.
 LEARNED = "learned"
+SERVED = "served"
 RANKING = "ranking"
 CTR = "ctr"
 RANDOM = "random"
 POPULARITY = "popularity"
 RECENT = "most_recent"
 REPLAYED = (RANKING, CTR, RANDOM, POPULARITY, RECENT)
-METHODS = (LEARNED, *REPLAYED)
+METHODS = (LEARNED, SERVED, *REPLAYED)
 METHOD_LABELS = {
     LEARNED: "learned (LightGBM + linear)",
+    SERVED: "served by the product (gated)",
     RANKING: "linear ranking (rank)",
     CTR: "real-time CTR (smoothed)",
     RANDOM: "random",
     POPULARITY: "popularity (cumulative clicks)",
     RECENT: "most recent (first seen)",
 }
+# ``--predictions-ranker`` choices: the method whose ranks are written.
+PREDICTION_RANKERS = {SERVED: SERVED, LEARNED: LEARNED, "linear": RANKING}
 
 
 @dataclass(slots=True)
@@ -157,6 +162,7 @@ class EvaluationResult:
     # Every impression's feature rows, and the walk-forward (learned ranks, models, intervals).
     impressions_log: list[walk_forward.Impression] = field(default_factory=list)
     learned: walk_forward.WalkForward | None = None
+    served: walk_forward_gate.Served | None = None
     similarity: bool = False
 
 
@@ -178,6 +184,7 @@ def evaluate_ranking(
     limit: int | None = None,
     freshness_half_life_hours: float | None = None,
     predictions: Path | None = None,
+    predictions_ranker: str = SERVED,
     seed: int = 0,
     learned: bool = True,
     similarity: bool = True,
@@ -193,11 +200,15 @@ def evaluate_ranking(
     (see :mod:`ml_app.walk_forward`) and ``resamples`` bootstrap resamples give its paired
     intervals; ``similarity`` adds the text-embedding feature (its news embeddings kept in
     ``embedding_cache``, a folder, when given). ``predictions`` receives, in
-    the MIND competition format (one line per impression, file order), the ranking the
-    product serves by default: the learned reranker's where a model could score the day,
-    the linear ranking's on the first day. Malformed lines are skipped and passed to
-    ``report``.
+    the MIND competition format (one line per impression, file order), the ranking of
+    ``predictions_ranker`` (:data:`PREDICTION_RANKERS`): by default what the product serves
+    (:data:`SERVED`: a learned model only on the days its gate passed, else the linear
+    ranking); ``learned``: the walk-forward model's wherever one scored the day; ``linear``.
+    Where the chosen ranker has no ranks (no model, or not ``learned``), the linear
+    ranking's. Malformed lines are skipped and passed to ``report``.
     """
+    if predictions_ranker not in PREDICTION_RANKERS:
+        raise ValueError(f"Unknown predictions ranker {predictions_ranker!r}.")
     started = time.monotonic()
     weights = Weights.from_settings()
     if freshness_half_life_hours is not None:
@@ -210,7 +221,7 @@ def evaluate_ranking(
     result.lines_skipped = summary.lines_skipped
     replay = sorted(behaviors, key=lambda b: (b.time, b.impression_id))
 
-    ranks_by_impression: dict[int, list[int]] = {}
+    ranks_by_impression: dict[int, list[int]] = {}  # the linear ranking's
     texts = None
     if similarity:
         texts = walk_forward.TextSimilarity(
@@ -223,29 +234,39 @@ def evaluate_ranking(
         _replay(replay, catalog, weights, seed, lock, result, ranks_by_impression, texts, progress)
         transaction.set_rollback(True)
     if learned:
-        _learn(result, ranks_by_impression, resamples, seed)
+        _learn(result, resamples, seed)
 
     if predictions is not None:
+        chosen: dict[int, list[int]] = {}
+        if result.learned is not None and result.served is not None:
+            chosen = {
+                LEARNED: result.learned.ranks,
+                SERVED: result.served.ranks,
+                RANKING: {},
+            }[PREDICTION_RANKERS[predictions_ranker]]
         with predictions.open("w", encoding="utf-8") as out:
             for behavior in behaviors:
-                ranks = ranks_by_impression[behavior.impression_id]
+                ranks = chosen.get(behavior.impression_id)
+                if ranks is None:
+                    ranks = ranks_by_impression[behavior.impression_id]
                 out.write(f"{behavior.impression_id} [{','.join(map(str, ranks))}]\n")
     result.seconds = time.monotonic() - started
     return result
 
 
-def _learn(
-    result: EvaluationResult, ranks_by_impression: dict[int, list[int]], resamples: int, seed: int
-) -> None:
-    """Walk-forward training and scoring; the learned ranks replace the linear ones where a
-    model scored the day (that is what the product serves once a reranker is active)."""
+def _learn(result: EvaluationResult, resamples: int, seed: int) -> None:
+    """Walk-forward training and scoring, then what the product serves behind its gate."""
     log = result.impressions_log
     result.learned = wf = walk_forward.walk_forward(log)
+    result.served = served = walk_forward_gate.serve(
+        log, wf, baseline=RANKING, resamples=resamples, seed=seed
+    )
     for imp in log:
         if (ranks := wf.ranks.get(imp.impression_id)) is not None:
             result.overall[LEARNED].add(imp.labels, ranks)
             result.per_day[imp.day][LEARNED].add(imp.labels, ranks)
-            ranks_by_impression[imp.impression_id] = ranks
+        result.overall[SERVED].add(imp.labels, served.ranks[imp.impression_id])
+        result.per_day[imp.day][SERVED].add(imp.labels, served.ranks[imp.impression_id])
     wf.compare(log, (RANKING, CTR), resamples=resamples, seed=seed)
 
 

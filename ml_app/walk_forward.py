@@ -138,6 +138,7 @@ class WalkForward:
     """Learned ranks of every impression of the scored days, and each day's model."""
 
     models: dict[date, DayModel] = field(default_factory=dict)
+    rankers: dict[date, Ranker] = field(default_factory=dict, repr=False)  # by scored day
     ranks: dict[int, list[int]] = field(default_factory=dict)  # by impression id
     # (learned - method) AUC intervals per scored day, and over all scored days (key None).
     intervals: dict[date | None, dict[str, Interval]] = field(default_factory=dict)
@@ -264,6 +265,7 @@ def walk_forward(
             train_rows=sum(len(imp.rows) for imp in used),
             seconds=seconds,
         )
+        result.rankers[day] = model
         for imp in impressions:
             if imp.day == day:
                 result.ranks[imp.impression_id] = learned_ranks(model, imp)

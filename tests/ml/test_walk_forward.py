@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from experience_app.public import FEATURES
-from ml_app import evaluation, walk_forward
+from ml_app import evaluation, walk_forward, walk_forward_gate
 from ml_app.services.reranker_training import linear_scores
 
 DAYS = ("11/09/2019", "11/10/2019", "11/11/2019")
@@ -199,16 +199,28 @@ def test_the_command_prints_the_learned_ranker_and_intervals_per_day(tmp_path):
         assert all("[95% " in line and "100 paired bootstrap resamples" in line for line in lines)
     assert "Mean of the daily figures over the 2 days scored by a model" in text
     assert "mean daily AUC gain of the learned ranker" in text
+    # What the product serves behind its gate, every day, and why.
+    assert text.count("  served by the product (gated): the linear ranking (no gate") == 2
+    gate_lines = [line for line in text.splitlines() if "(gate on 2019-11-10: the model" in line]
+    assert len(gate_lines) == 1 and "trained on 2019-11-09, nDCG@10" in gate_lines[0]
+    served = [line for line in text.splitlines() if "served - linear ranking (rank) AUC:" in line]
+    assert len(served) == 3  # two scored days, and pooled over them
+    assert "served by the product (gated): a learned model on" in text
     assert len(target.read_text().splitlines()) == 36
     assert f"Predictions written to {target}" in text
 
 
 @pytest.mark.django_db
-def test_predictions_are_the_learned_ranking_where_a_model_scored_the_day(tmp_path):
+def test_learned_predictions_are_the_learned_ranking_where_a_model_scored_the_day(tmp_path):
     news, behaviors = _mind_files(tmp_path)
     target = tmp_path / "prediction.txt"
     result = evaluation.evaluate_ranking(
-        news_path=news, behaviors_path=behaviors, similarity=False, resamples=10, predictions=target
+        news_path=news,
+        behaviors_path=behaviors,
+        similarity=False,
+        resamples=10,
+        predictions=target,
+        predictions_ranker="learned",
     )
     wf = result.learned
     assert wf is not None
@@ -293,3 +305,145 @@ def test_with_no_split_learned_the_learned_ranking_is_the_linear_ranking():
 def test_an_unknown_init_score_is_refused():
     with pytest.raises(ValueError, match="init_score"):
         walk_forward.fit(_synthetic_impressions(5), params={"init_score": "ctr"}, rounds=1)
+
+
+def _prediction_lines(target: Path) -> dict[int, list[int]]:
+    out = {}
+    for line in target.read_text().splitlines():
+        impression_id, ranks = line.split()
+        out[int(impression_id)] = [int(r) for r in ranks.strip("[]").split(",")]
+    return out
+
+
+@pytest.mark.django_db
+def test_predictions_follow_what_the_product_serves_behind_its_gate(tmp_path):
+    news, behaviors = _mind_files(tmp_path)
+    target = tmp_path / "prediction.txt"
+    result = evaluation.evaluate_ranking(
+        news_path=news, behaviors_path=behaviors, similarity=False, resamples=10, predictions=target
+    )  # the default: what the product serves
+    wf, served = result.learned, result.served
+    assert wf is not None and served is not None
+    written = _prediction_lines(target)
+    assert len(written) == 36
+    first, second, third = (date(2019, 11, 9), date(2019, 11, 10), date(2019, 11, 11))
+    assert served.gates[first].gate_day is None and served.gates[second].gate_day is None
+    gate = served.gates[third]
+    assert gate.gate_day == second and gate.trained_days == (first,)
+    for imp in result.impressions_log:
+        assert written[imp.impression_id] == served.ranks[imp.impression_id]
+        if served.gates[imp.day].passed:  # the gated model: trained on the first day only
+            expected = walk_forward.learned_ranks(wf.rankers[second], imp)
+        else:
+            expected = list(imp.ranks[evaluation.RANKING])
+        assert served.ranks[imp.impression_id] == expected
+    scores = result.per_day[first][evaluation.SERVED]
+    assert scores.impressions == 12 and result.overall[evaluation.SERVED].impressions == 36
+
+    linear = evaluation.evaluate_ranking(
+        news_path=news,
+        behaviors_path=behaviors,
+        similarity=False,
+        resamples=10,
+        predictions=target,
+        predictions_ranker="linear",
+    )
+    by_id = {imp.impression_id: imp for imp in linear.impressions_log}
+    for impression_id, ranks in _prediction_lines(target).items():
+        assert ranks == list(by_id[impression_id].ranks[evaluation.RANKING])
+    with pytest.raises(ValueError, match="predictions ranker"):
+        evaluation.evaluate_ranking(
+            news_path=news, behaviors_path=behaviors, predictions_ranker="ctr", learned=False
+        )
+
+
+GATE_DAYS = (date(2019, 11, 9), date(2019, 11, 10), date(2019, 11, 11), date(2019, 11, 12))
+GATE_PARAMS = {**walk_forward.PARAMS, "min_data_in_leaf": 20, "num_threads": 1}
+
+
+def _gate_log(follows: dict[date, str], n: int = 150) -> list[walk_forward.Impression]:
+    """``n`` impressions a day; a day's clicks follow ``ctr`` (which the linear ranking
+    ignores: a learned model beats it) or the linear ranking itself (nothing beats it)."""
+    out = []
+    for d, day in enumerate(GATE_DAYS):
+        for imp in _synthetic_impressions(n, seed=d):
+            impression_id = d * n + imp.impression_id
+            x = _matrix(imp)
+            linear = dict(zip(imp.news_ids, linear_scores(x), strict=True))
+            order = sorted(
+                imp.news_ids, key=lambda k: (-linear[k], walk_forward.tiebreak(impression_id, k))
+            )
+            labels = imp.labels
+            if follows[day] == "linear":
+                labels = tuple(1 if k == order[0] else 0 for k in imp.shown)
+            linear_ranks = tuple(walk_forward.position_ranks(imp.shown, order))
+            out.append(
+                walk_forward.Impression(
+                    impression_id=impression_id,
+                    day=day,
+                    shown=imp.shown,
+                    labels=labels,
+                    news_ids=imp.news_ids,
+                    rows=imp.rows,
+                    ranks={evaluation.RANKING: linear_ranks},
+                )
+            )
+    return out
+
+
+def _gated(log: list[walk_forward.Impression]):
+    wf = walk_forward.walk_forward(log, params=GATE_PARAMS, rounds=20)
+    return wf, walk_forward_gate.serve(log, wf, baseline=evaluation.RANKING, resamples=20)
+
+
+def test_the_gate_serves_the_gated_model_when_it_beats_linear_and_linear_otherwise():
+    first, second, third, fourth = GATE_DAYS
+    log = _gate_log({first: "ctr", second: "ctr", third: "linear", fourth: "ctr"})
+    wf, served = _gated(log)
+    assert list(wf.models) == [second, third, fourth]
+    # No model scored the day before the first two days: no gate, the linear ranking.
+    for day in (first, second):
+        gate = served.gates[day]
+        assert gate.gate_day is None and not gate.passed and gate.ranker == "linear"
+    # The third day: the model of the second (trained on the first only) beat linear there.
+    gate = served.gates[third]
+    assert (gate.gate_day, gate.trained_days) == (second, (first,))
+    assert gate.candidate > gate.baseline and gate.passed and gate.ranker == "learned"
+    assert gate.impressions == 150
+    # The fourth: on the third day clicks follow the linear ranking, nothing beats it.
+    gate = served.gates[fourth]
+    assert (gate.gate_day, gate.trained_days) == (third, (first, second))
+    assert gate.baseline == pytest.approx(1.0) and not gate.passed
+    for imp in log:
+        ranks = served.ranks[imp.impression_id]
+        if imp.day == third:  # the model the gate scored, not the fresher one
+            assert ranks == walk_forward.learned_ranks(wf.rankers[second], imp)
+        else:  # no gate or a failed one: exactly the linear ranking
+            assert ranks == list(imp.ranks[evaluation.RANKING])
+    assert any(
+        served.ranks[imp.impression_id] != wf.ranks[imp.impression_id]
+        for imp in log
+        if imp.day == third
+    )
+    assert served.intervals[second].mean == 0.0 and served.intervals[fourth].mean == 0.0
+    # The gate passed on the second day, but the third's clicks follow the linear ranking:
+    # a gate is a bet on the next day, and this one loses.
+    assert served.intervals[third].mean < 0.0
+    assert set(served.intervals) == {second, third, fourth, None}
+
+
+def test_the_gate_never_uses_the_day_it_serves():
+    first, second, third, fourth = GATE_DAYS
+    base = {first: "ctr", second: "ctr", third: "ctr", fourth: "ctr"}
+    _, reference = _gated(_gate_log(base))
+    for day in (third, fourth):
+        # The served day's own clicks changed (they now follow the linear ranking)...
+        _, changed = _gated(_gate_log({**base, day: "linear"}))
+        # ...and its gate, and what it serves, did not.
+        assert changed.gates[day] == reference.gates[day]
+        gate = changed.gates[day]
+        assert gate.gate_day is not None and gate.gate_day < day
+        assert all(d < gate.gate_day for d in gate.trained_days)
+        for imp in _gate_log(base):
+            if imp.day == day:
+                assert changed.ranks[imp.impression_id] == reference.ranks[imp.impression_id]

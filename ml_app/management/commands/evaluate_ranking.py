@@ -15,13 +15,16 @@ from ml_app.evaluation import (
     LEARNED,
     METHOD_LABELS,
     METHODS,
+    PREDICTION_RANKERS,
     RANKING,
+    SERVED,
     EvaluationError,
     EvaluationResult,
     MethodScores,
     evaluate_ranking,
 )
 from ml_app.walk_forward import BOOTSTRAP_RESAMPLES, PARAMS, ROUNDS, Interval
+from ml_app.walk_forward_gate import Gate
 
 
 class Command(BaseCommand):
@@ -34,7 +37,8 @@ class Command(BaseCommand):
     (LightGBM boosted from the linear ranking's score) is trained walk-forward: for each day
     after the first, only on the days before it. Prints AUC, MRR, nDCG@5 and nDCG@10 per
     method and per day, computed per impression as MIND's evaluate.py does, with paired
-    bootstrap intervals of the learned ranker's AUC gain. Runs in a rolled-back transaction
+    bootstrap intervals of the learned ranker's AUC gain, and what the product serves behind
+    its promotion gate (:mod:`ml_app.walk_forward_gate`). Runs in a rolled-back transaction
     and a scratch Redis database (``REDIS_EVAL_URL``, flushed before and after): no other
     data is touched.
     """
@@ -51,7 +55,10 @@ class Command(BaseCommand):
         "impression, as MIND's evaluate.py) of the learned ranker, the linear ranking and the "
         "baselines real-time CTR, random, cumulative popularity and most recent, with paired "
         "bootstrap 95% intervals of the learned ranker's AUC gain over the linear ranking "
-        "and over CTR per day, and the mean over the scored days. Everything runs in a "
+        "and over CTR per day, and the mean over the scored days. 'served by the product "
+        "(gated)' mirrors the model registry's gate: day d is served by the model trained on "
+        "the days before d-1 only when its nDCG@10 on day d-1 is strictly above the linear "
+        "ranking's, else by the linear ranking. Everything runs in a "
         "rolled-back PostgreSQL transaction and in the scratch Redis database REDIS_EVAL_URL, "
         "which is FLUSHED before and after the run."
     )
@@ -74,11 +81,20 @@ class Command(BaseCommand):
             "--predictions",
             type=Path,
             default=None,
-            help="Write the ranking the product serves by default, in the MIND competition "
-            "format ('impression_id [r1,r2,...]', one line per impression, in file order), "
-            "for MIND's official evaluation script: the learned reranker's ranks on every day "
-            "a walk-forward model scored, and the linear ranking's on the first day (no "
-            "earlier day to train on) or everywhere with --no-learned.",
+            help="Write a ranking in the MIND competition format ('impression_id "
+            "[r1,r2,...]', one line per impression, in file order), for MIND's official "
+            "evaluation script: by default the ranking the product serves (see "
+            "--predictions-ranker).",
+        )
+        parser.add_argument(
+            "--predictions-ranker",
+            choices=list(PREDICTION_RANKERS),
+            default=SERVED,
+            help="Which ranking --predictions writes. 'served' (default): what the product "
+            "serves behind its promotion gate, the gated learned model on the days its gate "
+            "passed, the linear ranking on the others; 'learned': the walk-forward model's on "
+            "every day one scored, the linear ranking's on the first day; 'linear': the "
+            "linear ranking. With --no-learned, all three are the linear ranking.",
         )
         parser.add_argument(
             "--no-learned",
@@ -122,6 +138,7 @@ class Command(BaseCommand):
         limit: int | None,
         per_day: bool,
         predictions: Path | None,
+        predictions_ranker: str,
         freshness_half_life: float | None,
         seed: int,
         no_learned: bool,
@@ -145,6 +162,7 @@ class Command(BaseCommand):
                 limit=limit,
                 freshness_half_life_hours=freshness_half_life,
                 predictions=predictions,
+                predictions_ranker=predictions_ranker,
                 seed=seed,
                 learned=not no_learned,
                 similarity=not no_similarity,
@@ -191,13 +209,32 @@ def _table(scores: dict[str, MethodScores], indent: str = "") -> list[str]:
     return lines
 
 
-def _intervals(intervals: dict[str, Interval], indent: str) -> list[str]:
-    return [
-        f"{indent}learned - {METHOD_LABELS[m]} AUC: {_signed(i.mean)} "
+def _interval(name: str, m: str, i: Interval, indent: str) -> str:
+    return (
+        f"{indent}{name} - {METHOD_LABELS[m]} AUC: {_signed(i.mean)} "
         f"[95% {_signed(i.low)}, {_signed(i.high)}] over {i.impressions} impressions "
         f"({i.resamples} paired bootstrap resamples)"
-        for m, i in intervals.items()
-    ]
+    )
+
+
+def _intervals(intervals: dict[str, Interval], indent: str) -> list[str]:
+    return [_interval("learned", m, i, indent) for m, i in intervals.items()]
+
+
+def _gate(gate: Gate, indent: str) -> str:
+    """Which ranker the product served on the gate's day, and why."""
+    if gate.gate_day is None:
+        why = "no gate: no model scored the day before, the default with no promoted model"
+    else:
+        trained = ", ".join(d.isoformat() for d in gate.trained_days)
+        why = (
+            f"gate on {gate.gate_day.isoformat()}: the model trained on {trained}, nDCG@10 "
+            f"{_figure(gate.candidate)} vs linear {_figure(gate.baseline)} over "
+            f"{gate.impressions} impressions with a click -> "
+            f"{'passed' if gate.passed else 'failed'}"
+        )
+    ranker = "that learned model" if gate.passed else "the linear ranking"
+    return f"{indent}{METHOD_LABELS[SERVED]}: {ranker} ({why})"
 
 
 def _mean(values: list[float]) -> float:
@@ -234,8 +271,17 @@ def _scored_days(r: EvaluationResult) -> list[str]:
         f"  mean daily AUC gain of the learned ranker: {_signed(auc[LEARNED] - auc[RANKING])} "
         f"over the linear ranking, {_signed(auc[LEARNED] - auc[CTR])} over real-time CTR"
     )
+    if r.served is not None:
+        passed = sum(1 for d in days if r.served.gates[d].passed)
+        lines.append(
+            f"  served by the product (gated): a learned model on {passed} of the {len(days)} "
+            f"days (gate passed), mean daily AUC gain {_signed(auc[SERVED] - auc[RANKING])} "
+            "over the linear ranking"
+        )
     if None in wf.intervals:
         lines += ["  pooled over those days' impressions:", *_intervals(wf.intervals[None], "    ")]
+    if r.served is not None and None in r.served.intervals:
+        lines.append(_interval("served", RANKING, r.served.intervals[None], "    "))
     return lines
 
 
@@ -261,6 +307,13 @@ def render(result: EvaluationResult, *, per_day: bool = True) -> list[str]:
             f"feature {'on' if r.similarity else 'off'}. Its overall row covers the scored "
             "days only."
         )
+    if r.served is not None:
+        lines.append(
+            "Served by the product (gated), every day: the model registry's gate mirrored; "
+            "day d is served by the walk-forward model of day d-1 (trained on the days before "
+            "d-1) only when its nDCG@10 on day d-1 is strictly above the linear ranking's, "
+            "else by the linear ranking (so on the first two days)."
+        )
     lines += [
         "",
         *_table(r.overall),
@@ -284,4 +337,8 @@ def render(result: EvaluationResult, *, per_day: bool = True) -> list[str]:
             lines += ["", f"{day.isoformat()} ({note}):", *_table(r.per_day[day], indent="  ")]
             if wf is not None and day in wf.intervals:
                 lines += _intervals(wf.intervals[day], "  ")
+            if r.served is not None:
+                lines.append(_gate(r.served.gates[day], "  "))
+                if day in r.served.intervals:
+                    lines.append(_interval("served", RANKING, r.served.intervals[day], "  "))
     return lines + _scored_days(r)
