@@ -28,7 +28,7 @@ from django.db import DatabaseError
 from experience_app.contracts import model_fallback, model_loaded
 from experience_app.learned import FEATURES, feature_vector
 from experience_app.models import ModelVersion
-from experience_app.ranking import Scored, Weights, linear_score, tiebreak
+from experience_app.ranking import Scored, Weights, linear_score
 from experience_app.services import registry
 
 logger = logging.getLogger(__name__)
@@ -164,13 +164,18 @@ def rerank(ranked: Sequence[Scored], model: LoadedModel) -> list[Scored]:
     """
     if not ranked:
         return []
-    rows = np.array([feature_vector(s.signals, model.features) for s in ranked], dtype=np.float64)
+    names, missing = model.features, math.nan
+    # feature_vector's rows, built inline: this loop is most of a rerank's cost.
+    rows = np.array(
+        [[get(name, missing) for name in names] for get in (s.signals.get for s in ranked)],
+        dtype=np.float64,
+    )
     scores = np.asarray(model.booster.predict(rows, num_threads=1), dtype=np.float64)
     if model.boost_from_linear:
-        scores = scores + np.array([s.score for s in ranked], dtype=np.float64)
-    out = [Scored(s.item_id, float(v), s.signals) for s, v in zip(ranked, scores, strict=True)]
-    out.sort(key=lambda x: (-x.score, tiebreak(x.item_id)))
-    return out
+        scores = scores + np.fromiter((s.score for s in ranked), np.float64, len(ranked))
+    # Stable: equal scores keep the linear ranking's order (and its fair tie-break).
+    order = np.argsort(-scores, kind="stable")
+    return [Scored(ranked[i].item_id, float(scores[i]), ranked[i].signals) for i in order]
 
 
 def explain(
