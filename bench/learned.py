@@ -10,8 +10,8 @@ signals and ranking, and the LightGBM rerank with per-item contributions. Leavin
 candidates in place for the linear run would hide the cost of the larger pool.
 
 The reranker is trained here from synthetic rows with the trainer's parameters
-(``ml_app.services.reranker_training.PARAMS``, repeated below: bench/ imports app facades
-only, and ml_app offers none) for the trainer's maximum number of rounds, so it is the
+(``ml_app.public.RERANKER_PARAMS``) for the trainer's maximum number of rounds
+(``RERANKER_MAX_ROUNDS``), so it is the
 largest model training can produce (100 trees of 7 leaves): what it costs to serve
 matters here, not what it ranks. The learned candidates are synthetic scores over real
 published items of the candidate window.
@@ -21,27 +21,9 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 
-# ml_app.services.reranker_training.PARAMS and MAX_ROUNDS (kept equal by hand).
-PARAMS: dict[str, Any] = {
-    "objective": "lambdarank",
-    "metric": "ndcg",
-    "eval_at": [10],
-    "label_gain": [0.0, 0.25, 3.0, 7.0, 15.0, 31.0],
-    "learning_rate": 0.1,
-    "num_leaves": 7,
-    "min_data_in_leaf": 20,
-    "feature_fraction": 0.9,
-    "lambdarank_truncation_level": 20,
-    "deterministic": True,
-    "force_row_wise": True,
-    "seed": 0,
-    "verbosity": -1,
-}
-ROUNDS = 100
 NOTE = "bench: synthetic rows, maximum size (100 rounds of 7 leaves); cost only, not quality"
 KIND = "reranker"
 CANDIDATES = 200  # per source, as the Celery jobs write them (ML_ALS_CANDIDATES)
@@ -81,15 +63,20 @@ def train_booster(groups: int = 300, size: int = 100, threads: int = 1):
 
     x, y = synthetic_rows(groups, size)
     data = lgb.Dataset(x, label=y, group=[size] * groups, free_raw_data=True)
-    return lgb.train({**PARAMS, "num_threads": threads}, data, num_boost_round=ROUNDS)
+    from ml_app.public import RERANKER_MAX_ROUNDS, RERANKER_PARAMS
+
+    return lgb.train(
+        {**RERANKER_PARAMS, "num_threads": threads}, data, num_boost_round=RERANKER_MAX_ROUNDS
+    )
 
 
 def reranker_version():
     """The benchmark's reranker version in the registry (registered once, reused by later
     runs while its parameters are the same)."""
     from experience_app.public import FEATURES, model_register, model_versions
+    from ml_app.public import RERANKER_MAX_ROUNDS, RERANKER_PARAMS
 
-    params = {**PARAMS, "num_boost_round": ROUNDS, "init_score": "linear"}
+    params = {**RERANKER_PARAMS, "num_boost_round": RERANKER_MAX_ROUNDS, "init_score": "linear"}
     for version in model_versions(KIND, limit=1000):
         same = version.params == params and list(version.features) == list(FEATURES)
         if version.note == NOTE and same:
