@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import override_settings
 from django.utils import timezone
 
 from experience_app import public as experience
@@ -20,7 +18,6 @@ from experience_app.models import ModelVersion
 from features_app import embeddings
 from features_app import public as features
 from features_app import tasks as feature_tasks
-from features_app.contracts import EventIn, EventType
 from features_app.models import ItemEmbedding
 from inbo import keys
 from inbo import redis as inbo_redis
@@ -28,36 +25,14 @@ from ml_app import tasks
 from ml_app.services import als_candidates
 from tests.experience.utils import make_item
 from tests.factories import CategoryFactory, ItemFactory, UserFactory
+from tests.ml.test_als_serving import SMALL, event
 
 pytestmark = pytest.mark.django_db
-
-# Small data needs a light penalty (the shipped defaults are for a real catalog's density).
-SMALL_ALS = override_settings(
-    ML_ALS_TRAIN_DAYS=10,
-    ML_ALS_FACTORS=4,
-    ML_ALS_REGULARIZATION=0.1,
-    ML_ALS_ITERATIONS=20,
-    ML_ALS_VALIDATION_SHARE=0.2,
-    ML_ALS_GATE_MIN_USERS=4,
-    ML_ALS_NEIGHBOURS=5,
-    ML_AUTO_PROMOTE=True,
-)
-
-
-def event(user, item, kind: str, at) -> EventIn:
-    return EventIn(
-        user_id=user.id,
-        item_id=item.id,
-        event_type=EventType(kind),
-        occurred_at=at,
-        event_id=uuid.uuid4(),
-        context={},
-    )
 
 
 @pytest.fixture
 def small_als():
-    with SMALL_ALS:
+    with SMALL:
         als_candidates._loaded.update(id=None, artifact=None)
         yield
         als_candidates._loaded.update(id=None, artifact=None)
