@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "search_app",
     "monitoring",
     "ml_app",  # offline: loaders, replay evaluation; no serving app imports it (ADR 0019)
+    "experiments_app",  # A/B tests, bandits, off-policy evaluation (issue 12)
 ]
 
 MIDDLEWARE = [
