@@ -1,0 +1,197 @@
+"""Experiments in the admin: drafts are edited here (validated as the services validate);
+start and stop are actions that call the lifecycle services. Once an experiment has started
+its allocation and its variants are read-only; exposures are a read-only log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from experiments_app.models import Experiment, Exposure, Layer, Variant
+from experiments_app.services import lifecycle
+from experiments_app.services.validation import (
+    VariantSpec,
+    validate_metrics,
+    validate_targeting,
+    validate_traffic_share,
+    validate_variants,
+)
+from inbo.errors import ApplicationError, InvalidInput
+
+
+def _as_validation_error(exc: InvalidInput) -> ValidationError:
+    return ValidationError(exc.message)
+
+
+@admin.register(Layer)
+class LayerAdmin(admin.ModelAdmin):
+    list_display = ("key", "description", "created_at")
+    search_fields = ("key", "description")
+    readonly_fields = ("created_at",)
+
+    def get_readonly_fields(self, request, obj: Layer | None = None) -> tuple[str, ...]:
+        # A layer's salt decides who is in which experiment: fixed once it has any.
+        if obj is not None and obj.experiments.exclude(status=Experiment.Status.DRAFT).exists():
+            return ("salt", "created_at")
+        return ("created_at",)
+
+
+class VariantFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        # A started experiment's variants are shown read-only: nothing was posted to check.
+        if any(self.errors) or self.instance.status != Experiment.Status.DRAFT:
+            return
+        specs = [
+            VariantSpec(
+                key=form.cleaned_data["key"],
+                weight=form.cleaned_data["weight"],
+                is_control=form.cleaned_data.get("is_control", False),
+                config=form.cleaned_data.get("config") or {},
+            )
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        try:
+            validate_variants(specs)
+        except InvalidInput as exc:
+            raise _as_validation_error(exc) from None
+
+
+class VariantInline(admin.TabularInline):
+    model = Variant
+    formset = VariantFormSet
+    extra = 0
+    min_num = 2
+    fields = ("key", "weight", "is_control", "config")
+
+    def _draft(self, obj: Experiment | None) -> bool:
+        return obj is None or obj.status == Experiment.Status.DRAFT
+
+    def has_add_permission(self, request, obj: Any = None) -> bool:
+        return self._draft(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj: Any = None) -> bool:
+        return self._draft(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj: Any = None) -> bool:
+        return self._draft(obj) and super().has_delete_permission(request, obj)
+
+
+class ExperimentForm(forms.ModelForm):
+    class Meta:
+        model = Experiment
+        fields = (
+            "key",
+            "hypothesis",
+            "layer",
+            "salt",
+            "traffic_share",
+            "targeting",
+            "primary_metric",
+            "guardrails",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        checks = {
+            "traffic_share": lambda: validate_traffic_share(data["traffic_share"]),
+            "targeting": lambda: validate_targeting(data["targeting"]),
+            "guardrails": lambda: validate_metrics(
+                data.get("primary_metric", ""), data["guardrails"] or []
+            ),
+        }
+        # Fields read-only on a started experiment are not in the form: nothing to check.
+        for name, check in checks.items():
+            if name in self.fields and name in data:
+                try:
+                    check()
+                except InvalidInput as exc:
+                    self.add_error(name, exc.message)
+        return data
+
+
+_ALWAYS_READ_ONLY = (
+    "status",
+    "layer_slot_start",
+    "layer_slot_end",
+    "started_at",
+    "stopped_at",
+    "created_at",
+    "updated_at",
+)
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    """Experiments as data. Start and stop go through ``experiments_app.services.lifecycle``
+    (slot allocation, the one-way status), exactly as ``manage.py experiment`` does."""
+
+    form = ExperimentForm
+    inlines = (VariantInline,)
+    list_display = (
+        "key",
+        "layer",
+        "status",
+        "traffic_share",
+        "slot",
+        "primary_metric",
+        "started_at",
+        "stopped_at",
+    )
+    list_filter = ("status", "layer", "primary_metric")
+    search_fields = ("key", "hypothesis")
+    list_select_related = ("layer",)
+    actions = ("start_selected", "stop_selected")
+
+    def get_readonly_fields(self, request, obj: Experiment | None = None) -> tuple[str, ...]:
+        if obj is not None and obj.status != Experiment.Status.DRAFT:
+            return ("key", *lifecycle.ALLOCATION_FIELDS, *_ALWAYS_READ_ONLY)
+        return _ALWAYS_READ_ONLY
+
+    @admin.display(description="layer slot")
+    def slot(self, obj: Experiment) -> str:
+        if obj.layer_slot_start is None:
+            return "-"
+        return f"[{obj.layer_slot_start}, {obj.layer_slot_end})"
+
+    def _each(self, request, queryset, action, done: str) -> None:
+        for experiment in queryset.order_by("id"):
+            try:
+                action(experiment)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(request, f"{experiment.key} {done}.", messages.SUCCESS)
+
+    @admin.action(description="Start the selected drafts", permissions=["change"])
+    def start_selected(self, request, queryset) -> None:
+        self._each(request, queryset, lifecycle.experiment_start, "is running")
+
+    @admin.action(description="Stop the selected running experiments", permissions=["change"])
+    def stop_selected(self, request, queryset) -> None:
+        self._each(request, queryset, lifecycle.experiment_stop, "is stopped")
+
+
+@admin.register(Exposure)
+class ExposureAdmin(admin.ModelAdmin):
+    """Read-only: exposures are logged by the serving code."""
+
+    list_display = ("experiment", "variant", "user", "exposed_at")
+    list_filter = ("experiment",)
+    list_select_related = ("experiment", "variant", "user")
+    raw_id_fields = ("user",)
+    date_hierarchy = "exposed_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,1 @@
+"""Writes of the experiments app: validation and the draft -> running -> stopped lifecycle."""
