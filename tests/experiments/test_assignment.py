@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from experiments_app.assignment import TargetingContext, assign, bucket, targeting_matches
-from experiments_app.models import LAYER_BUCKETS, Experiment, Exposure
+from experiments_app.models import LAYER_BUCKETS, Experiment, Exposure, Layer
 from experiments_app.services import lifecycle
 from experiments_app.services.exposures import log_exposure
 from experiments_app.services.validation import VariantSpec
@@ -38,6 +38,9 @@ def running(
         traffic_share=traffic,
         **kw,
     )
+    # Fixed salts: the assertions on shares below hold for these, run after run.
+    Layer.objects.filter(key=layer).update(salt=f"layer-{layer}")
+    lifecycle.experiment_update(experiment, salt=f"salt-{key}")
     lifecycle.experiment_start(experiment)
     return reload(key)
 
