@@ -94,6 +94,17 @@ class ServedFeed(models.Model):
         default=list,
         help_text='[{"item_id", "section", "position", "score", "signals": {...}}]',
     )
+    # Experiments (issue 12): the variants the feed was built under, the random choices it
+    # made with their propensities, and how long the response took to produce.
+    experiments = models.JSONField(
+        default=dict, blank=True, help_text='{"experiment key": "variant key"}'
+    )
+    decisions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='[{"kind", "key", "arm", "propensity", "context", "candidates"?}]',
+    )
+    latency_ms = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ("-served_at",)
