@@ -77,6 +77,8 @@ class Experiment(models.Model):
     guardrails = models.JSONField(default=list, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # Why it stopped: an operator's note, or the guardrail that was breached.
+    stop_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -196,13 +196,17 @@ def experiment_start(experiment: Experiment, *, at: datetime | None = None) -> E
 
 
 @transaction.atomic
-def experiment_stop(experiment: Experiment, *, at: datetime | None = None) -> Experiment:
+def experiment_stop(
+    experiment: Experiment, *, at: datetime | None = None, reason: str = ""
+) -> Experiment:
     """Stop a running experiment: it assigns nobody from now on and its slot is free.
-    The slot stays recorded (the analysis knows who was in it)."""
+    The slot stays recorded (the analysis knows who was in it); ``reason`` says why (an
+    operator's note, or the guardrail breached)."""
     locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
     if locked.status != Experiment.Status.RUNNING:
         raise Conflict(f"Experiment {locked.key!r} is {locked.status}; only a running one stops.")
     locked.status = Experiment.Status.STOPPED
     locked.stopped_at = at or timezone.now()
+    locked.stop_reason = reason[:300]
     locked.save()
     return locked
