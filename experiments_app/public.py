@@ -9,5 +9,23 @@ from __future__ import annotations
 
 from experiments_app.assignment import TargetingContext, assign, bucket
 from experiments_app.services.exposures import log_exposure
+from experiments_app.services.lifecycle import experiment_create, experiment_start, experiment_stop
+from experiments_app.services.validation import VariantSpec
+from experiments_app.stats import compare, cuped, srm, summarize
 
-__all__: list[str] = ["TargetingContext", "assign", "bucket", "log_exposure"]
+# The lifecycle and the statistics serve ml_app's replayed A/B test (``manage.py ab_replay``),
+# which runs a real experiment through them.
+__all__: list[str] = [
+    "TargetingContext",
+    "VariantSpec",
+    "assign",
+    "bucket",
+    "compare",
+    "cuped",
+    "experiment_create",
+    "experiment_start",
+    "experiment_stop",
+    "log_exposure",
+    "srm",
+    "summarize",
+]

@@ -33,7 +33,7 @@ MAY_DEPEND_ON = {
     "search_app": {"reading_app"},
     "experience_app": {"reading_app", "features_app"},
     "monitoring": {"reading_app", "features_app", "experience_app", "search_app"},
-    "ml_app": {"reading_app", "features_app", "experience_app"},
+    "ml_app": {"reading_app", "features_app", "experience_app", "experiments_app"},
     # Statistics only so far; its place among the apps comes with the experiment models.
     "experiments_app": set(),
     "bench": set(APPS),
