@@ -10,7 +10,8 @@ from typing import Any
 from experiments_app.models import GUARDRAIL_METRICS, Metric
 from inbo.errors import InvalidInput
 
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# fullmatch, not match: "$" also matches before a trailing newline ("feed\n").
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 PLATFORMS = ("web", "ios", "android")
 TARGETING_KEYS = ("new_users_days", "segment", "platform")
 
@@ -30,7 +31,7 @@ def _invalid(field_name: str, message: str) -> InvalidInput:
 
 
 def validate_key(key: str, field_name: str = "key") -> None:
-    if not isinstance(key, str) or not _SLUG.match(key):
+    if not isinstance(key, str) or not _SLUG.fullmatch(key):
         raise _invalid(
             field_name,
             f"{key!r} is not a valid key: lowercase letters, digits, '-' and '_', "
@@ -87,7 +88,7 @@ def validate_targeting(targeting: Any) -> None:
             raise _invalid("targeting", "new_users_days must be a whole number of days, 1+.")
     if "segment" in targeting:
         segment = targeting["segment"]
-        if not isinstance(segment, str) or not _SLUG.match(segment):
+        if not isinstance(segment, str) or not _SLUG.fullmatch(segment):
             raise _invalid("targeting", "segment must be a segment key (a slug).")
     if "platform" in targeting and targeting["platform"] not in PLATFORMS:
         raise _invalid("targeting", f"platform must be one of {', '.join(PLATFORMS)}.")
