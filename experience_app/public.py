@@ -7,7 +7,7 @@ import redis
 from experience_app.datasets import demo as demo_plan
 from experience_app.datasets import demo_words
 from experience_app.learned import FEATURES, feature_vector
-from experience_app.models import ModelVersion
+from experience_app.models import ExperienceInteraction, ModelVersion, ServedFeed
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
 from experience_app.selectors import interactions_between, served_between
 from experience_app.services import registry
@@ -30,6 +30,7 @@ __all__ = [
     "Scored",
     "UserContext",
     "Weights",
+    "analysis_tables",
     "bar",
     "demo_plan",
     "demo_words",
@@ -67,3 +68,14 @@ def feed_cache_stats() -> dict[str, int] | None:
     except redis.RedisError:
         return None
     return {"hit": int(raw.get("hit", 0)), "miss": int(raw.get("miss", 0))}
+
+
+def analysis_tables() -> dict[str, str]:
+    """Table names of the served log (``served_feed``: user_id, served_at, items, experiments,
+    latency_ms) and of client-reported interactions (``interaction``: user_id,
+    interaction_type, section, occurred_at), for analyses that aggregate them in raw SQL
+    (experiments' metrics per variant)."""
+    return {
+        "served_feed": ServedFeed._meta.db_table,
+        "interaction": ExperienceInteraction._meta.db_table,
+    }

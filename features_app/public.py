@@ -47,6 +47,7 @@ __all__ = [
     "ensure_partitions",
     "event_count",
     "event_last_id",
+    "event_log_table",
     "events_between",
     "events_count",
     "events_ingest",
@@ -263,3 +264,10 @@ def event_last_id(*, since: datetime) -> int:
     """The largest event id among events that occurred since ``since`` (0: none)."""
     last = UserEvent.objects.filter(occurred_at__gte=since).aggregate(top=Max("id"))["top"]
     return int(last or 0)
+
+
+def event_log_table() -> str:
+    """The event log's table name, for analyses that aggregate it in raw SQL (the
+    experiments' session metrics). Filter it by ``occurred_at`` so only the months asked for
+    are read."""
+    return UserEvent._meta.db_table

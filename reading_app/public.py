@@ -22,7 +22,7 @@ from reading_app.contracts import (
     SavedItemIn,
     SubscriptionIn,
 )
-from reading_app.models import Category, Item, Provider
+from reading_app.models import Category, Item, Provider, ReadingProgress
 from reading_app.services import bulk, catalog, changes
 
 # The JSON shape of an item card, for other apps' API documentation.
@@ -65,6 +65,7 @@ __all__ = [
     "providers_create_missing",
     "reading_depths",
     "reading_progress_bulk_create",
+    "reading_progress_table",
     "recent_item_ids",
     "saved_items_bulk_create",
     "searchable_counts",
@@ -273,3 +274,9 @@ def provider_cards(provider_ids: Sequence[int]) -> dict[int, dict]:
     """Providers as cards (``ProviderCardSerializer``), by id, in two queries."""
     rows = selectors.provider_list().filter(id__in=list(provider_ids))
     return {row["id"]: row for row in ProviderSerializer(rows, many=True).data}
+
+
+def reading_progress_table() -> str:
+    """The reading-progress table name (user_id, item_id, progress, started_at,
+    completed_at), for analyses that aggregate it in raw SQL (experiments' reading depth)."""
+    return ReadingProgress._meta.db_table
