@@ -32,10 +32,17 @@ MAY_DEPEND_ON = {
     "features_app": {"reading_app"},
     "search_app": {"reading_app"},
     "experience_app": {"reading_app", "features_app"},
-    "monitoring": {"reading_app", "features_app", "experience_app", "search_app"},
+    "monitoring": {
+        "reading_app",
+        "features_app",
+        "experience_app",
+        "search_app",
+        "experiments_app",
+    },
     "ml_app": {"reading_app", "features_app", "experience_app", "experiments_app"},
-    # Statistics only so far; its place among the apps comes with the experiment models.
-    "experiments_app": set(),
+    # Experiments sit above the serving apps: they change the feed through experience_app's
+    # treatment contract and read the served log, interactions, events and reading progress.
+    "experiments_app": {"reading_app", "features_app", "experience_app"},
     "bench": set(APPS),
 }
 CHECKED = (*APPS, "bench")
