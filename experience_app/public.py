@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import redis
 
+from experience_app import treatments
 from experience_app.datasets import demo as demo_plan
 from experience_app.datasets import demo_words
 from experience_app.learned import FEATURES, feature_vector
 from experience_app.models import ExperienceInteraction, ModelVersion, ServedFeed
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
-from experience_app.selectors import interactions_between, served_between
+from experience_app.selectors import home_engagements, interactions_between, served_between
 from experience_app.services import registry
+from experience_app.services.feed import build as feed_build
 from experience_app.services.progress_bars import bar
 from experience_app.services.rerank import ArtifactError, load_artifact, rerank
 from experience_app.services.users import users_ensure
+from experience_app.treatments import SOURCES, Assignment, Decision, FeedContext, Treatment
 from inbo import keys
 from inbo import redis as inbo_redis
 
@@ -24,10 +27,16 @@ from inbo import redis as inbo_redis
 # world) let bench/ build its large world from the same taxonomy and vocabulary.
 __all__ = [
     "FEATURES",
+    "SECTION_ORDER",
+    "SOURCES",
     "ArtifactError",
+    "Assignment",
     "Candidate",
+    "Decision",
+    "FeedContext",
     "ModelVersion",
     "Scored",
+    "Treatment",
     "UserContext",
     "Weights",
     "analysis_tables",
@@ -36,6 +45,7 @@ __all__ = [
     "demo_words",
     "feature_vector",
     "feed_cache_stats",
+    "home_engagements",
     "interactions_between",
     "load_artifact",
     "model_active",
@@ -46,8 +56,15 @@ __all__ = [
     "rank",
     "rerank",
     "served_between",
+    "set_treatment_provider",
     "users_ensure",
 ]
+
+# Experiments (issue 12, ADR 0021): experiments_app, above this app, registers the provider
+# the feed asks for each user's treatment (``treatments``); a variant's config names
+# sections and sources, a bandit's arms are section orders; rewards are home engagements.
+set_treatment_provider = treatments.set_provider
+SECTION_ORDER = feed_build.SECTION_ORDER
 
 
 # The model registry (issue 11): ml_app registers what it trains with the gate it measured;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 
 from django.db import connection
@@ -57,4 +57,27 @@ def interactions_between(since: datetime, until: datetime) -> Iterator[tuple]:
         .exclude(interaction_type=EventType.IMPRESSION)
         .values_list("user_id", "item_id", "interaction_type", "occurred_at", "request_id")
         .iterator(chunk_size=5000)
+    )
+
+
+# What counts as engaging with the home feed (a bandit's or the exploration slot's reward).
+ENGAGEMENT_TYPES = (EventType.CLICK, EventType.READ)
+
+
+def home_engagements(
+    user_ids: Collection[int], since: datetime, until: datetime
+) -> list[tuple[int, int, datetime]]:
+    """Clicks and reads of ``user_ids`` on the home feed (an interaction attributed to a
+    section) in ``[since, until)``, as ``(user_id, item_id, occurred_at)``."""
+    if not user_ids:
+        return []
+    return list(
+        ExperienceInteraction.objects.filter(
+            user_id__in=list(user_ids),
+            occurred_at__gte=since,
+            occurred_at__lt=until,
+            interaction_type__in=[t.value for t in ENGAGEMENT_TYPES],
+        )
+        .exclude(section="")
+        .values_list("user_id", "item_id", "occurred_at")
     )

@@ -144,3 +144,105 @@ class Exposure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.experiment_id}:{self.user_id}"
+
+
+class Bandit(models.Model):
+    """A policy that picks the home feed's section order per build among fixed arms.
+
+    ``arms``: {arm key: [section keys in order]}; an arm's index in the policy's state is
+    its position in ``sorted(arms)`` (the JSON column does not keep the order keys were
+    written in). Created through ``experiments_app.services.decisions.bandit_create``;
+    its arms never change once it has a state (a new bandit is the way to test others).
+    """
+
+    class Kind(models.TextChoices):
+        THOMPSON = "thompson"
+        EPSILON_GREEDY = "epsilon_greedy"
+        LINUCB = "linucb"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        PAUSED = "paused"
+
+    key = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.THOMPSON)
+    arms = models.JSONField()
+    # epsilon (epsilon_greedy, linucb), alpha (linucb).
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("key",)
+
+    def __str__(self) -> str:
+        return self.key
+
+    def arm_keys(self) -> list[str]:
+        """Arm keys in the order of the policy's arms."""
+        return sorted(self.arms)
+
+
+class BanditSnapshot(models.Model):
+    """The durable copy of a bandit's state (``bandits.py`` ``to_dict``) after
+    ``decisions_applied`` rewarded decisions in total; the latest one is the truth Redis is
+    restored from and the serving path falls back to. Written in the same transaction as
+    the rewards it applied, so no reward is ever applied twice."""
+
+    bandit = models.ForeignKey(Bandit, on_delete=models.CASCADE, related_name="snapshots")
+    state = models.JSONField()
+    decisions_applied = models.PositiveBigIntegerField(default=0)
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["bandit", "-id"], name="bandit_snapshot_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.bandit_id}@{self.decisions_applied}"
+
+
+class Decision(models.Model):
+    """One random choice the feed made for a user, with its propensity: a bandit's arm (a
+    section order) or the item put in the exploration slot. The log off-policy evaluation
+    reads; ``reward`` is filled in once the reward window has passed."""
+
+    class Kind(models.TextChoices):
+        BANDIT = "bandit"
+        EXPLORE = "explore"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="experiment_decisions"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # The bandit's key (bandit) or the exploration slot's name (explore).
+    key = models.CharField(max_length=64)
+    # The arm key (bandit) or the item id chosen (explore).
+    arm = models.CharField(max_length=64)
+    # No check constraint: the value the feed computed is logged as it was (OPE must see
+    # it), never refused on the request path.
+    propensity = models.FloatField()
+    context = models.JSONField(default=dict, blank=True)
+    # explore: [{"item_id", "score", "signals"}] the item was drawn from.
+    candidates = models.JSONField(default=list, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    # {experiment key: variant key} of the treatment the feed was built under.
+    experiments = models.JSONField(default=dict, blank=True)
+    request_id = models.UUIDField(null=True, blank=True)
+    decided_at = models.DateTimeField()
+    reward = models.FloatField(null=True, blank=True)
+    rewarded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-decided_at", "-id")
+        indexes = [
+            models.Index(fields=["kind", "key", "decided_at"], name="decision_kind_key_time"),
+            models.Index(
+                fields=["decided_at"],
+                condition=models.Q(reward__isnull=True),
+                name="decision_unrewarded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.key}:{self.arm}"

@@ -295,3 +295,14 @@ def model_generation(kind: str) -> str:
     workers reload it without a restart (they also re-check PostgreSQL every few seconds
     when Redis is away). No TTL."""
     return _key("learned", "model_generation", kind, 1)
+
+
+# --- experiments_app: bandits -----------------------------------------------------------
+
+
+def bandit_state(bandit_key: str) -> str:
+    """JSON ``{"snapshot": id, "applied": n, "arms": [...], "state": {...}}``: a bandit's
+    policy state as of its latest ``BanditSnapshot`` (PostgreSQL holds the truth; this is
+    the copy the feed reads, one GET per build). Written by ``inbo.experiments.update_bandits``
+    only when newer than what is there. No TTL."""
+    return _key("experiments", "bandit_state", bandit_key, 1)
