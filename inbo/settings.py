@@ -349,6 +349,7 @@ SPECTACULAR_SETTINGS = {
         "FeedSectionEnum": "experience_app.services.feed.SECTION_ORDER",
         # The interaction types are the feature store's event types (one enum, EventType).
         "InteractionTypeEnum": "features_app.contracts.EVENT_TYPE_CHOICES",
+        "ExperimentStatusEnum": "experiments_app.models.Experiment.Status",
     },
     # Request, response and error examples for every operation, kept in one module keyed by
     # operationId (inbo/api/examples.py) rather than spread over the views.

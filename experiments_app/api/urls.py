@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401  (routes are added below)
+from django.urls import path
 
-urlpatterns: list = []
+from experiments_app.api import views
+
+urlpatterns: list = [
+    path("experiments/", views.ExperimentListView.as_view(), name="experiments"),
+    # Before experiments/<key>/: "layers" is a reserved experiment key.
+    path("experiments/layers/", views.LayerListView.as_view(), name="experiment-layers"),
+    path("experiments/<slug:key>/", views.ExperimentDetailView.as_view(), name="experiment-detail"),
+    path(
+        "experiments/<slug:key>/variants/",
+        views.ExperimentVariantsView.as_view(),
+        name="experiment-variants",
+    ),
+    path(
+        "experiments/<slug:key>/start/",
+        views.ExperimentStartView.as_view(),
+        name="experiment-start",
+    ),
+    path(
+        "experiments/<slug:key>/stop/", views.ExperimentStopView.as_view(), name="experiment-stop"
+    ),
+]

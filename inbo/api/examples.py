@@ -110,6 +110,61 @@ PROGRESS = {
     "completed_at": None,
 }
 SAVED = {"item": ITEM_SUMMARY, "created_at": "2024-05-02T08:05:00Z"}
+VARIANTS = [
+    {"key": "control", "weight": 50, "is_control": True, "config": {}},
+    {
+        "key": "fresh-first",
+        "weight": 50,
+        "is_control": False,
+        "config": {"section_order": ["fresh", "for_you"]},
+    },
+]
+EXPERIMENT = {
+    "key": "fresh-first",
+    "hypothesis": "Showing Fresh above For you lifts home CTR for readers of daily newsletters.",
+    "layer": "home",
+    "status": "draft",
+    "traffic_share": 20,
+    "layer_slot_start": None,
+    "layer_slot_end": None,
+    "targeting": {"platform": "web"},
+    "primary_metric": "home_ctr",
+    "guardrails": ["dismiss_rate", "latency_p95"],
+    "variants": VARIANTS,
+    "started_at": None,
+    "stopped_at": None,
+    "stop_reason": "",
+    "created_at": "2024-05-02T09:00:00Z",
+    "updated_at": "2024-05-02T09:00:00Z",
+}
+EXPERIMENT_DETAIL = {
+    **EXPERIMENT,
+    "variants": [{**v, "exposures": 0} for v in VARIANTS],
+    "exposures": 0,
+}
+RUNNING_EXPERIMENT = {
+    **EXPERIMENT,
+    "status": "running",
+    "layer_slot_start": 0,
+    "layer_slot_end": 2000,
+    "variants": [{**VARIANTS[0], "exposures": 1204}, {**VARIANTS[1], "exposures": 1187}],
+    "exposures": 2391,
+    "started_at": "2024-05-03T08:00:00Z",
+    "updated_at": "2024-05-03T08:00:00Z",
+}
+STOPPED_EXPERIMENT = {
+    **RUNNING_EXPERIMENT,
+    "status": "stopped",
+    "stopped_at": "2024-05-17T08:00:00Z",
+    "stop_reason": "Two weeks done; the report is in.",
+    "updated_at": "2024-05-17T08:00:00Z",
+}
+LAYER = {
+    "key": "home",
+    "description": "The home feed's order and sections.",
+    "running_experiments": 1,
+    "created_at": "2024-05-01T12:00:00Z",
+}
 
 
 def error(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -342,6 +397,154 @@ EXAMPLES: dict[str, list[OpenApiExample]] = {
                 {"interactions": {"0": {"type": ['"zap" is not a valid choice.']}}},
             ),
             400,
+        ),
+    ],
+    "experiments_list": [
+        _response(
+            "Experiments",
+            {
+                "count": 1,
+                "next": None,
+                "previous": None,
+                "results": [{**EXPERIMENT, "status": "running"}],
+            },
+            200,
+        ),
+        _invalid(
+            "Bad status",
+            {"status": ['"paused" is not a valid choice.']},
+        ),
+    ],
+    "experiments_create": [
+        _request(
+            "Create a draft",
+            {
+                "key": "fresh-first",
+                "hypothesis": EXPERIMENT["hypothesis"],
+                "layer": "home",
+                "traffic_share": 20,
+                "targeting": {"platform": "web"},
+                "primary_metric": "home_ctr",
+                "guardrails": ["dismiss_rate", "latency_p95"],
+                "variants": VARIANTS,
+            },
+        ),
+        _response("Draft", EXPERIMENT_DETAIL, 201),
+        _response(
+            "Weights off",
+            error(
+                "invalid",
+                "Variant weights must sum to 100%; they sum to 90%.",
+                {"variants": ["Variant weights must sum to 100%; they sum to 90%."]},
+            ),
+            400,
+            "Every rule of the services answers so, naming the field in `details`.",
+        ),
+        _response(
+            "Key taken",
+            error("conflict", "An experiment 'fresh-first' exists already."),
+            409,
+        ),
+    ],
+    "experiments_retrieve": [_response("Running", RUNNING_EXPERIMENT, 200)],
+    "experiments_partial_update": [
+        _request("Clarify", {"hypothesis": EXPERIMENT["hypothesis"], "guardrails": []}),
+        _response("Updated", {**RUNNING_EXPERIMENT, "guardrails": []}, 200),
+        _invalid("Unknown metric", {"primary_metric": ['"revenue" is not a valid choice.']}),
+        _response(
+            "Allocation frozen",
+            error(
+                "conflict",
+                "Experiment 'fresh-first' is running: its traffic_share cannot change (it "
+                "would move users between variants). Create a new experiment instead.",
+            ),
+            409,
+        ),
+    ],
+    "experiments_variants_update": [
+        _request("Replace the variants", {"variants": VARIANTS}),
+        _response("Draft", EXPERIMENT_DETAIL, 200),
+        _response(
+            "Two controls",
+            error(
+                "invalid",
+                "Exactly one variant must be the control; found 2.",
+                {"variants": ["Exactly one variant must be the control; found 2."]},
+            ),
+            400,
+        ),
+        _response(
+            "Not a draft",
+            error(
+                "conflict",
+                "Experiment 'fresh-first' is running: its variants and weights cannot change "
+                "(it would move users between variants). Create a new experiment instead.",
+            ),
+            409,
+        ),
+    ],
+    "experiments_start_create": [
+        _response(
+            "Running",
+            {**RUNNING_EXPERIMENT, "variants": EXPERIMENT_DETAIL["variants"], "exposures": 0},
+            200,
+        ),
+        _response(
+            "Invalid draft",
+            error(
+                "invalid",
+                "An experiment needs at least two variants.",
+                {"variants": ["An experiment needs at least two variants."]},
+            ),
+            400,
+            "A draft is validated again when it starts.",
+        ),
+        _response(
+            "Layer full",
+            error(
+                "conflict",
+                "Layer 'home' has no free 20% for 'fresh-first': stop an experiment in it, "
+                "lower the traffic share, or use another layer.",
+            ),
+            409,
+            "Also when it is running or stopped already: a stopped experiment never runs again.",
+        ),
+    ],
+    "experiments_stop_create": [
+        _request("Stop", {"reason": "Two weeks done; the report is in."}),
+        _response("Stopped", STOPPED_EXPERIMENT, 200),
+        _invalid(
+            "Reason too long", {"reason": ["Ensure this field has no more than 300 characters."]}
+        ),
+        _response(
+            "Not running",
+            error(
+                "conflict",
+                "Experiment 'fresh-first' is stopped; only a running one stops.",
+            ),
+            409,
+        ),
+    ],
+    "experiments_layers_list": [
+        _response(
+            "Layers",
+            {"count": 1, "next": None, "previous": None, "results": [LAYER]},
+            200,
+        ),
+        _invalid("Bad page size", {"page_size": ["Must be a whole number from 1 to 100."]}),
+    ],
+    "experiments_layers_create": [
+        _request("Create a layer", {"key": "home", "description": LAYER["description"]}),
+        _response("Created", {**LAYER, "running_experiments": 0}, 201),
+        _response("Exists", LAYER, 200, "Creating it again changes nothing."),
+        _invalid(
+            "Bad key",
+            {
+                "key": [
+                    "Lowercase letters, digits, '-' and '_', starting with a letter or digit, "
+                    "at most 64 characters."
+                ]
+            },
         ),
     ],
     "items_list": [
