@@ -10,8 +10,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from experiments_app.models import Experiment, Exposure, Layer, Variant
-from experiments_app.services import lifecycle
+from experiments_app.models import (
+    Bandit,
+    BanditSnapshot,
+    Decision,
+    Experiment,
+    Exposure,
+    Layer,
+    Variant,
+)
+from experiments_app.services import decisions, lifecycle
 from experiments_app.services.validation import (
     VariantSpec,
     validate_metrics,
@@ -195,3 +203,85 @@ class ExposureAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class BanditForm(forms.ModelForm):
+    class Meta:
+        model = Bandit
+        fields = ("key", "kind", "arms", "params", "status")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        # Kind, arms and params are read-only once created (the state is built on them).
+        if self.instance.pk is None and not self.errors:
+            try:
+                decisions.validate_bandit(data["kind"], data["arms"], data.get("params") or {})
+            except InvalidInput as exc:
+                self.add_error(next(iter(exc.details), None), exc.message)
+        return data
+
+
+@admin.register(Bandit)
+class BanditAdmin(admin.ModelAdmin):
+    """Bandits that pick the home section order. Created through
+    ``experiments_app.services.decisions.bandit_create`` (which writes the first snapshot);
+    afterwards only the status (active / paused) changes."""
+
+    form = BanditForm
+    list_display = ("key", "kind", "status", "arm_list", "created_at")
+    list_filter = ("kind", "status")
+    search_fields = ("key",)
+
+    def get_readonly_fields(self, request, obj: Bandit | None = None) -> tuple[str, ...]:
+        if obj is not None:
+            return ("key", "kind", "arms", "params", "created_at")
+        return ("created_at",)
+
+    @admin.display(description="arms")
+    def arm_list(self, obj: Bandit) -> str:
+        return ", ".join(obj.arm_keys())
+
+    def save_model(self, request, obj: Bandit, form, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["status"])
+            return
+        created = decisions.bandit_create(
+            obj.key, kind=obj.kind, arms=obj.arms, params=obj.params or {}
+        )
+        if obj.status != created.status:
+            created = decisions.bandit_set_status(created.key, obj.status)
+        obj.pk, obj.created_at = created.pk, created.created_at
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(BanditSnapshot)
+class BanditSnapshotAdmin(_ReadOnlyAdmin):
+    """Read-only: the update task writes a snapshot with every batch of rewards."""
+
+    list_display = ("bandit", "decisions_applied", "taken_at")
+    list_filter = ("bandit",)
+    list_select_related = ("bandit",)
+    date_hierarchy = "taken_at"
+    show_full_result_count = False
+
+
+@admin.register(Decision)
+class DecisionAdmin(_ReadOnlyAdmin):
+    """Read-only: the feed's random choices with their propensities and rewards."""
+
+    list_display = ("decided_at", "kind", "key", "arm", "propensity", "reward", "user")
+    list_filter = ("kind", "key", ("reward", admin.EmptyFieldListFilter))
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    date_hierarchy = "decided_at"
+    show_full_result_count = False

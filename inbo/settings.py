@@ -171,6 +171,7 @@ CELERY_TASK_ROUTES = {
     "inbo.reading.*": {"queue": "maintenance"},
     # Training and fold-in of learned models: long, CPU-bound, never on the event path.
     "inbo.ml.*": {"queue": "maintenance"},
+    "inbo.experiments.*": {"queue": "maintenance"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
@@ -253,6 +254,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inbo.search.index_pending",
         "schedule": float(env_int("SEARCH_INDEX_INTERVAL_SECONDS", 5)),
         "options": {"expires": env_int("SEARCH_INDEX_INTERVAL_SECONDS", 5)},
+    },
+    # Bandits: decisions past their reward window get their reward; each bandit's state
+    # takes them in one step (snapshot in PostgreSQL, copy in Redis).
+    "experiments-update-bandits": {
+        "task": "inbo.experiments.update_bandits",
+        "schedule": 60.0,
+        "options": {"expires": 55},
     },
     # Session auth (browsable API, admin) leaves expired rows behind; delete them nightly.
     "reading-clear-expired-sessions": {
@@ -528,6 +536,17 @@ ML_ALS_POOL_MAX_ITEMS = env_int("ML_ALS_POOL_MAX_ITEMS", 50_000)
 ML_ALS_FOLD_IN_EVENTS = env_int("ML_ALS_FOLD_IN_EVENTS", 5000)
 ML_ALS_FOLD_IN_INTERVAL_SECONDS = env_int("ML_ALS_FOLD_IN_INTERVAL_SECONDS", 60)
 ML_ALS_LOCK_SECONDS = env_int("ML_ALS_LOCK_SECONDS", 3 * 3600)
+
+# --- Experiments (issue 12, docs/EXPERIMENTS.md) -----------------------------------------
+# Running experiments, their variants and the bandits are read once per process this often.
+EXPERIMENTS_CACHE_SECONDS = env_float("EXPERIMENTS_CACHE_SECONDS", 10.0)
+# A decision's reward counts what the user did in this window after it; it is computed
+# (and the bandit updated) once the window has passed.
+EXPERIMENTS_REWARD_WINDOW_SECONDS = env_int("EXPERIMENTS_REWARD_WINDOW_SECONDS", 1800)
+# Without Redis, the feed reads a bandit's latest snapshot from PostgreSQL at most this often.
+EXPERIMENTS_SNAPSHOT_REFRESH_SECONDS = env_float("EXPERIMENTS_SNAPSHOT_REFRESH_SECONDS", 60.0)
+# Decisions rewarded per bandit and per run of the update task.
+EXPERIMENTS_REWARD_BATCH = env_int("EXPERIMENTS_REWARD_BATCH", 5000)
 
 # --- Benchmark --------------------------------------------------------------------------
 # Route the benchmark-only endpoints (GET /api/v1/_bench/ceiling/). Only `make bench` sets it.

@@ -44,6 +44,19 @@ def _clean_redis(request, _redis_databases_are_the_tests_own):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _experiments_start_empty():
+    """Each test starts on an empty database: the experiments provider (registered by
+    experiments_app's ``ready``) knows no experiment and no bandit, without a query, as a
+    warm process would; saving an experiment, a variant or a bandit makes it read them
+    again (``experiments_app.serving.definitions_changed``)."""
+    from experiments_app import serving
+
+    serving.reset_cache(known_empty=True)
+    yield
+    serving.reset_cache()
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

@@ -14,6 +14,7 @@ from django.core.management.base import CommandError
 
 from experiments_app.models import Experiment, Variant
 from experiments_app.services import lifecycle
+from experiments_app.services.decisions import bandit_create
 from experiments_app.services.validation import VariantSpec
 from inbo.errors import Conflict, InvalidInput, NotFound
 
@@ -72,6 +73,12 @@ def test_invalid_targeting_metrics_and_traffic_are_refused(kwargs, field):
 
 
 def test_a_valid_draft_keeps_its_variants_targeting_and_metrics():
+    # A variant's config may name only a bandit that exists (tests/experiments/test_serving.py).
+    bandit_create(
+        "thompson",
+        kind="thompson",
+        arms={"default": ["for_you", "trending"], "trending_first": ["trending", "for_you"]},
+    )
     experiment = draft(
         targeting={"new_users_days": 14, "segment": "heavy-readers", "platform": "web"},
         primary_metric="reads_per_user",
