@@ -10,11 +10,13 @@ class MonitoringConfig(AppConfig):
         from prometheus_client import REGISTRY
 
         from experience_app.contracts import model_fallback, model_loaded
+        from experiments_app.contracts import guardrail_stopped
         from features_app.contracts import counters_recovered
         from monitoring import worker  # noqa: F401 - connects the Celery signal handlers
         from monitoring.metrics import (
             InboCollector,
             observe_counters_recovered,
+            observe_guardrail_stop,
             observe_model_fallback,
             observe_model_loaded,
         )
@@ -24,6 +26,9 @@ class MonitoringConfig(AppConfig):
         )
         model_fallback.connect(observe_model_fallback, dispatch_uid="monitoring.model_fallback")
         model_loaded.connect(observe_model_loaded, dispatch_uid="monitoring.model_loaded")
+        guardrail_stopped.connect(
+            observe_guardrail_stop, dispatch_uid="monitoring.guardrail_stopped"
+        )
 
         if not any(isinstance(c, InboCollector) for c in REGISTRY._collector_to_names):
             REGISTRY.register(InboCollector())

@@ -116,6 +116,19 @@ MODEL_SERVING_VERSION = Gauge(
 )
 
 
+EXPERIMENT_GUARDRAIL_STOPS = Counter(
+    "inbo_experiment_guardrail_stops",
+    "Running experiments stopped because a treatment breached a guardrail, by experiment and "
+    "guardrail metric (the check runs in a worker every 15 minutes).",
+    ["experiment", "metric"],
+)
+
+
+def observe_guardrail_stop(sender: Any, *, experiment: str, metric: str, **kwargs: Any) -> None:
+    """Receiver of ``experiments_app.contracts.guardrail_stopped`` (connected in apps.py)."""
+    EXPERIMENT_GUARDRAIL_STOPS.labels(experiment=experiment, metric=metric).inc()
+
+
 def observe_model_fallback(sender: Any, *, kind: str, reason: str, **kwargs: Any) -> None:
     """Receiver of ``experience_app.contracts.model_fallback`` (connected in apps.py)."""
     MODEL_FALLBACKS.labels(kind=kind, reason=reason).inc()
@@ -141,6 +154,7 @@ WORKER_METRICS = (
     CELERY_TASK_DURATION,
     CIRCUIT_STATE,
     CIRCUIT_OPENS,
+    EXPERIMENT_GUARDRAIL_STOPS,
 )
 
 
