@@ -262,6 +262,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Guardrails: a running experiment whose treatment harms a guardrail metric is stopped.
+    "experiments-check-guardrails": {
+        "task": "inbo.experiments.check_guardrails",
+        "schedule": 15 * 60.0,
+        "options": {"expires": 14 * 60},
+    },
     # Session auth (browsable API, admin) leaves expired rows behind; delete them nightly.
     "reading-clear-expired-sessions": {
         "task": "inbo.reading.clear_expired_sessions",
@@ -547,6 +553,12 @@ EXPERIMENTS_REWARD_WINDOW_SECONDS = env_int("EXPERIMENTS_REWARD_WINDOW_SECONDS",
 EXPERIMENTS_SNAPSHOT_REFRESH_SECONDS = env_float("EXPERIMENTS_SNAPSHOT_REFRESH_SECONDS", 60.0)
 # Decisions rewarded per bandit and per run of the update task.
 EXPERIMENTS_REWARD_BATCH = env_int("EXPERIMENTS_REWARD_BATCH", 5000)
+
+# Guardrails (experiments_app.services.guardrails): judged only with at least this many users
+# in control and in the treatment; the latency p95 guardrail is breached above control by
+# more than this fraction (with the interval excluding 0).
+EXPERIMENTS_GUARDRAIL_MIN_USERS = env_int("EXPERIMENTS_GUARDRAIL_MIN_USERS", 100)
+EXPERIMENTS_LATENCY_GUARDRAIL = env_float("EXPERIMENTS_LATENCY_GUARDRAIL", 0.20)
 
 # --- Benchmark --------------------------------------------------------------------------
 # Route the benchmark-only endpoints (GET /api/v1/_bench/ceiling/). Only `make bench` sets it.
