@@ -56,6 +56,11 @@ class HomeSerializer(serializers.Serializer):
     ranker = serializers.CharField(
         help_text='What ordered the feed: "linear" or a model version such as "reranker:v3".'
     )
+    experiments = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="The experiments this feed was built under: {experiment key: variant key} "
+        "(empty when the user is in none).",
+    )
     cached = serializers.BooleanField()
     sections = SectionSerializer(many=True)
 

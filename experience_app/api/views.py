@@ -26,6 +26,10 @@ from inbo.api.schema import error_responses
 from inbo.api.throttling import THROTTLED
 from reading_app import public as reading
 
+# What the X-Client-Platform header may say (experiments target by platform); anything
+# else is ignored.
+PLATFORMS = ("web", "ios", "android")
+
 
 class HomeView(APIView):
     @extend_schema(
@@ -33,12 +37,24 @@ class HomeView(APIView):
         description="Ordered sections, each with its first page, reason and next cursor. "
         "Every item carries the signals it was ranked on. `request_id` attributes "
         "interactions to this response.",
+        parameters=[
+            OpenApiParameter(
+                "X-Client-Platform",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="The client's platform, `web`, `ios` or `android` (experiments "
+                "may target one); any other value is ignored, never refused.",
+            )
+        ],
         responses={200: HomeSerializer, **error_responses(401)},
         tags=["experience"],
     )
     def get(self, request: Request) -> HttpResponse:
         # The body is sent as built (cached JSON spliced in), not re-rendered by DRF.
-        return HttpResponse(feed.home_json(request.user.pk), content_type="application/json")
+        platform = request.headers.get("X-Client-Platform", "").strip().lower()
+        body = feed.home_json(request.user.pk, platform=platform if platform in PLATFORMS else None)
+        return HttpResponse(body, content_type="application/json")
 
 
 class SectionPageView(APIView):

@@ -98,8 +98,10 @@ _holder = _Holder()
 
 
 def reset() -> None:
-    """Forget the loaded model (tests; the next call asks the registry again)."""
+    """Forget the loaded models (tests; the next call asks the registry again)."""
     _holder.reset()
+    with _pinned.lock:
+        _pinned.models.clear()
 
 
 def _load_chain(active_id: int) -> LoadedModel | None:
@@ -151,6 +153,47 @@ def current() -> LoadedModel | None:
             logger.warning("experience.model_check_failed error=%s", exc)
         holder.checked_at = now
         return holder.model
+
+
+class _Pinned:
+    """Versions an experiment's variant names (``"reranker:v3"``), loaded once per process
+    and checked again every ``ML_MODEL_RELOAD_SECONDS`` (a version may be deleted)."""
+
+    LIMIT = 8  # distinct versions kept; variants name one or two
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.models: dict[str, tuple[float, LoadedModel | None]] = {}
+
+
+_pinned = _Pinned()
+
+
+def pinned(label: str) -> LoadedModel | None:
+    """The reranker version ``label`` (``"reranker:v<N>"``) whatever its status, or None
+    (unknown, unusable: the variant is served the linear ranking, logged as a fallback)."""
+    now = time.monotonic()
+    hit = _pinned.models.get(label)
+    if hit is not None and now - hit[0] < settings.ML_MODEL_RELOAD_SECONDS:
+        return hit[1]
+    kind, _, number = label.partition(":v")
+    model: LoadedModel | None = None
+    if kind == KIND and number.isdigit() and len(number) <= 9:
+        try:
+            version = ModelVersion.objects.filter(kind=KIND, version=int(number)).first()
+            if version is not None:
+                model = load_artifact(version)
+        except ArtifactError as exc:
+            logger.error("experience.model_fallback model=%s reason=%s", label, exc.reason)
+            model_fallback.send(sender=ModelVersion, kind=KIND, reason=exc.reason)
+        except DatabaseError as exc:
+            logger.warning("experience.model_check_failed error=%s", exc)
+            return hit[1] if hit is not None else None
+    with _pinned.lock:
+        if len(_pinned.models) >= _Pinned.LIMIT and label not in _pinned.models:
+            _pinned.models.clear()
+        _pinned.models[label] = (now, model)
+    return model
 
 
 def rerank(ranked: Sequence[Scored], model: LoadedModel) -> list[Scored]:

@@ -300,6 +300,7 @@ EXAMPLES: dict[str, list[OpenApiExample]] = {
                 "degraded": False,
                 "cold_start": False,
                 "ranker": "reranker:v3",
+                "experiments": {"home-learned-vs-linear": "learned"},
                 "cached": False,
                 "sections": [
                     SECTION,

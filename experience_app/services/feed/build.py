@@ -7,7 +7,10 @@ neither reads nor writes the feed cache.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
+import random
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,9 +20,10 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from experience_app import selectors
-from experience_app.ranking import Candidate, Scored, UserContext, rank
+from experience_app import selectors, treatments
+from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
 from experience_app.services import rerank
+from experience_app.treatments import EMPTY, Decision, Treatment
 from features_app import public as features
 from inbo import keys
 from inbo import redis as inbo_redis
@@ -95,6 +99,11 @@ class Feed:
     cold_start: bool
     sections: tuple[Section, ...]
     ranker: str = "linear"
+    # The variants it was built under ({experiment: variant}), the treatment's signature,
+    # and the random choices made with their propensities (experiments, issue 12).
+    experiments: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    treatment: str = ""
+    decisions: tuple[Decision, ...] = ()
 
     def section(self, key: str) -> Section | None:
         return next((s for s in self.sections if s.key == key), None)
@@ -107,6 +116,9 @@ class Feed:
             "degraded": self.degraded,
             "cold_start": self.cold_start,
             "ranker": self.ranker,
+            "experiments": dict(self.experiments),
+            "treatment": self.treatment,
+            "decisions": [d.to_json() for d in self.decisions],
             "sections": [
                 {
                     "key": s.key,
@@ -126,6 +138,9 @@ class Feed:
             degraded=bool(data["degraded"]),
             cold_start=bool(data["cold_start"]),
             ranker=str(data.get("ranker", "linear")),
+            experiments=dict(data.get("experiments") or {}),
+            treatment=str(data.get("treatment", "")),
+            decisions=tuple(_decision(d) for d in data.get("decisions") or ()),
             sections=tuple(
                 Section(
                     s["key"],
@@ -185,12 +200,48 @@ def _learned(user_id: int, degraded: bool) -> dict[str, list[tuple[int, float]]]
     }
 
 
+def _decision(data: Mapping[str, Any]) -> Decision:
+    return Decision(
+        kind=str(data["kind"]),
+        key=str(data["key"]),
+        arm=str(data["arm"]),
+        propensity=float(data["propensity"]),
+        context=dict(data.get("context") or {}),
+        candidates=tuple(data.get("candidates") or ()),
+        payload=dict(data.get("payload") or {}),
+    )
+
+
 # The ranking signal each learned source feeds.
 LEARNED_SIGNAL = {"als": "als", "similar": "similarity"}
 
 
-def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> Feed:
-    """Rank every section for ``user_id`` at ``now`` (what the cache keeps)."""
+def _weights(treatment: Treatment) -> Weights | None:
+    """The ranking weights under ``treatment`` (None: the settings' defaults)."""
+    if not treatment.weights:
+        return None
+    known = {f.name for f in dataclasses.fields(Weights)}
+    overrides = {k: float(v) for k, v in treatment.weights.items() if k in known}
+    return dataclasses.replace(Weights.from_settings(), **overrides)
+
+
+def _model(treatment: Treatment, degraded: bool) -> rerank.LoadedModel | None:
+    """The reranker the treatment asks for: the active one by default, none for
+    ``"linear"``, a pinned version for ``"reranker:v<N>"`` (unusable: linear)."""
+    if degraded or treatment.reranker == "linear":
+        return None
+    if treatment.reranker is None:
+        return rerank.current()
+    return rerank.pinned(treatment.reranker)
+
+
+def build_feed(
+    user_id: int, *, now: datetime, degraded: bool = False, treatment: Treatment = EMPTY
+) -> Feed:
+    """Rank every section for ``user_id`` at ``now`` (what the cache keeps), under the
+    user's ``treatment`` (experiments: weights, reranker, sources, section order, bandit,
+    exploration slot; ``experience_app.treatments``)."""
+    off = treatment.sources_off
     profile, trending, degraded = _gather(user_id, now, degraded)
     interests = selectors.interest_category_ids(user_id=user_id)
     subscribed = reading.subscribed_provider_ids(user_id=user_id)
@@ -211,23 +262,27 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> Feed:
         key=lambda c: -profile.category_affinity[c],
     )[:5]
     focus = set(taste) | interests
-    recent = reading.recent_item_ids(since=since, limit=RECENT_POOL)
+    recent = [] if "recent" in off else reading.recent_item_ids(since=since, limit=RECENT_POOL)
     focused = (
-        reading.recent_item_ids(since=since, limit=RECENT_POOL, category_ids=focus) if focus else []
+        reading.recent_item_ids(since=since, limit=RECENT_POOL, category_ids=focus)
+        if focus and "focused" not in off
+        else []
     )
     fresh_ids = (
         reading.recent_item_ids(
             since=since, limit=settings.EXPERIENCE_SECTION_MAX_ITEMS, provider_ids=subscribed
         )
-        if subscribed
+        if subscribed and "fresh" not in off
         else []
     )
-    anchor = features.last_engaged_item_id(user_id, since=since)
+    anchor = None if "related" in off else features.last_engaged_item_id(user_id, since=since)
     related: list[int] = []
     if anchor is not None:
         related = features.co_read(anchor, since=now - CO_READ_WINDOW, limit=RELATED_POOL)
-    trending_ids = [item for item, _ in trending]
-    learned_lists = _learned(user_id, degraded)
+    trending_ids = [] if "trending" in off else [item for item, _ in trending]
+    learned_lists = {
+        source: pairs for source, pairs in _learned(user_id, degraded).items() if source not in off
+    }
     learned: dict[int, dict[str, float]] = {}
     learned_ids: list[int] = []
     for source, pairs in learned_lists.items():
@@ -259,13 +314,25 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> Feed:
         UserContext(profile, frozenset(subscribed), frozenset(interests)),
         signals,
         now=now,
+        weights=_weights(treatment),
         learned=learned,
     )
     ranker = "linear"
-    model = rerank.current() if not degraded else None
+    model = _model(treatment, degraded)
     if model is not None:
         ranked = rerank.rerank(ranked, model)
         ranker = model.label
+    decisions: list[Decision] = []
+    if treatment.explore:
+        # Items another section shows on its first page are not drawn (they would be
+        # claimed there, not shown in the slot).
+        page = settings.EXPERIENCE_SECTION_PAGE_SIZE
+        claimed = {i for i, _ in continuing} | set(trending_ids[:page]) | set(fresh_ids[:page])
+        ranked, explored = explore_slot(
+            ranked, treatment.explore, now=now, candidates=candidates, exclude=claimed
+        )
+        if explored is not None:
+            decisions.append(explored)
     by_id = {s.item_id: s for s in ranked}
     trending_rank = {item: i for i, item in enumerate(trending_ids)}
 
@@ -327,7 +394,16 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> Feed:
             _entries(by_id[i] for i in fresh_ids if i in by_id),
         ),
     ]
+    order: tuple[str, ...] | None = treatment.section_order
+    if treatment.bandit:
+        context = {"segment": "cold" if cold else "warm", "daypart": now.hour // 6}
+        chosen = treatments.choose(treatment.bandit, user_id, context, now)
+        if chosen is not None:
+            decisions.append(chosen)
+            order = tuple(chosen.payload.get("order") or ()) or order
     sections = [s for s in make_disjoint(drafts) if s.entries]
+    if order:
+        sections = ordered(sections, order)
     if model is not None:
         page = settings.EXPERIENCE_SECTION_PAGE_SIZE
         sections = [
@@ -343,7 +419,91 @@ def build_feed(user_id: int, *, now: datetime, degraded: bool = False) -> Feed:
         cold_start=cold,
         sections=tuple(sections),
         ranker=ranker,
+        experiments=treatment.experiments_json(),
+        treatment=treatment.signature(),
+        decisions=tuple(decisions),
     )
+
+
+def ordered(sections: list[Section], order: Iterable[str]) -> list[Section]:
+    """``sections`` with those named in ``order`` first, in that order, then the rest in
+    their usual order (a variant's or a bandit's section order)."""
+    rank_of = {key: i for i, key in enumerate(order)}
+    return sorted(
+        sections, key=lambda s: (rank_of.get(s.key, len(rank_of)), SECTION_ORDER.index(s.key))
+    )
+
+
+# The exploration slot's defaults (a variant's ``explore`` config overrides them).
+EXPLORE_DEFAULTS = {"position": 2, "pool": 10, "temperature": 1.0, "max_age_hours": 48.0}
+
+
+def explore_slot(
+    ranked: list[Scored],
+    params: Mapping[str, Any],
+    *,
+    now: datetime,
+    candidates: Iterable[Candidate],
+    exclude: set[int] | frozenset[int] = frozenset(),
+    rng: random.Random | None = None,
+) -> tuple[list[Scored], Decision | None]:
+    """Put one under-explored fresh item at ``position`` of the ranking, drawn at random.
+
+    The pool is the ``pool`` best-ranked items published within ``max_age_hours`` that are
+    not already above the slot, fewest impressions first among equals; one is drawn with
+    probability softmax(score / temperature). The draw's propensity and the whole pool with
+    each candidate's signals are returned as a :class:`Decision`: the served log then
+    holds what off-policy evaluation needs to score any other ranking of that pool.
+    """
+    p = {**EXPLORE_DEFAULTS, **params}
+    position = int(p["position"])
+    if len(ranked) <= position:
+        return ranked, None
+    published = {c.item_id: c.published_at for c in candidates}
+    horizon = now - timedelta(hours=float(p["max_age_hours"]))
+    pool = [
+        s
+        for s in ranked[position:]
+        if s.item_id not in exclude
+        and published.get(s.item_id, now) >= horizon
+        and s.signals.get("impressions_log", 0.0) <= UNDER_EXPLORED_LOG_IMPRESSIONS
+    ][: int(p["pool"])]
+    if len(pool) < 2:
+        return ranked, None
+    temperature = max(float(p["temperature"]), 1e-3)
+    top = max(s.score for s in pool)
+    weights = [math.exp((s.score - top) / temperature) for s in pool]
+    total = sum(weights)
+    draw = (rng or random).random() * total
+    index = 0
+    for index, w in enumerate(weights):  # noqa: B007 (index is the draw)
+        draw -= w
+        if draw < 0:
+            break
+    chosen = pool[index]
+    rest = [s for s in ranked if s.item_id != chosen.item_id]
+    reordered = [*rest[:position], chosen, *rest[position:]]
+    decision = Decision(
+        kind="explore",
+        key="for_you",
+        arm=str(chosen.item_id),
+        propensity=weights[index] / total,
+        context={"position": position, "temperature": temperature},
+        candidates=tuple(
+            {
+                "item_id": s.item_id,
+                "score": round(s.score, 4),
+                "propensity": round(w / total, 6),
+                "signals": dict(s.signals),
+            }
+            for s, w in zip(pool, weights, strict=True)
+        ),
+    )
+    return reordered, decision
+
+
+# Items shown fewer than about 20 times are under-explored (ln(1 + 20) ~ 3.04).
+UNDER_EXPLORED_LOG_IMPRESSIONS = math.log1p(20)
 
 
 # Sections in the ranker's order: their items' explanations name the model's top

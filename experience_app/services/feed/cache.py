@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,7 +23,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from experience_app import selectors
+from experience_app import selectors, treatments
 from experience_app.services import rerank
 from experience_app.services.feed import served_log
 from experience_app.services.feed.build import (
@@ -125,6 +126,7 @@ def _body(
             "degraded": degraded,
             "cold_start": meta["cold_start"],
             "ranker": meta.get("ranker", "linear"),
+            "experiments": meta.get("experiments") or {},
             "cached": cached,
         },
         separators=(",", ":"),
@@ -135,15 +137,32 @@ def _body(
 # --- home -----------------------------------------------------------------------------
 
 
-def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def _experiments_json(meta: dict[str, Any]) -> tuple[str, str]:
+    return (
+        json.dumps(meta.get("experiments") or {}, separators=(",", ":")),
+        json.dumps(meta.get("decisions") or [], separators=(",", ":")),
+    )
+
+
+def home_json(user_id: int, *, now: datetime | None = None, platform: str | None = None) -> bytes:
     """The home response body: the first page of every section, ready to send.
 
     A cache hit costs one Redis round trip to read (metadata, the first pages as encoded
     JSON, their served-log items, the feedback generation), two small queries (items that
     must never come back) and one pipelined write of the served log and hit counter; the
     cached JSON is sent as it is unless one of its items must be taken out.
+
+    The user's running experiments (``treatments.resolve``, in-process, no query on the
+    common path) decide how the feed is built; a cached feed built under another treatment
+    is built again. Exposures and random choices are logged when a treated feed is built.
     """
+    started = time.perf_counter()
     now = now or timezone.now()
+    treatment = treatments.resolve(user_id, treatments.FeedContext(now=now, platform=platform))
     request_id = uuid.uuid4()
     client = inbo_redis.state()
     redis_ok = True
@@ -163,6 +182,8 @@ def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
             pages_json, served_json = str(pages_raw), str(served_raw)
             if meta is not None and meta.get("generation") != generation:
                 meta = None  # built before the user's latest feedback
+            elif meta is not None and meta.get("treatment", "") != treatment.signature():
+                meta = None  # built before an experiment started or stopped
     except redis.RedisError as exc:
         redis_ok = False
         logger.warning("experience.cache_unavailable user=%s error=%s", user_id, exc)
@@ -178,8 +199,17 @@ def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
             pages_json = json.dumps(pages, separators=(",", ":"))
             served_json = served_log.without(served_json, gone)
         degraded = bool(meta["degraded"])
+        experiments_json, decisions_json = _experiments_json(meta)
         served = served_log.Served(
-            request_id, user_id, now, degraded, served_json, meta.get("ranker", "linear")
+            request_id,
+            user_id,
+            now,
+            degraded,
+            served_json,
+            meta.get("ranker", "linear"),
+            experiments_json,
+            decisions_json,
+            _elapsed_ms(started),
         )
         try:
             pipe = client.pipeline(transaction=False)
@@ -190,7 +220,10 @@ def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
             served_log.store(served)
         return _body(request_id, meta, degraded, True, pages_json)
 
-    feed = build_feed(user_id, now=now, degraded=not redis_ok)
+    feed = build_feed(user_id, now=now, degraded=not redis_ok, treatment=treatment)
+    # Logged before the feed is cached: a treated feed is never served without its
+    # exposure (a database error here fails the request instead).
+    treatments.served(user_id, treatment, feed.decisions, request_id=str(request_id), now=now)
     size = settings.EXPERIENCE_SECTION_PAGE_SIZE
     cards = reading.item_cards([e.item_id for s in feed.sections for e in s.entries[:size]])
     pages, items = [], []
@@ -207,10 +240,28 @@ def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
         "degraded": feed.degraded,
         "cold_start": feed.cold_start,
         "ranker": feed.ranker,
+        "experiments": dict(feed.experiments),
+        "treatment": feed.treatment,
+        "decisions": [d.to_json() for d in feed.decisions],
         "ids": [i["item_id"] for i in items],
     }
     degraded = feed.degraded or not redis_ok
-    served = served_log.Served(request_id, user_id, now, degraded, served_json, feed.ranker)
+    experiments_json, decisions_json = _experiments_json(meta)
+
+    def served_record(degraded: bool) -> served_log.Served:
+        return served_log.Served(
+            request_id,
+            user_id,
+            now,
+            degraded,
+            served_json,
+            feed.ranker,
+            experiments_json,
+            decisions_json,
+            _elapsed_ms(started),
+        )
+
+    served = served_record(degraded)
     if redis_ok and not feed.degraded:
         try:
             ttl = settings.EXPERIENCE_FEED_CACHE_SECONDS
@@ -230,7 +281,7 @@ def home_json(user_id: int, *, now: datetime | None = None) -> bytes:
         except redis.RedisError as exc:
             degraded = True
             logger.warning("experience.cache_write_failed user=%s error=%s", user_id, exc)
-            served = served_log.Served(request_id, user_id, now, True, served_json, feed.ranker)
+            served = served_record(True)
     served_log.store(served)
     return _body(request_id, meta, degraded, False, pages_json)
 
@@ -264,6 +315,7 @@ def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = 
         version, cursor_key, offset = decode_cursor(cursor)
         if cursor_key != key:
             raise InvalidCursor(details={"cursor": ["This cursor belongs to another section."]})
+    started = time.perf_counter()
     now = now or timezone.now()
     request_id = uuid.uuid4()
     feed: Feed | None = None
@@ -277,8 +329,11 @@ def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = 
     except redis.RedisError:
         redis_ok = False
     if feed is None:
-        # The snapshot expired (or Redis is away): continue on a freshly built feed.
-        feed = build_feed(user_id, now=now, degraded=not redis_ok)
+        # The snapshot expired (or Redis is away): continue on a freshly built feed, under
+        # the user's treatment (its exposures and choices are logged as on home).
+        treatment = treatments.resolve(user_id, treatments.FeedContext(now=now))
+        feed = build_feed(user_id, now=now, degraded=not redis_ok, treatment=treatment)
+        treatments.served(user_id, treatment, feed.decisions, request_id=str(request_id), now=now)
     section = feed.section(key)
     body: dict[str, Any]
     items: list[dict[str, Any]] = []
@@ -290,6 +345,8 @@ def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = 
         ids = [e.item_id for e in section.entries[offset : offset + size]]
         cards = reading.item_cards([i for i in ids if i not in excluded])
         model = rerank.current()
+        if (model is None or model.label != feed.ranker) and feed.ranker != "linear":
+            model = rerank.pinned(feed.ranker)  # a variant's pinned version
         if model is not None and model.label == feed.ranker and key in MODEL_ORDERED:
             # A later page of a reranked section, explained by the model that ranked it.
             section = Section(
@@ -303,7 +360,15 @@ def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = 
         items = served_log.served_items(section.key, shown)
     degraded = feed.degraded or not redis_ok
     served = served_log.Served(
-        request_id, user_id, now, degraded, json.dumps(items, separators=(",", ":")), feed.ranker
+        request_id,
+        user_id,
+        now,
+        degraded,
+        json.dumps(items, separators=(",", ":")),
+        feed.ranker,
+        json.dumps(dict(feed.experiments), separators=(",", ":")),
+        "[]",  # a further page makes no new choice: the build's are logged with its home
+        _elapsed_ms(started),
     )
     try:
         if not redis_ok:

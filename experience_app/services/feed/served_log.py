@@ -62,6 +62,10 @@ class Served:
     degraded: bool
     items_json: str
     ranker: str = "linear"
+    # Experiments: {experiment: variant} and the build's decisions, encoded once per build.
+    experiments_json: str = "{}"
+    decisions_json: str = "[]"
+    latency_ms: float | None = None
 
     def record(self) -> str:
         # Spliced, not re-encoded: the items part is encoded once per feed build.
@@ -69,6 +73,8 @@ class Served:
             f'{{"request_id":"{self.request_id}","user_id":{int(self.user_id)},'
             f'"served_at":{json.dumps(self.served_at.isoformat())},'
             f'"degraded":{json.dumps(self.degraded)},"ranker":{json.dumps(self.ranker)},'
+            f'"experiments":{self.experiments_json},"decisions":{self.decisions_json},'
+            f'"latency_ms":{json.dumps(self.latency_ms)},'
             f'"items":{self.items_json}}}'
         )
 
@@ -87,6 +93,9 @@ def store(served: Served) -> None:
         degraded=served.degraded,
         ranker=served.ranker,
         items=json.loads(served.items_json),
+        experiments=json.loads(served.experiments_json),
+        decisions=json.loads(served.decisions_json),
+        latency_ms=served.latency_ms,
     )
 
 
@@ -118,6 +127,9 @@ def flush(max_batches: int = 20) -> int:
                         degraded=record["degraded"],
                         ranker=record.get("ranker", "linear"),
                         items=record["items"],
+                        experiments=record.get("experiments") or {},
+                        decisions=record.get("decisions") or [],
+                        latency_ms=record.get("latency_ms"),
                     )
                 )
             # A user deleted since being served takes their records along.
