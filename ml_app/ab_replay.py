@@ -66,13 +66,13 @@ from ml_app.evaluation import RANKING, Report, evaluate_ranking
 from ml_app.evaluation_scratch import EvaluationError
 from ml_app.services.mind import HISTORY_OFFSET, MindSummary, Stream, _Skips, valid_behaviors
 
-CONTROL = "linear"
+CONTROL = "linear"  # the control on MIND: the product's linear ranking
 TREATMENT = "learned"
-WEIGHTS = {CONTROL: 50, TREATMENT: 50}
+WEIGHT = 50  # each arm's percent
 TOP_K = 5
 STOP_REASON = "replay finished"
 KEY_PREFIX = "replay-linear-vs-learned"
-DATASETS = ("mind",)
+DATASETS = ("mind", "deskdrop")
 
 
 class ReplayError(EvaluationError):
@@ -163,9 +163,10 @@ class Counterfactual:
     """Every test user scored under both rankings (a replay can; an A/B cannot): the mean
     of each and the paired difference with its normal 95% interval."""
 
+    metric: str
     users: int
-    linear: float
-    learned: float
+    control: float
+    treatment: float
     diff: float
     diff_ci_low: float
     diff_ci_high: float
@@ -184,11 +185,14 @@ class ReplayReport:
     k: int
     train_days: tuple[str, ...]
     test_days: tuple[str, ...]
-    train_impressions: int
-    train_impressions_with_click: int
-    test_impressions: int
+    control: str  # the control variant's key
+    unit: str  # what is ranked: "impressions" (MIND), "users' test periods" (DeskDrop)
+    train_units: int
+    train_units_with_click: int
+    test_units: int
+    control_ranker: str
+    treatment_ranker: str
     params: dict[str, Any]
-    rounds: int
     exposures: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, MetricResult] = field(default_factory=dict)
     srm: SrmCheck | None = None
@@ -225,21 +229,15 @@ def _ensure_users(replay: list[mind.Behavior], test: set[date]) -> dict[str, int
     return {u: ids[mind.username(u)] for u in wanted}
 
 
-def _create_experiment(key: str, dataset: str, at: datetime) -> Any:
+def create_experiment(key: str, hypothesis: str, at: datetime, *, control: str = CONTROL) -> Any:
     """Create and start the experiment in a layer of its own; ``-2``, ``-3``... are appended
     to ``key`` when an earlier run holds it (each run is a new randomisation)."""
     # The learned arm's model is trained by the replay, not a registered version, so its
     # config names none (the validated configs only know "linear", "active", "reranker:vN").
     variants = [
-        VariantSpec(CONTROL, WEIGHTS[CONTROL], True, {"reranker": "linear"}),
-        VariantSpec(TREATMENT, WEIGHTS[TREATMENT], False, {}),
+        VariantSpec(control, WEIGHT, True, {"reranker": "linear"} if control == CONTROL else {}),
+        VariantSpec(TREATMENT, WEIGHT, False, {}),
     ]
-    hypothesis = (
-        f"On the {dataset} replay's held-out days, the learned reranker (LightGBM boosted "
-        f"from the linear score, issue 11) puts more of what users clicked in the top "
-        f"{TOP_K} than the linear ranking: per-user CTR@{TOP_K} up. Replayed offline by "
-        "manage.py ab_replay; the learned model is trained on the training days only."
-    )
     for n in range(1, 100):
         candidate = key if n == 1 else f"{key}-{n}"
         try:
@@ -257,12 +255,14 @@ def _arm(variant: str, values: np.ndarray) -> Arm:
     return Arm(variant, s.users, s.mean, s.std, s.ci_low, s.ci_high)
 
 
-def _metric(name: str, control: np.ndarray, treatment: np.ndarray) -> MetricResult:
-    c, t = summarize(CONTROL, control), summarize(TREATMENT, treatment)
+def _metric(
+    name: str, control: np.ndarray, treatment: np.ndarray, control_key: str
+) -> MetricResult:
+    c, t = summarize(control_key, control), summarize(TREATMENT, treatment)
     cmp = compare(c, t, "mean")
     return MetricResult(
         metric=name,
-        control=_arm(CONTROL, control),
+        control=_arm(control_key, control),
         treatment=_arm(TREATMENT, treatment),
         diff=cmp.diff,
         diff_ci_low=cmp.ci_low,
@@ -274,14 +274,15 @@ def _metric(name: str, control: np.ndarray, treatment: np.ndarray) -> MetricResu
     )
 
 
-def _counterfactual(linear: np.ndarray, learned: np.ndarray) -> Counterfactual:
-    d = learned - linear
+def _counterfactual(metric: str, control: np.ndarray, treatment: np.ndarray) -> Counterfactual:
+    d = treatment - control
     half = 1.959964 * float(d.std(ddof=1)) / math.sqrt(d.size) if d.size > 1 else math.nan
     mean = float(d.mean())
     return Counterfactual(
+        metric=metric,
         users=int(d.size),
-        linear=float(linear.mean()),
-        learned=float(learned.mean()),
+        control=float(control.mean()),
+        treatment=float(treatment.mean()),
         diff=mean,
         diff_ci_low=mean - half,
         diff_ci_high=mean + half,
@@ -318,7 +319,13 @@ def replay_mind(
     test_log = [b for b in replay if b.time.date() in test_set]
     user_ids = _ensure_users(replay, test_set)
 
-    experiment = _create_experiment(key, "mind", at=test_log[0].time)
+    hypothesis = (
+        "On the MIND replay's held-out days, the learned reranker (LightGBM boosted from the "
+        f"linear score, issue 11) puts more of what users clicked in the top {k} than the "
+        f"linear ranking: per-user CTR@{k} up. Replayed offline by manage.py ab_replay; the "
+        "learned model is trained on the training days only."
+    )
+    experiment = create_experiment(key, hypothesis, at=test_log[0].time)
     try:
         out = _run(
             experiment,
@@ -384,7 +391,7 @@ def _run(
     test_log = sorted((imp for imp in log if imp.day in test), key=when)
     variants: dict[int, str] = {}
     served: dict[int, UserOutcome] = {}
-    both: dict[int, tuple[UserOutcome, UserOutcome]] = {}
+    both: dict[int, tuple[UserOutcome, UserOutcome]] = {}  # (linear, learned)
     for imp in test_log:
         behavior = by_id[imp.impression_id]
         uid = user_ids[behavior.user_id]
@@ -408,6 +415,8 @@ def _run(
         if imp.day in pre and uid_pre is not None:
             before.setdefault(uid_pre, UserOutcome()).add(imp.labels, imp.ranks[RANKING], k)
 
+    users = sorted(served)
+    ctr_name = f"ctr@{k}"
     out = ReplayReport(
         dataset="mind",
         experiment=experiment.key,
@@ -418,48 +427,81 @@ def _run(
         k=k,
         train_days=tuple(d.isoformat() for d in days[0]),
         test_days=tuple(d.isoformat() for d in days[1]),
-        train_impressions=len(train_log),
-        train_impressions_with_click=sum(1 for imp in train_log if any(imp.labels)),
-        test_impressions=len(test_log),
-        params={**walk_forward.PARAMS},
-        rounds=walk_forward.ROUNDS,
+        control=CONTROL,
+        unit="impressions",
+        train_units=len(train_log),
+        train_units_with_click=sum(1 for imp in train_log if any(imp.labels)),
+        test_units=len(test_log),
+        control_ranker="the product's linear ranking (experience_app rank())",
+        treatment_ranker=(
+            f"walk_forward.fit on the training days ({walk_forward.ROUNDS} rounds, "
+            f"{walk_forward.PARAMS['objective']}, boosted from the linear score; similarity "
+            f"feature {'on' if result.similarity else 'off'}; fit {fit_seconds:.1f} s)"
+        ),
+        params={**walk_forward.PARAMS, "rounds": walk_forward.ROUNDS},
         similarity=result.similarity,
         fit_seconds=fit_seconds,
     )
+    analyse(
+        out,
+        experiment,
+        variants,
+        primary=(ctr_name, {u: served[u].ctr for u in users}),
+        secondary=("mrr", {u: m for u in users if (m := served[u].mrr) is not None}),
+        pre=({u: before[u].ctr for u in users if u in before}, days[2]),
+        covariate=f"{ctr_name} under the linear ranking on the last training day(s)",
+        both={u: (both[u][0].ctr, both[u][1].ctr) for u in users},
+    )
+    return out
+
+
+def analyse(
+    out: ReplayReport,
+    experiment: Any,
+    variants: dict[int, str],
+    *,
+    primary: tuple[str, dict[int, float]],
+    secondary: tuple[str, dict[int, float]],
+    pre: tuple[dict[int, float], Sequence[date]],
+    covariate: str,
+    both: dict[int, tuple[float, float]],
+) -> None:
+    """Exposures and SRM from the exposure log, the per-user comparisons, CUPED on the
+    primary metric (users without a pre-period value get the others' mean) and the
+    counterfactual check, into ``out``."""
     out.exposures = {v.key: v.exposures.count() for v in experiment.variants.all()}
-    check = srm([out.exposures[CONTROL], out.exposures[TREATMENT]], list(WEIGHTS.values()))
-    total = sum(WEIGHTS.values())
+    c = out.control
+    check = srm([out.exposures[c], out.exposures[TREATMENT]], [WEIGHT, WEIGHT])
     out.srm = SrmCheck(
         observed=dict(out.exposures),
-        expected_share={v: w / total for v, w in WEIGHTS.items()},
+        expected_share={c: 0.5, TREATMENT: 0.5},
         statistic=check.statistic,
         p_value=check.p_value,
         blocking=check.blocking,
     )
+    for name, values in (primary, secondary):
+        users = sorted(values)
+        arm = np.array([variants[u] == TREATMENT for u in users])
+        y = np.array([values[u] for u in users], dtype=float)
+        out.metrics[name] = _metric(name, y[~arm], y[arm], c)
 
-    users = sorted(served)
+    name, values = primary
+    users = sorted(values)
     arm = np.array([variants[u] == TREATMENT for u in users])
-    ctr = np.array([served[u].ctr for u in users])
-    name = f"ctr@{k}"
-    out.metrics[name] = _metric(name, ctr[~arm], ctr[arm])
-    mrr_users = [u for u in users if served[u].mrr is not None]
-    mrr = np.array([served[u].mrr for u in mrr_users], dtype=float)
-    mrr_arm = np.array([variants[u] == TREATMENT for u in mrr_users])
-    out.metrics["mrr"] = _metric("mrr", mrr[~mrr_arm], mrr[mrr_arm])
-
+    y = np.array([values[u] for u in users], dtype=float)
+    before, pre_days = pre
     with_pre = [u for u in users if u in before]
-    fill = float(np.mean([before[u].ctr for u in with_pre])) if with_pre else 0.0
-    x_pre = np.array([before[u].ctr if u in before else fill for u in users])
-    adjusted = cuped(ctr, x_pre)
+    fill = float(np.mean([before[u] for u in with_pre])) if with_pre else 0.0
+    x_pre = np.array([before.get(u, fill) for u in users], dtype=float)
+    adjusted = cuped(y, x_pre)
     out.cuped = CupedCheck(
-        covariate=f"ctr@{k} under the linear ranking on the last training day(s)",
-        pre_days=tuple(d.isoformat() for d in days[2]),
+        covariate=covariate,
+        pre_days=tuple(d.isoformat() for d in pre_days),
         users_with_pre=len(with_pre),
         theta=adjusted.theta,
         variance_reduction=adjusted.variance_reduction,
-        adjusted=_metric(f"{name} (CUPED)", adjusted.adjusted[~arm], adjusted.adjusted[arm]),
+        adjusted=_metric(f"{name} (CUPED)", adjusted.adjusted[~arm], adjusted.adjusted[arm], c),
     )
     out.counterfactual = _counterfactual(
-        np.array([both[u][0].ctr for u in users]), np.array([both[u][1].ctr for u in users])
+        name, np.array([both[u][0] for u in users]), np.array([both[u][1] for u in users])
     )
-    return out

@@ -107,7 +107,7 @@ def test_replay_runs_a_real_experiment_and_reports_lift_srm_and_cuped(tmp_path):
 
     assert report["train_days"] == ["2019-11-09", "2019-11-10"]
     assert report["test_days"] == ["2019-11-11", "2019-11-12"]
-    assert report["test_impressions"] == USERS * 2
+    assert report["test_units"] == USERS * 2 and report["unit"] == "impressions"
     assert report["k"] == 5
     ctr = report["metrics"]["ctr@5"]
     assert ctr["control"]["users"] + ctr["treatment"]["users"] == USERS
@@ -158,3 +158,55 @@ def test_bad_input_is_a_command_error_and_leaves_no_running_experiment(tmp_path)
     with pytest.raises(CommandError, match="--k must be"):
         run("--path", str(folder), "--k", "0")
     assert not Experiment.objects.filter(status=Experiment.Status.RUNNING).exists()
+
+
+def write_deskdrop(folder: Path, *, days: int = 30, users: int = 30) -> Path:
+    """A small synthetic DeskDrop interactions file: three articles shared a day, each user
+    reading fresh ones most days (two reader groups, even and odd article ids)."""
+    rng = random.Random(1)
+    start, day_s = 1_460_000_000, 86_400
+    lines = []
+    for day in range(days):
+        for user in range(users):
+            if rng.random() < 0.4:
+                continue
+            for _ in range(rng.randint(1, 3)):
+                item = 3 * max(0, day - int(rng.expovariate(0.4))) + rng.randint(0, 2)
+                if item % 2 != user % 2 and rng.random() < 0.7:
+                    item += 1
+                event = rng.choice(["VIEW"] * 8 + ["LIKE", "COMMENT CREATED"])
+                at = start + day * day_s + rng.randint(0, day_s - 1)
+                lines.append(f"{at},{event},{item},{900 + user},{day}{user},,,\n")
+    header = "timestamp,eventType,contentId,personId,sessionId,userAgent,userRegion,userCountry\n"
+    (folder / "users_interactions_test.csv").write_text(header + "".join(lines))
+    return folder
+
+
+@pytest.mark.django_db
+def test_deskdrop_replay_runs_popularity_against_learned_with_one_exposure_per_user(tmp_path):
+    report = json.loads(
+        run("--dataset", "deskdrop", "--path", str(write_deskdrop(tmp_path)), "--json")
+    )
+
+    experiment = Experiment.objects.get(key="replay-linear-vs-learned-deskdrop")
+    assert experiment.status == Experiment.Status.STOPPED
+    assert experiment.stop_reason == "replay finished"
+    assert {v.key: v.is_control for v in experiment.variants.all()} == {
+        "popularity": True,
+        "learned": False,
+    }
+    exposures = Exposure.objects.filter(experiment=experiment).select_related("variant", "user")
+    counts = {"popularity": 0, "learned": 0}
+    for e in exposures:
+        point = bucket(experiment.salt, e.user_id)
+        assert e.variant.key == ("popularity" if point < LAYER_BUCKETS // 2 else "learned")
+        assert e.user.username.startswith("deskdrop_")
+        counts[e.variant.key] += 1
+    assert report["control"] == "popularity" and report["unit"] == "interactions"
+    assert report["exposures"] == report["srm"]["observed"] == counts
+    ndcg = report["metrics"]["ndcg@10"]
+    assert ndcg["control"]["users"] == counts["popularity"]
+    assert ndcg["treatment"]["users"] == counts["learned"]
+    assert report["counterfactual"]["users"] == sum(counts.values()) >= 4
+    assert 0.0 <= report["srm"]["p_value"] <= 1.0
+    assert report["cuped"]["users_with_pre"] <= sum(counts.values())

@@ -13,7 +13,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inbo.errors import ApplicationError
 from ml_app.ab_replay import (
-    CONTROL,
     DATASETS,
     KEY_PREFIX,
     TOP_K,
@@ -22,9 +21,13 @@ from ml_app.ab_replay import (
     ReplayReport,
     replay_mind,
 )
+from ml_app.ab_replay_deskdrop import K as DESKDROP_K
+from ml_app.ab_replay_deskdrop import replay_deskdrop
+from ml_app.datasets.deskdrop import RowError
 from ml_app.evaluation_scratch import EvaluationError
 
 BEHAVIORS_FILES = ("behaviors.tsv", "behaviors_dev.tsv")
+INTERACTIONS_FILES = "users_interactions*.csv"
 
 
 class Command(BaseCommand):
@@ -67,7 +70,12 @@ class Command(BaseCommand):
             default=1,
             help="CUPED's pre-period: the last N training days (default 1).",
         )
-        parser.add_argument("--k", type=int, default=TOP_K, help=f"CTR@k (default {TOP_K}).")
+        parser.add_argument(
+            "--k",
+            type=int,
+            default=None,
+            help=f"CTR@k on MIND (default {TOP_K}), nDCG@k on DeskDrop (default {DESKDROP_K}).",
+        )
         parser.add_argument(
             "--limit", type=int, default=None, help="Replay only the first N behaviors lines."
         )
@@ -88,44 +96,56 @@ class Command(BaseCommand):
         path: Path,
         test_days: int,
         pre_days: int,
-        k: int,
+        k: int | None,
         limit: int | None,
         no_similarity: bool,
         key: str | None,
         json: bool,
         **options: object,
     ) -> None:
-        news = path / "news.tsv"
-        behaviors = next((path / n for n in BEHAVIORS_FILES if (path / n).is_file()), None)
-        if not news.is_file() or behaviors is None:
-            raise CommandError(
-                f"{path} must hold news.tsv and one of {', '.join(BEHAVIORS_FILES)}."
-            )
+        k = k if k is not None else (TOP_K if dataset == "mind" else DESKDROP_K)
         for name, value in (("--test-days", test_days), ("--pre-days", pre_days), ("--k", k)):
             if value < 1:
                 raise CommandError(f"{name} must be a positive whole number.")
         if limit is not None and limit < 1:
             raise CommandError("--limit must be a positive number of lines.")
+        key = key or f"{KEY_PREFIX}-{dataset}"
+
+        def warn(line: str) -> None:
+            self.stderr.write(line, style_func=self.style.WARNING)
+
         try:
-            report = replay_mind(
-                news_path=news,
-                behaviors_path=behaviors,
-                key=key or f"{KEY_PREFIX}-{dataset}",
-                test_days=test_days,
-                pre_days=pre_days,
-                k=k,
-                limit=limit,
-                similarity=not no_similarity,
-                embedding_cache=settings.BASE_DIR / "var" / "mind_embeddings",
-                report=lambda line: self.stderr.write(line, style_func=self.style.WARNING),
-                progress=None if json else sys.stderr,
-            )
+            if dataset == "deskdrop":
+                found = sorted(path.glob(INTERACTIONS_FILES))
+                if len(found) != 1:
+                    raise CommandError(f"{path} must hold one {INTERACTIONS_FILES} file.")
+                report = replay_deskdrop(interactions_path=found[0], key=key, k=k, report=warn)
+            else:
+                news = path / "news.tsv"
+                behaviors = next((path / n for n in BEHAVIORS_FILES if (path / n).is_file()), None)
+                if not news.is_file() or behaviors is None:
+                    raise CommandError(
+                        f"{path} must hold news.tsv and one of {', '.join(BEHAVIORS_FILES)}."
+                    )
+                report = replay_mind(
+                    news_path=news,
+                    behaviors_path=behaviors,
+                    key=key,
+                    test_days=test_days,
+                    pre_days=pre_days,
+                    k=k,
+                    limit=limit,
+                    similarity=not no_similarity,
+                    embedding_cache=settings.BASE_DIR / "var" / "mind_embeddings",
+                    report=warn,
+                    progress=None if json else sys.stderr,
+                )
         except (EvaluationError, ApplicationError) as error:
             raise CommandError(str(error)) from error
         except redis.RedisError as error:
             raise CommandError(f"Redis is unavailable: {error}") from error
-        except OSError as error:
-            raise CommandError(f"Cannot read a file: {error}") from error
+        except (OSError, RowError) as error:
+            raise CommandError(f"Cannot read the data: {error}") from error
         if json:
             self.stdout.write(jsonlib.dumps(report.to_dict(), indent=2, default=str))
         else:
@@ -142,6 +162,7 @@ def _pct(value: float) -> str:
 
 
 def _metric_lines(m: MetricResult) -> list[str]:
+    control = m.control.variant
     lines = [f"{m.metric}:"]
     for arm in (m.control, m.treatment):
         lines.append(
@@ -149,7 +170,7 @@ def _metric_lines(m: MetricResult) -> list[str]:
             f"95% CI [{_f(arm.ci_low)}, {_f(arm.ci_high)}]"
         )
     lines.append(
-        f"  {TREATMENT} - {CONTROL}: {m.diff:+.4f} [{m.diff_ci_low:+.4f}, {m.diff_ci_high:+.4f}]"
+        f"  {TREATMENT} - {control}: {m.diff:+.4f} [{m.diff_ci_low:+.4f}, {m.diff_ci_high:+.4f}]"
         f"; relative lift {_pct(m.lift)} [{_pct(m.lift_ci_low)}, {_pct(m.lift_ci_high)}]; "
         f"p = {_f(m.p_value)} (Welch)"
     )
@@ -158,20 +179,18 @@ def _metric_lines(m: MetricResult) -> list[str]:
 
 def render(r: ReplayReport) -> list[str]:
     """The report as printed lines."""
+    control = r.control
     lines = [
         f"Replayed A/B test on {r.dataset}: experiment {r.experiment!r} (layer {r.layer!r}, "
         f"salts {r.layer_salt}/{r.experiment_salt}, slot [{r.layer_slot[0]}, "
-        f"{r.layer_slot[1]}), {CONTROL} 50 / {TREATMENT} 50).",
-        f"Training days {', '.join(r.train_days)}: {r.train_impressions} impressions "
-        f"({r.train_impressions_with_click} with a click) -> the learned reranker "
-        f"(walk_forward.fit, {r.rounds} rounds, {r.params['objective']}, boosted from the "
-        f"linear score; similarity feature {'on' if r.similarity else 'off'}; "
-        f"fit {r.fit_seconds:.1f} s).",
-        f"Test days {', '.join(r.test_days)}: {r.test_impressions} impressions; "
-        f"exposures {CONTROL} {r.exposures.get(CONTROL, 0)}, "
-        f"{TREATMENT} {r.exposures.get(TREATMENT, 0)}.",
-        f"Per-user metric: CTR@{r.k} = clicks at ranks 1..{r.k} / top-{r.k} slots shown, "
-        "users weighted equally; MRR over users with a click.",
+        f"{r.layer_slot[1]}), {control} 50 / {TREATMENT} 50).",
+        f"{control}: {r.control_ranker}.",
+        f"{TREATMENT}: {r.treatment_ranker}.",
+        f"Training period {_period(r.train_days)}: {r.train_units} {r.unit}"
+        + (f" ({r.train_units_with_click} with a click)." if r.unit == "impressions" else "."),
+        f"Test period {_period(r.test_days)}: {r.test_units} {r.unit}; exposures "
+        f"{control} {r.exposures.get(control, 0)}, {TREATMENT} {r.exposures.get(TREATMENT, 0)}.",
+        f"Per-user metrics, users weighted equally: {', '.join(r.metrics)} (k = {r.k}).",
         "",
     ]
     for metric in r.metrics.values():
@@ -184,8 +203,8 @@ def render(r: ReplayReport) -> list[str]:
     if r.cuped is not None:
         c = r.cuped
         lines.append(
-            f"CUPED: covariate {c.covariate} ({', '.join(c.pre_days)}), "
-            f"{c.users_with_pre} users with a pre-period impression; theta {c.theta:.4f}, "
+            f"CUPED: covariate {c.covariate} ({_period(c.pre_days)}), "
+            f"{c.users_with_pre} users with a pre-period value; theta {c.theta:.4f}, "
             f"variance reduction {c.variance_reduction * 100:.1f}%"
         )
         lines.extend("  " + line for line in _metric_lines(c.adjusted))
@@ -193,13 +212,17 @@ def render(r: ReplayReport) -> list[str]:
         cf = r.counterfactual
         lines.append(
             f"Counterfactual check (each of the {cf.users} users scored under both rankings, "
-            f"not part of the A/B): CTR@{r.k} linear {_f(cf.linear)}, learned "
-            f"{_f(cf.learned)}, paired difference {cf.diff:+.4f} "
+            f"not part of the A/B): {cf.metric} {control} {_f(cf.control)}, {TREATMENT} "
+            f"{_f(cf.treatment)}, paired difference {cf.diff:+.4f} "
             f"[{cf.diff_ci_low:+.4f}, {cf.diff_ci_high:+.4f}]"
         )
     lines.append(f"Experiment stopped: {r.stop_reason!r}. {r.seconds:.1f} s in all.")
     lines.append(
-        "A replay: both arms are scored on the same logged clicks (made in front of MIND's "
-        "own ranking), so this measures ranking quality on held-out days, not behaviour change."
+        "A replay: both arms are scored on the same logged clicks, so this measures ranking "
+        "quality on held-out data, not behaviour change."
     )
     return lines
+
+
+def _period(days: tuple[str, ...]) -> str:
+    return days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}" if days else "-"
