@@ -14,7 +14,8 @@ ranking's ranks. The days are split by time: the last ``test_days`` UTC days are
 period (the experiment), the days before them the training period. The learned reranker is
 trained once on the training period only, exactly as the walk-forward trains each day's model
 (:func:`ml_app.walk_forward.fit` with :data:`walk_forward.PARAMS` and :data:`walk_forward.ROUNDS`,
-boosted from the linear score; nothing tuned on the test period). Every test impression is
+boosted from the linear score; nothing tuned on the test period); ``params="product"`` uses
+the product trainer's parameters instead (:data:`PARAM_SETS`). Every test impression is
 ranked by its user's variant and scored on what the user clicked.
 
 Per-user metric (primary): **CTR@k** = the user's clicks at ranks 1..k over the top-k slots
@@ -65,6 +66,8 @@ from ml_app.datasets import mind
 from ml_app.evaluation import RANKING, Report, evaluate_ranking
 from ml_app.evaluation_scratch import EvaluationError
 from ml_app.services.mind import HISTORY_OFFSET, MindSummary, Stream, _Skips, valid_behaviors
+from ml_app.services.reranker_training import MAX_ROUNDS as PRODUCT_ROUNDS
+from ml_app.services.reranker_training import PARAMS as PRODUCT_PARAMS
 
 CONTROL = "linear"  # the control on MIND: the product's linear ranking
 TREATMENT = "learned"
@@ -73,6 +76,14 @@ TOP_K = 5
 STOP_REASON = "replay finished"
 KEY_PREFIX = "replay-linear-vs-learned"
 DATASETS = ("mind", "deskdrop")
+# The learned arm's LightGBM settings on MIND: the walk-forward's (issue 11's MIND evaluation,
+# chosen on the earliest days only), or the product trainer's (``RERANKER_PARAMS``, boosted
+# from the linear score as the product does, its maximum rounds without early stopping, and
+# binary click labels: its graded labels need the served log).
+PARAM_SETS: dict[str, tuple[dict[str, Any], int]] = {
+    "walk-forward": (walk_forward.PARAMS, walk_forward.ROUNDS),
+    "product": ({**PRODUCT_PARAMS, "init_score": "linear"}, PRODUCT_ROUNDS),
+}
 
 
 class ReplayError(EvaluationError):
@@ -299,6 +310,7 @@ def replay_mind(
     k: int = TOP_K,
     limit: int | None = None,
     similarity: bool = True,
+    params: str = "walk-forward",
     embedding_cache: Path | None = None,
     report: Report | None = None,
     progress: Stream = None,
@@ -333,6 +345,7 @@ def replay_mind(
             behaviors_path=behaviors_path,
             limit=limit,
             similarity=similarity,
+            params=params,
             embedding_cache=embedding_cache,
             report=report,
             progress=progress,
@@ -357,6 +370,7 @@ def _run(
     behaviors_path: Path,
     limit: int | None,
     similarity: bool,
+    params: str,
     embedding_cache: Path | None,
     report: Report | None,
     progress: Stream,
@@ -382,7 +396,8 @@ def _run(
     if not any(any(imp.labels) for imp in train_log):
         raise ReplayError("No click in the training period: there is nothing to learn from.")
     fit_started = time.monotonic()
-    model = walk_forward.fit(train_log)
+    lgb_params, rounds = PARAM_SETS[params]
+    model = walk_forward.fit(train_log, params=lgb_params, rounds=rounds)
     fit_seconds = time.monotonic() - fit_started
 
     def when(imp: walk_forward.Impression) -> tuple[datetime, int]:
@@ -434,11 +449,11 @@ def _run(
         test_units=len(test_log),
         control_ranker="the product's linear ranking (experience_app rank())",
         treatment_ranker=(
-            f"walk_forward.fit on the training days ({walk_forward.ROUNDS} rounds, "
-            f"{walk_forward.PARAMS['objective']}, boosted from the linear score; similarity "
+            f"walk_forward.fit on the training days ({params} parameters: {rounds} rounds, "
+            f"{lgb_params['objective']}, boosted from the linear score; similarity "
             f"feature {'on' if result.similarity else 'off'}; fit {fit_seconds:.1f} s)"
         ),
-        params={**walk_forward.PARAMS, "rounds": walk_forward.ROUNDS},
+        params={**lgb_params, "rounds": rounds, "set": params},
         similarity=result.similarity,
         fit_seconds=fit_seconds,
     )

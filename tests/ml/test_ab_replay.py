@@ -137,8 +137,9 @@ def test_replay_runs_a_real_experiment_and_reports_lift_srm_and_cuped(tmp_path):
 def test_a_second_run_is_a_new_experiment_and_the_text_report_reads(tmp_path):
     folder = write_fixture(tmp_path, users=12)
     run("--path", str(folder), "--json")
-    out = run("--path", str(folder), "--pre-days", "2")
+    out = run("--path", str(folder), "--pre-days", "2", "--params", "product")
     assert "experiment 'replay-linear-vs-learned-mind-2'" in out
+    assert "product parameters: 100 rounds, lambdarank" in out
     assert "relative lift" in out and "p = " in out
     assert "SRM: observed" in out
     assert "CUPED: covariate" in out and "variance reduction" in out

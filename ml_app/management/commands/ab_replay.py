@@ -15,6 +15,7 @@ from inbo.errors import ApplicationError
 from ml_app.ab_replay import (
     DATASETS,
     KEY_PREFIX,
+    PARAM_SETS,
     TOP_K,
     TREATMENT,
     MetricResult,
@@ -85,6 +86,14 @@ class Command(BaseCommand):
             help="Leave out the text-embedding 'similarity' feature (faster).",
         )
         parser.add_argument(
+            "--params",
+            choices=list(PARAM_SETS),
+            default="walk-forward",
+            help="MIND: the learned arm's LightGBM settings. 'walk-forward' (default): issue "
+            "11's MIND walk-forward (walk_forward.PARAMS); 'product': the product trainer's "
+            "RERANKER_PARAMS boosted from the linear score, its maximum rounds.",
+        )
+        parser.add_argument(
             "--key", default=None, help=f"Experiment key (default {KEY_PREFIX}-<dataset>)."
         )
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
@@ -99,6 +108,7 @@ class Command(BaseCommand):
         k: int | None,
         limit: int | None,
         no_similarity: bool,
+        params: str,
         key: str | None,
         json: bool,
         **options: object,
@@ -136,6 +146,7 @@ class Command(BaseCommand):
                     k=k,
                     limit=limit,
                     similarity=not no_similarity,
+                    params=params,
                     embedding_cache=settings.BASE_DIR / "var" / "mind_embeddings",
                     report=warn,
                     progress=None if json else sys.stderr,
