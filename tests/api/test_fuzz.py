@@ -56,6 +56,7 @@ SEED = int(os.environ.get("FUZZ_SEED", "20240901"))
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "70"))
 
 STAFF_ONLY = ["search_analytics_retrieve"]
+STAFF_ONLY_PREFIX = "experiments_"  # the staff experiments API, every operation of it
 REVOKES_TOKEN = ["auth_logout_create", "auth_logout_all_create"]
 
 # Schema-valid requests that some operations refuse (400) for reasons a JSON Schema cannot
@@ -84,14 +85,29 @@ SEMANTIC_400: dict[str, tuple[str, set[str], str]] = {
     ),
     "subscriptions_create": ("invalid", {"provider"}, "a newsletter that does not exist"),
     "me_interests_update": ("invalid", {"categories"}, "a category that does not exist"),
+    "experiments_create": (
+        "invalid",
+        {"variants", "config", "layer", "key"},
+        "weights not summing to 100, not one control, a repeated variant key, a config the "
+        "services refuse or jsonb cannot store (NUL); a layer that does not exist; the "
+        "reserved key 'layers'",
+    ),
+    "experiments_partial_update": ("invalid", {"layer"}, "a layer that does not exist"),
+    "experiments_variants_update": (
+        "invalid",
+        {"variants", "config"},
+        "weights not summing to 100, not one control, a repeated key, a config the services "
+        "refuse or jsonb cannot store (NUL)",
+    ),
 }
 
 
 def _named_fields(details: Any) -> set[str]:
-    """Every field name in an error's details, nested ones too (list indexes left out)."""
+    """Every field name in an error's details, nested ones too (list indexes left out); a
+    path names its first field ("variants.b.config.weights" names "variants")."""
     if not isinstance(details, dict):
         return set()
-    names = {k for k in details if not k.isdigit()}
+    names = {k.split(".")[0] for k in details if not k.isdigit()}
     for value in details.values():
         names |= _named_fields(value)
     return names
@@ -192,7 +208,7 @@ def _valid_as(pool: str, value: Any) -> bool:
         return (isinstance(value, int) and value >= 1) or (
             isinstance(value, str) and re.fullmatch(r"[0-9]{1,12}", value) is not None
         )
-    if pool in ("slug", "provider"):
+    if pool in ("slug", "provider", "key"):
         return isinstance(value, str) and re.fullmatch(r"[-a-zA-Z0-9_]{1,220}", value) is not None
     if pool == "search_id":
         try:
@@ -381,6 +397,34 @@ def _seed_reader(base_url: str, token: str, catalog: Catalog) -> None:
     assert all(a.status_code < 300 for a in answers), [a.text for a in answers]
 
 
+def _seed_experiments(base_url: str, token: str) -> list[str]:
+    """A layer, a draft and a running experiment made through the staff API; their keys."""
+    api = requests.Session()
+    api.headers["Authorization"] = f"Token {token}"
+    v1 = f"{base_url}/api/v1/experiments"
+    variants = [
+        {"key": "control", "weight": 50, "is_control": True},
+        {"key": "treat", "weight": 50},
+    ]
+    answers = [api.post(f"{v1}/layers/", json={"key": "home"})]
+    for key in ("fuzz-draft", "fuzz-running"):
+        answers.append(
+            api.post(
+                f"{v1}/",
+                json={
+                    "key": key,
+                    "hypothesis": "h",
+                    "layer": "home",
+                    "traffic_share": 10,
+                    "variants": variants,
+                },
+            )
+        )
+    answers.append(api.post(f"{v1}/fuzz-running/start/"))
+    assert all(a.status_code < 300 for a in answers), [a.text for a in answers]
+    return ["fuzz-draft", "fuzz-running"]
+
+
 def test_schemathesis_finds_no_server_error_and_no_contract_violation(
     http_server, catalog: Catalog
 ):
@@ -389,6 +433,7 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(
     leaver = UserFactory(username="fuzz-leaver")
     staff = UserFactory(username="fuzz-staff", is_staff=True)
     reader_token = _token(base_url, reader.username)
+    staff_token = _token(base_url, staff.username)
     _seed_reader(base_url, reader_token, catalog)
     real: dict[str, list[Any]] = {
         "item_id": [i.pk for i in catalog.items],
@@ -396,6 +441,7 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(
         + list(Subscription.objects.filter(user=reader).values_list("pk", flat=True)),
         "slug": [p.slug for p in catalog.providers],
         "provider": [p.slug for p in catalog.providers],
+        "key": _seed_experiments(base_url, staff_token),
         "search_id": [
             requests.get(f"{base_url}/api/v1/search/", params={"q": q}, timeout=10).json()[
                 "search_id"
@@ -405,6 +451,13 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(
     }
 
     raw_schema = requests.get(f"{base_url}/api/schema/?format=json", timeout=30).json()
+    staff_only = STAFF_ONLY + [
+        operation["operationId"]
+        for item in raw_schema["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict)
+        and operation.get("operationId", "").startswith(STAFF_ONLY_PREFIX)
+    ]
     tally = Tally()
     quiet = logging.getLogger("django.request")
     level = quiet.level
@@ -414,7 +467,7 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(
             for identity, token, include, exclude in (
                 ("anonymous", None, None, None),
                 ("reader", reader_token, None, REVOKES_TOKEN),
-                ("staff", _token(base_url, staff.username), STAFF_ONLY, None),
+                ("staff", staff_token, staff_only, None),
                 ("leaver", None, REVOKES_TOKEN, None),
             ):
                 schema = _only(raw_schema, include, exclude)
