@@ -9,7 +9,7 @@ from experience_app.datasets import demo as demo_plan
 from experience_app.datasets import demo_words
 from experience_app.learned import FEATURES, feature_vector
 from experience_app.models import ExperienceInteraction, ModelVersion, ServedFeed
-from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
+from experience_app.ranking import Candidate, Scored, UserContext, Weights, linear_score, rank
 from experience_app.selectors import home_engagements, interactions_between, served_between
 from experience_app.services import registry
 from experience_app.services.feed import build as feed_build
@@ -47,6 +47,7 @@ __all__ = [
     "feed_cache_stats",
     "home_engagements",
     "interactions_between",
+    "linear_score",
     "load_artifact",
     "model_active",
     "model_promote",
