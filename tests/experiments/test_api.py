@@ -493,3 +493,14 @@ def test_every_experiments_operation_is_tagged_and_staff_only(api_client):
     for operation in operations.values():
         assert operation["tags"] == ["experiments"]
         assert {"401", "403"} <= set(operation["responses"])
+
+
+def test_the_documented_create_example_is_accepted(staff_client, layer):
+    from inbo.api.examples import EXAMPLES
+
+    request = next(e for e in EXAMPLES["experiments_create"] if e.request_only)
+
+    response = staff_client.post(EXPERIMENTS, request.value, format="json")
+
+    assert response.status_code == 201, response.content
+    assert staff_client.post(url("fresh-first", "start")).status_code == 200
