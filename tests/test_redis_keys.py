@@ -14,7 +14,15 @@ from django.conf import settings
 from inbo import keys
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("inbo", "reading_app", "features_app", "experience_app", "search_app", "monitoring")
+PACKAGES = (
+    "inbo",
+    "reading_app",
+    "features_app",
+    "experience_app",
+    "search_app",
+    "monitoring",
+    "experiments_app",
+)
 KEYS_MODULE = Path("inbo/keys.py")
 
 
