@@ -4,12 +4,15 @@ its allocation and its variants are read-only; exposures are a read-only log."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.urls import path
 
+from experiments_app import admin_report
 from experiments_app.models import (
     Bandit,
     BanditSnapshot,
@@ -22,6 +25,7 @@ from experiments_app.models import (
 from experiments_app.services import decisions, lifecycle
 from experiments_app.services.validation import (
     VariantSpec,
+    validate_key,
     validate_metrics,
     validate_targeting,
     validate_traffic_share,
@@ -183,6 +187,15 @@ class ExperimentAdmin(admin.ModelAdmin):
     def stop_selected(self, request, queryset) -> None:
         self._each(request, queryset, lifecycle.experiment_stop, "is stopped")
 
+    def get_urls(self):
+        # The report page (experiments_app.admin_report); the change page links to it.
+        report = path(
+            "<path:object_id>/report/",
+            self.admin_site.admin_view(partial(admin_report.report_view, self)),
+            name="experiments_app_experiment_report",
+        )
+        return [report, *super().get_urls()]
+
 
 @admin.register(Exposure)
 class ExposureAdmin(admin.ModelAdmin):
@@ -215,6 +228,7 @@ class BanditForm(forms.ModelForm):
         # Kind, arms and params are read-only once created (the state is built on them).
         if self.instance.pk is None and not self.errors:
             try:
+                validate_key(data["key"])
                 decisions.validate_bandit(data["kind"], data["arms"], data.get("params") or {})
             except InvalidInput as exc:
                 self.add_error(next(iter(exc.details), None), exc.message)

@@ -348,3 +348,30 @@ def test_decisions_of_a_deleted_bandit_are_still_rewarded():
     figures = decisions.update_bandits()
     assert figures.bandit_rewarded == 1 and figures.snapshots == 0
     assert Decision.objects.get().reward == 0.0
+
+
+def test_the_admin_creates_bandits_through_the_service_and_shows_the_log(admin_client):
+    url = "/admin/experiments_app/bandit/"
+    form = {
+        "key": "from-admin",
+        "kind": "thompson",
+        "arms": '{"default": ["for_you", "fresh"], "fresh_first": ["fresh", "for_you"]}',
+        "params": "{}",
+        "status": "active",
+    }
+    bad = admin_client.post(f"{url}add/", {**form, "arms": '{"only": ["for_you"]}'})
+    assert bad.status_code == 200 and "2 to 8 arms" in bad.content.decode()
+    bad = admin_client.post(f"{url}add/", {**form, "key": "Upper"})
+    assert bad.status_code == 200 and "not a valid key" in bad.content.decode()
+    assert admin_client.post(f"{url}add/", form).status_code == 302
+    bandit = Bandit.objects.get(key="from-admin")
+    assert BanditSnapshot.objects.filter(bandit=bandit).count() == 1  # the prior
+    page = admin_client.get(f"{url}{bandit.pk}/change/").content.decode()
+    assert 'name="arms"' not in page  # arms are read-only once created
+    decision(UserFactory(), "default", timezone.now(), key="from-admin")
+    for model in ("bandit", "banditsnapshot", "decision"):
+        assert admin_client.get(f"/admin/experiments_app/{model}/").status_code == 200
+    assert (
+        admin_client.get("/admin/experiments_app/decision/?kind__exact=bandit").status_code == 200
+    )
+    assert admin_client.get("/admin/experiments_app/decision/add/").status_code == 403
