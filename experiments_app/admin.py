@@ -4,12 +4,15 @@ its allocation and its variants are read-only; exposures are a read-only log."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.urls import path
 
+from experiments_app import admin_report
 from experiments_app.models import (
     Bandit,
     BanditSnapshot,
@@ -183,6 +186,15 @@ class ExperimentAdmin(admin.ModelAdmin):
     @admin.action(description="Stop the selected running experiments", permissions=["change"])
     def stop_selected(self, request, queryset) -> None:
         self._each(request, queryset, lifecycle.experiment_stop, "is stopped")
+
+    def get_urls(self):
+        # The report page (experiments_app.admin_report); the change page links to it.
+        report = path(
+            "<path:object_id>/report/",
+            self.admin_site.admin_view(partial(admin_report.report_view, self)),
+            name="experiments_app_experiment_report",
+        )
+        return [report, *super().get_urls()]
 
 
 @admin.register(Exposure)

@@ -55,8 +55,11 @@ def lift_svg(
     ]
     if title:
         out.append(f'<text x="{_PAD_LEFT}" y="16" font-size="13">{escape(title)}</text>')
-    values = [
-        v for p in rows for v in (p.get("lift"), p.get("ci_low"), p.get("ci_high")) if _finite(v)
+    values: list[float] = [
+        float(v or 0.0)
+        for p in rows
+        for v in (p.get("lift"), p.get("ci_low"), p.get("ci_high"))
+        if _finite(v)
     ]
     if not values:
         out.append(

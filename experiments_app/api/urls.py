@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from experiments_app.api import views
+from experiments_app.api import reports, views
 
 urlpatterns: list = [
     path("experiments/", views.ExperimentListView.as_view(), name="experiments"),
@@ -23,5 +23,10 @@ urlpatterns: list = [
     ),
     path(
         "experiments/<slug:key>/stop/", views.ExperimentStopView.as_view(), name="experiment-stop"
+    ),
+    path(
+        "experiments/<slug:key>/report/",
+        reports.ExperimentReportView.as_view(),
+        name="experiment-report",
     ),
 ]

@@ -198,6 +198,116 @@ INVALID_CURSOR = _response(
     "A cursor this server did not issue: start again without it.",
 )
 
+_COMPARISON = {
+    "variant": "treatment",
+    "diff": 0.0041,
+    "ci_low": 0.0008,
+    "ci_high": 0.0074,
+    "lift": 0.061,
+    "lift_ci_low": 0.011,
+    "lift_ci_high": 0.113,
+    "p_value": 0.015,
+    "z": 2.43,
+    "significant": True,
+}
+EXPERIMENT_REPORT = {
+    "experiment": {
+        "key": "home-section-order",
+        "status": "running",
+        "hypothesis": "Putting continue-reading first lifts home CTR.",
+        "primary_metric": "home_ctr",
+        "guardrails": ["dismiss_rate"],
+        "started_at": "2024-05-01T09:00:00Z",
+        "stopped_at": None,
+        "stop_reason": "",
+        "planned_days": 14,
+        "window_end": "2024-05-08T09:00:00Z",
+    },
+    "generated_at": "2024-05-08T09:00:00Z",
+    "warnings": [],
+    "srm": {"statistic": 0.42, "p_value": 0.52, "blocking": False},
+    "variants": [
+        {"key": "control", "is_control": True, "weight": 50, "users": 10112, "exposures": 48210},
+        {"key": "treatment", "is_control": False, "weight": 50, "users": 10021, "exposures": 47988},
+    ],
+    "metrics": {
+        "home_ctr": {
+            "kind": "ratio",
+            "roles": ["primary"],
+            "variants": [
+                {
+                    "variant": "control",
+                    "users": 10112,
+                    "mean": 0.0672,
+                    "ci_low": 0.0649,
+                    "ci_high": 0.0695,
+                },
+                {
+                    "variant": "treatment",
+                    "users": 10021,
+                    "mean": 0.0713,
+                    "ci_low": 0.0689,
+                    "ci_high": 0.0737,
+                },
+            ],
+            "comparisons": [
+                {
+                    **_COMPARISON,
+                    "sequential": {
+                        "looks": 7,
+                        "information_fraction": 0.5,
+                        "z": 2.43,
+                        "bound": 2.96,
+                        "crossed": False,
+                        "crossed_higher": False,
+                        "crossed_lower": False,
+                        "first_crossed_look": None,
+                    },
+                }
+            ],
+            "cuped": {
+                "theta": 0.41,
+                "variance_reduction": 0.23,
+                "comparisons": [{**_COMPARISON, "ci_low": 0.0012, "ci_high": 0.0070}],
+            },
+        },
+    },
+    "guardrails": [
+        {
+            "metric": "dismiss_rate",
+            "variant": "treatment",
+            "status": "ok",
+            "harmful": "higher",
+            "enough_users": True,
+            "detail": "0.0121 in treatment vs 0.0118 in control (+2.5%; z 0.61, sequential "
+            "bound 2.96)",
+        }
+    ],
+    "series": {
+        "metric": "home_ctr",
+        "points": [
+            {
+                "variant": "treatment",
+                "date": "2024-05-02",
+                "lift": 0.09,
+                "ci_low": -0.05,
+                "ci_high": 0.25,
+                "z": 1.2,
+                "bound": 8.0,
+            },
+            {
+                "variant": "treatment",
+                "date": "2024-05-03",
+                "lift": 0.07,
+                "ci_low": -0.02,
+                "ci_high": 0.17,
+                "z": 1.5,
+                "bound": 6.1,
+            },
+        ],
+    },
+}
+
 # --- Standard errors, added to every operation that documents the status -------------------
 NOT_SIGNED_IN = _response(
     "Not signed in",
@@ -524,6 +634,18 @@ EXAMPLES: dict[str, list[OpenApiExample]] = {
                 "Experiment 'fresh-first' is stopped; only a running one stops.",
             ),
             409,
+        ),
+    ],
+    "experiments_report_retrieve": [
+        _response(
+            "Report",
+            EXPERIMENT_REPORT,
+            200,
+            "Treatment lifts home CTR by 6% (95% CI +1% to +11%) without harming dismissals.",
+        ),
+        _invalid(
+            "Unknown metric",
+            {"metric": ['"ctr" is not a valid choice.']},
         ),
     ],
     "experiments_layers_list": [
