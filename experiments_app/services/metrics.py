@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -95,8 +96,18 @@ class MetricData:
     pre_den: NDArray[np.float64]
 
     def upto(self, day: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Per-user totals over days ``[0, day)``."""
-        return self.num[:, :day].sum(axis=1), self.den[:, :day].sum(axis=1)
+        """Per-user totals over days ``[0, day)`` (``day`` >= 1)."""
+        if not self.num.size:
+            return np.zeros(self.num.shape[0]), np.zeros(self.num.shape[0])
+        return self._cum_num[:, day - 1], self._cum_den[:, day - 1]
+
+    @cached_property
+    def _cum_num(self) -> NDArray[np.float64]:
+        return np.cumsum(self.num, axis=1)
+
+    @cached_property
+    def _cum_den(self) -> NDArray[np.float64]:
+        return np.cumsum(self.den, axis=1)
 
 
 @dataclass(frozen=True)
@@ -241,23 +252,26 @@ class _Grid:
 
     def __init__(self, pop: Population) -> None:
         self.pop = pop
-        self.index = {int(u): i for i, u in enumerate(pop.user_ids)}
 
     def arrays(
         self, rows: list[tuple], column: int
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         window = np.zeros((self.pop.size, self.pop.days))
         pre = np.zeros(self.pop.size)
-        for row in rows:
-            i = self.index.get(int(row[0]))
-            value = float(row[column] or 0)
-            if i is None or not value:
-                continue
-            day = int(row[1])
-            if day < 0:
-                pre[i] += value
-            else:
-                window[i, min(day, self.pop.days - 1)] += value
+        if not rows:
+            return window, pre
+        users = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        days = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        values = np.fromiter((float(r[column] or 0) for r in rows), dtype=np.float64)
+        # Population user ids are sorted: a binary search finds each row's user.
+        at = np.searchsorted(self.pop.user_ids, users)
+        known = (at < self.pop.size) & (
+            self.pop.user_ids[np.minimum(at, self.pop.size - 1)] == users
+        )
+        before = known & (days < 0)
+        inside = known & (days >= 0)
+        np.add.at(pre, at[before], values[before])
+        np.add.at(window, (at[inside], np.minimum(days[inside], self.pop.days - 1)), values[inside])
         return window, pre
 
 

@@ -213,3 +213,29 @@ def test_admin_report_page_ignores_an_unknown_metric(admin_client_, world):  # n
 def test_admin_report_page_of_an_unknown_experiment_is_404(admin_client_):
     response = admin_client_.get("/admin/experiments_app/experiment/99999/report/")
     assert response.status_code == 404
+
+
+def test_cuped_on_a_ratio_metric_keeps_the_estimate_and_narrows_the_interval():
+    import numpy as np
+
+    from experiments_app.services import analysis
+    from experiments_app.services.metrics import MetricData
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    arm = np.repeat([1, 2], n // 2)
+    activity = rng.gamma(2.0, 5.0, size=n)  # a heavy user stays heavy
+    pre_den = rng.poisson(activity) + 1.0
+    den = rng.poisson(activity) + 1.0
+    taste = rng.beta(2, 18, size=n)  # each user's own click rate, in both periods
+    pre_num = rng.binomial(pre_den.astype(int), taste).astype(float)
+    num = rng.binomial(den.astype(int), np.where(arm == 2, taste * 1.1, taste)).astype(float)
+    data = MetricData("home_ctr", "ratio", num[:, None], den[:, None], pre_num, pre_den)
+    arms = [(1, "control"), (2, "treat")]
+    plain = analysis.analyse(data, arm, arms)["comparisons"][0]
+    adjusted = analysis.cuped(data, arm, arms)
+    assert adjusted is not None
+    assert adjusted["variance_reduction"] > 0.1
+    cmp = adjusted["comparisons"][0]
+    assert cmp["diff"] == pytest.approx(plain["diff"], abs=0.006)
+    assert cmp["ci_high"] - cmp["ci_low"] < plain["ci_high"] - plain["ci_low"]
