@@ -15,7 +15,10 @@ not change the same thing (the operator's responsibility, visible in the admin).
 Bandits. :meth:`Provider.choose` reads the bandit's state from Redis (one GET); without
 Redis (down, or restarted empty) from the latest ``BanditSnapshot``, kept in memory and
 read again at most every ``EXPERIMENTS_SNAPSHOT_REFRESH_SECONDS``; without a snapshot from
-the prior. An unknown or paused bandit keeps the default order (None).
+the prior. An unknown or paused bandit keeps the default order (None). The policy is built
+once per state (snapshot id) in a process; Thompson sampling's arm probabilities are
+estimated then (``THOMPSON_DRAWS`` posterior draws) and each build draws its arm from them,
+so the logged propensity is exactly the probability the arm was drawn with.
 """
 
 from __future__ import annotations
@@ -34,16 +37,21 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 from django.db.models.signals import post_delete, post_save
+from numpy.typing import NDArray
 
 from experience_app import public as experience
 from experiments_app import bandit_store
 from experiments_app.assignment import TargetingContext, assign, bucket
 from experiments_app.bandit_store import BanditDef
+from experiments_app.bandits import ThompsonBernoulli
 from experiments_app.models import Bandit, Experiment, Variant
 from experiments_app.services import decisions as decision_log
 from experiments_app.services.validation import config_errors, explore_settings
 
 logger = logging.getLogger(__name__)
+
+# Posterior draws that estimate Thompson sampling's arm probabilities, once per state.
+THOMPSON_DRAWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,10 @@ class Provider:
         self._lock = threading.Lock()
         self._running: _Running | None = None
         self._bandits: _Bandits | None = None
-        # bandit id -> (monotonic time read, latest snapshot's state or None)
-        self._snapshots: dict[int, tuple[float, dict[str, Any] | None]] = {}
+        # bandit id -> (monotonic time read, (latest snapshot's id, its state) or (0, None))
+        self._snapshots: dict[int, tuple[float, tuple[int, dict[str, Any] | None]]] = {}
+        # bandit id -> (snapshot id, its policy, Thompson's arm probabilities)
+        self._policies: dict[int, tuple[int, bandit_store.Policy, NDArray[np.float64] | None]] = {}
 
     def reset_cache(self, *, known_empty: bool = False) -> None:
         """Forget what was read, so the next request reads it again. ``known_empty``: the
@@ -80,6 +90,7 @@ class Provider:
             self._running = _Running(now) if known_empty else None
             self._bandits = _Bandits(now) if known_empty else None
             self._snapshots = {}
+            self._policies = {}
 
     # --- the running experiments -----------------------------------------------------------
 
@@ -151,30 +162,46 @@ class Provider:
         self._bandits = _Bandits(time.monotonic(), by_key)
         return by_key
 
-    def _snapshot_state(self, bandit: BanditDef) -> dict[str, Any] | None:
+    def _snapshot_state(self, bandit: BanditDef) -> tuple[int, dict[str, Any] | None]:
         cached = self._snapshots.get(bandit.id)
         refresh = settings.EXPERIMENTS_SNAPSHOT_REFRESH_SECONDS
         if cached is not None and time.monotonic() - cached[0] < refresh:
             return cached[1]
         snapshot = bandit_store.latest_snapshot(bandit.id)
-        state = snapshot.state if snapshot is not None else None
-        self._snapshots[bandit.id] = (time.monotonic(), state)
-        return state
+        found = (snapshot.pk, snapshot.state) if snapshot is not None else (0, None)
+        self._snapshots[bandit.id] = (time.monotonic(), found)
+        return found
 
-    def state_of(self, bandit: BanditDef) -> dict[str, Any] | None:
-        """Redis's copy, else the latest snapshot (module docstring); None: the prior."""
+    def state_of(self, bandit: BanditDef) -> tuple[int, dict[str, Any] | None]:
+        """``(snapshot id, state)``: Redis's copy, else the latest snapshot (module
+        docstring); ``(0, None)``: no state, the prior."""
         try:
             stored = bandit_store.read_state(bandit)
         except redis.RedisError as exc:
-            logger.info(
+            logger.debug(
                 "experiments.bandit_state_from_snapshot bandit=%s error=%s",
                 bandit.key,
                 type(exc).__name__,
             )
             stored = None
         if stored is not None:
-            return stored.state
+            return stored.snapshot, stored.state
         return self._snapshot_state(bandit)
+
+    def _policy(self, bandit: BanditDef) -> tuple[bandit_store.Policy, NDArray[np.float64] | None]:
+        """The bandit's policy as of its current state, built once per state (snapshot) in
+        this process; for Thompson sampling also its arm probabilities."""
+        version, state = self.state_of(bandit)
+        cached = self._policies.get(bandit.id)
+        if cached is not None and cached[0] == version:
+            return cached[1], cached[2]
+        policy = bandit_store.policy(bandit, state)
+        probabilities = None
+        if isinstance(policy, ThompsonBernoulli):
+            policy.propensity_draws = THOMPSON_DRAWS
+            probabilities = policy.propensities(np.random.default_rng())
+        self._policies[bandit.id] = (version, policy, probabilities)
+        return policy, probabilities
 
     def choose(
         self, bandit: str, user_id: int, context: Mapping[str, Any], now: datetime
@@ -185,13 +212,19 @@ class Provider:
             definition = self.bandits().get(bandit)
             if definition is None or not definition.active:
                 return None
-            policy = bandit_store.policy(definition, self.state_of(definition))
+            policy, probabilities = self._policy(definition)
         except DatabaseError:
             logger.warning("experiments.bandit_unavailable bandit=%s", bandit)
             return None
-        arm_index, propensity = policy.choose(
-            bandit_store.features(dict(context)), np.random.default_rng()
-        )
+        rng = np.random.default_rng()
+        if probabilities is not None:
+            # Thompson sampling draws the arm with the probability that it has the largest
+            # posterior draw; those probabilities are estimated once per state, so the arm
+            # is drawn from them and its logged propensity is exactly the one used.
+            arm_index = int(rng.choice(len(probabilities), p=probabilities))
+            propensity = float(probabilities[arm_index])
+        else:
+            arm_index, propensity = policy.choose(bandit_store.features(dict(context)), rng)
         arm = definition.arm_keys[arm_index]
         return experience.Decision(
             kind="bandit",
