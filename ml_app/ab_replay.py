@@ -464,7 +464,7 @@ def _run(
         primary=(ctr_name, {u: served[u].ctr for u in users}),
         secondary=("mrr", {u: m for u in users if (m := served[u].mrr) is not None}),
         pre=({u: before[u].ctr for u in users if u in before}, days[2]),
-        covariate=f"{ctr_name} under the linear ranking on the last training day(s)",
+        covariate=f"{ctr_name} under the linear ranking on the last {len(days[2])} training day(s)",
         both={u: (both[u][0].ctr, both[u][1].ctr) for u in users},
     )
     return out

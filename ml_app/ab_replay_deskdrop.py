@@ -214,11 +214,8 @@ def _run(
         variants,
         primary=(name, ndcg),
         secondary=("mrr", mrr),
-        pre=(pre, [_when(inner_cut).date()]),
-        covariate=(
-            f"{name} under decayed popularity on the same protocol cut at the training "
-            "period's 80% (from the date given)"
-        ),
+        pre=(pre, [_when(inner_cut).date(), _when(cut).date()]),
+        covariate=f"{name} under decayed popularity, the training period cut at its own 80%",
         both=both,
     )
     return out

@@ -175,9 +175,10 @@ def _pct(value: float) -> str:
 def _metric_lines(m: MetricResult) -> list[str]:
     control = m.control.variant
     lines = [f"{m.metric}:"]
+    width = max(len(m.control.variant), len(m.treatment.variant))
     for arm in (m.control, m.treatment):
         lines.append(
-            f"  {arm.variant:<8} users {arm.users:>5}  mean {_f(arm.mean)}  "
+            f"  {arm.variant:<{width}}  users {arm.users:>5}  mean {_f(arm.mean)}  "
             f"95% CI [{_f(arm.ci_low)}, {_f(arm.ci_high)}]"
         )
     lines.append(
@@ -214,8 +215,8 @@ def render(r: ReplayReport) -> list[str]:
     if r.cuped is not None:
         c = r.cuped
         lines.append(
-            f"CUPED: covariate {c.covariate} ({_period(c.pre_days)}), "
-            f"{c.users_with_pre} users with a pre-period value; theta {c.theta:.4f}, "
+            f"CUPED: covariate {c.covariate}, pre-period {_period(c.pre_days)}: "
+            f"{c.users_with_pre} users with a value; theta {c.theta:.4f}, "
             f"variance reduction {c.variance_reduction * 100:.1f}%"
         )
         lines.extend("  " + line for line in _metric_lines(c.adjusted))
