@@ -375,3 +375,24 @@ def test_the_admin_creates_bandits_through_the_service_and_shows_the_log(admin_c
         admin_client.get("/admin/experiments_app/decision/?kind__exact=bandit").status_code == 200
     )
     assert admin_client.get("/admin/experiments_app/decision/add/").status_code == 403
+
+
+def test_a_crash_before_the_snapshot_applies_nothing_and_the_rerun_applies_once(monkeypatch):
+    bandit = create()
+    decision(UserFactory(), "default", timezone.now() - timedelta(hours=1))
+    create_snapshot = BanditSnapshot.objects.create
+
+    def crash(**kwargs):
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(BanditSnapshot.objects, "create", crash)
+    with pytest.raises(RuntimeError):
+        decisions.update_bandits()
+    assert Decision.objects.get().reward is None  # the marks rolled back with the state
+
+    monkeypatch.setattr(BanditSnapshot.objects, "create", create_snapshot)
+    assert decisions.update_bandits().applied == 1
+    assert decisions.update_bandits().applied == 0
+    latest = BanditSnapshot.objects.filter(bandit=bandit).order_by("-id")[0]
+    assert latest.decisions_applied == 1
+    assert sum(latest.state["alpha"]) + sum(latest.state["beta"]) == 5.0  # prior 4 + one
