@@ -67,17 +67,23 @@ def experiment_create(
     validate_traffic_share(traffic_share)
     validate_targeting(targeting)
     validate_metrics(primary_metric, guardrails)
+    taken = Conflict(f"An experiment {key!r} exists already.")
     if Experiment.objects.filter(key=key).exists():
-        raise Conflict(f"An experiment {key!r} exists already.")
-    experiment = Experiment.objects.create(
-        key=key,
-        hypothesis=hypothesis.strip(),
-        layer=layer_ensure(layer_key),
-        traffic_share=traffic_share,
-        targeting=targeting or {},
-        primary_metric=primary_metric,
-        guardrails=guardrails,
-    )
+        raise taken
+    layer = layer_ensure(layer_key)
+    try:
+        with transaction.atomic():  # a savepoint: the unique key decides between two creates
+            experiment = Experiment.objects.create(
+                key=key,
+                hypothesis=hypothesis.strip(),
+                layer=layer,
+                traffic_share=traffic_share,
+                targeting=targeting or {},
+                primary_metric=primary_metric,
+                guardrails=guardrails,
+            )
+    except IntegrityError:
+        raise taken from None
     _write_variants(experiment, variants)
     return experiment
 
@@ -124,6 +130,10 @@ def experiment_update(experiment: Experiment, **changes: Any) -> Experiment:
     allocation = sorted(set(changes) & set(ALLOCATION_FIELDS))
     if allocation and locked.status != Experiment.Status.DRAFT:
         raise _frozen(locked, " and ".join(allocation))
+    if "hypothesis" in changes:  # as on creation: required, stored stripped
+        if not isinstance(changes["hypothesis"], str) or not changes["hypothesis"].strip():
+            raise InvalidInput("A hypothesis is required.", details={"hypothesis": ["Required."]})
+        changes["hypothesis"] = changes["hypothesis"].strip()
     if "traffic_share" in changes:
         validate_traffic_share(changes["traffic_share"])
     if "targeting" in changes:

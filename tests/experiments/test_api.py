@@ -155,7 +155,11 @@ def test_patch_edits_the_hypothesis_and_metrics_of_a_running_experiment(staff_cl
 
     response = staff_client.patch(
         url("exp"),
-        {"hypothesis": "Sharper: +2% CTR.", "primary_metric": "reads_per_user", "guardrails": []},
+        {
+            "hypothesis": " Sharper: +2% CTR.\n",
+            "primary_metric": "reads_per_user",
+            "guardrails": [],
+        },
     )
 
     assert response.status_code == 200, response.content
@@ -504,3 +508,16 @@ def test_the_documented_create_example_is_accepted(staff_client, layer):
 
     assert response.status_code == 201, response.content
     assert staff_client.post(url("fresh-first", "start")).status_code == 200
+
+
+def test_a_create_racing_another_with_the_same_key_is_a_409(staff_client, layer, monkeypatch):
+    draft("fresh-first")
+    # The other create commits between this one's check and its insert.
+    queryset = type(Experiment.objects.none())
+    exists = queryset.exists
+    monkeypatch.setattr(
+        queryset, "exists", lambda self: False if self.model is Experiment else exists(self)
+    )
+
+    assert_error(staff_client.post(EXPERIMENTS, body()), 409, "conflict")
+    assert Experiment.objects.filter(key="fresh-first").count() == 1
