@@ -16,7 +16,11 @@ and stops it at the end. Phases, in order:
 4. ``home_cold_learned`` and ``home_warm_learned`` — the same two on the learned path, the
    server restarted with the benchmark's reranker active and learned candidates in Redis
    for the measured users (bench/learned.py), compared by app CPU per request;
-5. ``ingest`` — ``POST /api/v1/experience/interactions/``, batches of fresh interactions,
+5. ``home_cold_experiments`` and ``home_warm_experiments`` — the linear path's two again with
+   experiments running (started through experiments_app's services, the server restarted so
+   its processes read them; bench/experiments.py): builds log exposures and bandit decisions,
+   hits check the user's treatment; compared by app CPU per request with the linear path;
+6. ``ingest`` — ``POST /api/v1/experience/interactions/``, batches of fresh interactions,
    with the server restarted as ONE worker process (4 threads, as the image runs it).
 
 Prints a table with the ratios to the ceiling and writes var/bench/results.json.
@@ -32,10 +36,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from bench import learned
+from bench import experiments, learned
 from bench.common import ROOT, VAR, env_int, say, setup_django
 from bench.server import BASE, BIND, CPUS, WRK_THREADS, Server, wrk
 
@@ -67,6 +72,10 @@ TARGETS = {
     # "Nothing" added to a warm hit is read as within 10%, the spread of back-to-back runs.
     "learned_cold_app_cpu_vs_linear": 1.20,
     "learned_warm_app_cpu_vs_linear": 1.10,
+    # Issue 12: running experiments (treatment check on every request; exposures and bandit
+    # decisions inserted on a build) over the linear path without them, in this run.
+    "experiments_cold_app_cpu_vs_linear": 1.15,
+    "experiments_warm_app_cpu_vs_linear": 1.10,
 }
 LOWER_IS_BETTER = ("_ms", "_vs_linear")
 
@@ -127,11 +136,13 @@ def forget_co_read() -> int:
     return len(found)
 
 
-def ranker_served(token: str) -> str:
-    """The ranker named by a home answer (a cache hit right after a build)."""
+def home_answer(token: str) -> dict:
+    """A home answer's head: the ranker and the experiments it names (a cache hit right
+    after a build)."""
     request = urllib.request.Request(BASE + HOME, headers={"Authorization": f"Token {token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
-        return str(json.loads(response.read())["ranker"])
+        answer = json.loads(response.read())
+    return {"ranker": str(answer["ranker"]), "experiments": dict(answer.get("experiments") or {})}
 
 
 def cached_feeds(user_ids: list[int]) -> int:
@@ -186,29 +197,48 @@ def run_ceiling(server: Server, tokens_file: str) -> dict:
     return wrk(server, CEILING, "get.lua", args, connections=CONNECTIONS, duration=DURATION)
 
 
-def run_cold(server: Server, users: list[tuple[int, str]], connections: int, name: str) -> dict:
+def run_cold(
+    server: Server,
+    users: list[tuple[int, str]],
+    connections: int,
+    name: str,
+    logged: Callable[[], dict[str, int]] | None = None,
+) -> dict:
+    """``logged``: counts of rows the run writes (bench/experiments.py), reported as
+    the difference over the run."""
     say(f"{name}: GET home, a different user with no cached feed every request, c={connections}")
     forget_feeds([u for u, _ in users])
     forget_co_read()
     tokens_file = write_lines(f"tokens_{name}.txt", [t for _, t in users])
+    rows = logged() if logged else {}
     before = cache_stats()
     result = wrk(
         server, HOME, "get.lua", [tokens_file], connections=connections, duration=COLD_DURATION
     )
     after = cache_stats()
+    if logged:
+        time.sleep(1)  # requests still in flight when wrk stopped
+        result.update({k: v - rows[k] for k, v in logged().items()})
     result["cache_hits"] = after["hit"] - before["hit"]
     result["cache_misses"] = after["miss"] - before["miss"]
     result["distinct_users"] = min(result["requests"], len(users))
     if result["requests"] > len(users):
         say(f"  warning: {result['requests']} requests over {len(users)} users: some were warm")
-    result["ranker"] = ranker_served(users[0][1])
+    result.update(home_answer(users[0][1]))
     return result
 
 
-def run_warm(server: Server, users: list[tuple[int, str]], name: str = "home_warm") -> dict:
+def run_warm(
+    server: Server,
+    users: list[tuple[int, str]],
+    name: str = "home_warm",
+    logged: Callable[[], dict[str, int]] | None = None,
+) -> dict:
+    """``logged``: as for :func:`run_cold`, over the priming (``primed_*``) and the run."""
     say(f"{name}: GET home for {len(users)} users whose feeds are cached")
     ids = [u for u, _ in users]
     forget_feeds(ids)
+    rows = logged() if logged else {}
     began = time.monotonic()
     with ThreadPoolExecutor(max_workers=WORKERS * 2) as pool:
         statuses = list(pool.map(lambda t: get(HOME, t), [t for _, t in users]))
@@ -216,16 +246,21 @@ def run_warm(server: Server, users: list[tuple[int, str]], name: str = "home_war
         raise SystemExit(f"bench: priming home answered {sorted(set(statuses))}")
     primed = cached_feeds(ids)
     say(f"  primed {primed}/{len(ids)} feeds in {time.monotonic() - began:.1f}s")
-    ranker = ranker_served(users[0][1])
+    answer = home_answer(users[0][1])
     tokens_file = write_lines("tokens_warm.txt", [t for _, t in users])
     wrk(server, HOME, "get.lua", [tokens_file], connections=CONNECTIONS, duration=WARMUP)
+    primed_rows = logged() if logged else {}
     before = cache_stats()
     result = wrk(server, HOME, "get.lua", [tokens_file], connections=CONNECTIONS, duration=DURATION)
     after = cache_stats()
+    if logged:
+        time.sleep(1)
+        result.update({f"primed_{k}": v - rows[k] for k, v in primed_rows.items()})
+        result.update({k: v - primed_rows[k] for k, v in logged().items()})
     result["cache_hits"] = after["hit"] - before["hit"]
     result["cache_misses"] = after["miss"] - before["miss"]
     result["distinct_users"] = len(users)
-    result["ranker"] = ranker
+    result.update(answer)
     forget_feeds(ids)
     return result
 
@@ -273,16 +308,21 @@ def ratios(figures: dict) -> dict:
     # The same comparison by CPU cost (app + PostgreSQL + Redis per request): what the
     # throughput ratio would be on an otherwise idle machine, whatever else ran meanwhile.
     cost = {name: sum(f["cpu_ms_per_request"].values()) for name, f in figures.items()}
-    for name in ("home_warm", "home_cold", "home_warm_learned", "home_cold_learned"):
+    paths = ("home_warm", "home_cold", "home_warm_learned", "home_cold_learned")
+    paths += ("home_warm_experiments", "home_cold_experiments")
+    for name in paths:
         out[f"{name}_cpu_cost_ratio"] = round(cost["ceiling"] / max(cost[name], 1e-9), 3)
-    # The learned path against the linear path, same run: app CPU per request, and the
-    # whole cost (app + PostgreSQL + Redis) beside it.
-    for kind in ("cold", "warm"):
-        linear, learned = figures[f"home_{kind}"], figures[f"home_{kind}_learned"]
-        app = learned["cpu_ms_per_request"]["app"] / max(linear["cpu_ms_per_request"]["app"], 1e-9)
-        out[f"learned_{kind}_app_cpu_vs_linear"] = round(app, 3)
-        whole = cost[f"home_{kind}_learned"] / max(cost[f"home_{kind}"], 1e-9)
-        out[f"learned_{kind}_cpu_cost_vs_linear"] = round(whole, 3)
+    # The learned path and the experiments path against the linear path, same run: app CPU
+    # per request, and the whole cost (app + PostgreSQL + Redis) beside it.
+    for path in ("learned", "experiments"):
+        for kind in ("cold", "warm"):
+            linear, other = figures[f"home_{kind}"], figures[f"home_{kind}_{path}"]
+            app = other["cpu_ms_per_request"]["app"] / max(
+                linear["cpu_ms_per_request"]["app"], 1e-9
+            )
+            out[f"{path}_{kind}_app_cpu_vs_linear"] = round(app, 3)
+            whole = cost[f"home_{kind}_{path}"] / max(cost[f"home_{kind}"], 1e-9)
+            out[f"{path}_{kind}_cpu_cost_vs_linear"] = round(whole, 3)
     return out
 
 
@@ -293,6 +333,8 @@ def targets(figures: dict, ratio: dict) -> list[dict]:
         "ingest_events_per_s": figures["ingest"]["events_per_s"],
         "learned_cold_app_cpu_vs_linear": ratio["learned_cold_app_cpu_vs_linear"],
         "learned_warm_app_cpu_vs_linear": ratio["learned_warm_app_cpu_vs_linear"],
+        "experiments_cold_app_cpu_vs_linear": ratio["experiments_cold_app_cpu_vs_linear"],
+        "experiments_warm_app_cpu_vs_linear": ratio["experiments_warm_app_cpu_vs_linear"],
     }
     out = []
     for name, target in TARGETS.items():
@@ -309,8 +351,10 @@ def table(results: dict) -> str:
         ("ceiling", "ceiling"),
         ("home warm", "home_warm"),
         ("learned warm", "home_warm_learned"),
+        ("exp. warm", "home_warm_experiments"),
         ("home cold", "home_cold"),
         ("learned cold", "home_cold_learned"),
+        ("exp. cold", "home_cold_experiments"),
         ("home cold sat.", "home_cold_saturated"),
         ("ingest (1 proc)", "ingest"),
     )
@@ -346,6 +390,7 @@ def table(results: dict) -> str:
         f"cold run {cold['cache_hits']:,} hits / {cold['cache_misses']:,} misses"
     )
     lines += learned.report(f, r)
+    lines += experiments.report(f, r)
     lines.append("")
     lines.append("targets:")
     for t in results["targets"]:
@@ -409,11 +454,13 @@ def main() -> None:
     shuffled = users[:]
     rng.shuffle(shuffled)
     warm_users = shuffled[:WARM_USERS]
-    # Disjoint thirds: nothing one cold run cached for its users serves another.
+    # Disjoint quarters (2,450 users each in the default world, several times what a cold
+    # run of 20 s serves): nothing one cold run cached for its users serves another.
     cold_users = shuffled[WARM_USERS:]
-    third = len(cold_users) // 3
-    cold_linear, cold_saturated = cold_users[:third], cold_users[third : 2 * third]
-    cold_learned = cold_users[2 * third :]
+    quarter = len(cold_users) // 4
+    cold_linear, cold_saturated = cold_users[:quarter], cold_users[quarter : 2 * quarter]
+    cold_learned = cold_users[2 * quarter : 3 * quarter]
+    cold_experiments = cold_users[3 * quarter :]
     say(
         f"{len(users):,} users, {len(items):,} published items; gunicorn {WORKERS} workers x "
         f"{THREADS} thread(s) on {BIND}; wrk {WRK_THREADS} thread, {CONNECTIONS} connections "
@@ -449,6 +496,23 @@ def main() -> None:
         server.stop()
         learned.candidates_forget(learned_ids)
         learned.reranker_retire()
+        # The experiments path: the linear path's settings with experiments running, the
+        # server restarted so that its processes read them on their first request.
+        started = experiments.start()
+        say("experiments path: " + ", ".join(f"{k} (layer {v})" for k, v in started.items()))
+        server = Server(WORKERS, THREADS, {**env, "ML_RERANKER_ENABLED": "false"})
+        server.start()
+        figures["home_cold_experiments"] = run_cold(
+            server, cold_experiments, COLD_CONNECTIONS, "home_cold_experiments", experiments.logged
+        )
+        figures["home_warm_experiments"] = run_warm(
+            server, warm_users, "home_warm_experiments", experiments.logged
+        )
+        server.stop()
+        for name in ("home_cold_experiments", "home_warm_experiments"):
+            if sorted(figures[name]["experiments"]) != sorted(experiments.EXPERIMENTS):
+                say(f"  warning: {name} answered experiments {figures[name]['experiments']}")
+        experiments.forget()
         server = Server(INGEST_WORKERS, INGEST_THREADS, env)
         server.start()
         figures["ingest"] = run_ingest(server, shuffled, items)
@@ -456,6 +520,7 @@ def main() -> None:
         server.stop()
         learned.candidates_forget(learned_ids)
         learned.reranker_retire()
+        experiments.forget()
         forget_feeds([u for u, _ in users])
         forget_snapshots()
     results = {
