@@ -252,23 +252,32 @@ def cuped(
 # --- sequential looks ---------------------------------------------------------------------
 
 
-def sequential(z_path: list[float], fractions: list[float]) -> dict[str, Any]:
-    """The Lan-DeMets O'Brien-Fleming boundary (``stats.sequential_test``) applied to one
-    z per daily look; ``crossed``: some look reached its bound."""
-    z = np.asarray(z_path, dtype=float)
+def sequential(
+    z_paths: list[list[float]], fractions: list[float]
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """The Lan-DeMets O'Brien-Fleming boundary (``stats.sequential_test``) applied to z
+    paths (one z per daily look each; all paths share the looks, so the boundary is computed
+    once); ``crossed``: some look reached its bound. Returns one result per path and the
+    bounds."""
+    z = np.asarray(z_paths, dtype=float).reshape(len(z_paths), len(fractions))
     result = stats.sequential_test(z, np.asarray(fractions), alpha=ALPHA)
-    first = int(result.first_look[0])
-    return {
-        "looks": len(z_path),
-        "information_fraction": fractions[-1],
-        "z": z_path[-1],
-        "bound": float(result.bounds[-1]),
-        "crossed": bool(result.rejected[0]),
-        # Which way: treatment above control (z >= bound) or below (z <= -bound) at some look.
-        "crossed_higher": bool(np.any(z >= result.bounds)),
-        "crossed_lower": bool(np.any(z <= -result.bounds)),
-        "first_crossed_look": first if first >= 0 else None,
-    }
+    bounds = result.bounds
+    out = []
+    for row, rejected, first in zip(z, result.rejected, result.first_look, strict=True):
+        out.append(
+            {
+                "looks": len(fractions),
+                "information_fraction": fractions[-1],
+                "z": float(row[-1]),
+                "bound": float(bounds[-1]),
+                "crossed": bool(rejected),
+                # Which way: treatment above control (z >= bound) or below (z <= -bound).
+                "crossed_higher": bool(np.any(row >= bounds)),
+                "crossed_lower": bool(np.any(row <= -bounds)),
+                "first_crossed_look": int(first) if first >= 0 else None,
+            }
+        )
+    return out, [float(b) for b in bounds]
 
 
 # --- latency ------------------------------------------------------------------------------

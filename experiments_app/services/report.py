@@ -117,6 +117,7 @@ def experiment_report(
 
     data = metric_data(experiment, pop, [m for m in wanted if m in KINDS])
     blocks: dict[str, Any] = {}
+    pending: list[tuple[dict[str, Any], list[float]]] = []  # comparisons and their z paths
     for key in wanted:
         if key == LATENCY_P95:
             blocks[key] = _latency(latency, arms, roles[key])
@@ -141,15 +142,8 @@ def experiment_report(
                         }
                     )
         for cmp in block["comparisons"]:
-            path = paths[cmp["variant"]]
-            cmp["sequential"] = analysis.sequential(path, fractions) if path else None
-        if series and key == series_metric:
-            bounds = stats.spending_bounds(fractions, analysis.ALPHA)
-            per_variant: dict[str, int] = {}
-            for point in series:
-                i = per_variant.get(point["variant"], 0)
-                point["bound"] = float(bounds[i])
-                per_variant[point["variant"]] = i + 1
+            cmp["sequential"] = None
+            pending.append((cmp, paths[cmp["variant"]]))
         blocks[key] = {
             "kind": d.kind,
             "roles": roles[key],
@@ -157,6 +151,15 @@ def experiment_report(
             "cuped": analysis.cuped(d, pop.variant_ids, arms),
         }
 
+    if pending and looks:
+        results, bounds = analysis.sequential([path for _, path in pending], fractions)
+        for (cmp, _), outcome in zip(pending, results, strict=True):
+            cmp["sequential"] = outcome
+        per_variant: dict[str, int] = {}
+        for point in series:
+            i = per_variant.get(point["variant"], 0)
+            point["bound"] = bounds[i]
+            per_variant[point["variant"]] = i + 1
     checks = guardrails.assess_all(experiment, blocks, {v.key: users[v.id] for v in variants})
     report = {
         "experiment": {
