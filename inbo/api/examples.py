@@ -257,7 +257,7 @@ EXPERIMENT_REPORT = {
                         "looks": 7,
                         "information_fraction": 0.5,
                         "z": 2.43,
-                        "bound": 2.96,
+                        "bound": 3.01,
                         "crossed": False,
                         "crossed_higher": False,
                         "crossed_lower": False,
@@ -280,7 +280,7 @@ EXPERIMENT_REPORT = {
             "harmful": "higher",
             "enough_users": True,
             "detail": "0.0121 in treatment vs 0.0118 in control (+2.5%; z 0.61, sequential "
-            "bound 2.96)",
+            "bound 3.01)",
         }
     ],
     "series": {
@@ -302,7 +302,7 @@ EXPERIMENT_REPORT = {
                 "ci_low": -0.02,
                 "ci_high": 0.17,
                 "z": 1.5,
-                "bound": 6.1,
+                "bound": 5.82,
             },
         ],
     },
