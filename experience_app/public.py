@@ -11,8 +11,10 @@ from experience_app.learned import FEATURES, feature_vector
 from experience_app.models import ExperienceInteraction, ModelVersion, ServedFeed
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, linear_score, rank
 from experience_app.selectors import home_engagements, interactions_between, served_between
-from experience_app.services import registry
+from experience_app.services import interactions, registry
 from experience_app.services.feed import build as feed_build
+from experience_app.services.feed import cache as feed_cache
+from experience_app.services.feed import served_log
 from experience_app.services.progress_bars import bar
 from experience_app.services.rerank import ArtifactError, load_artifact, rerank
 from experience_app.services.users import users_ensure
@@ -34,6 +36,7 @@ __all__ = [
     "Candidate",
     "Decision",
     "FeedContext",
+    "InteractionIn",
     "ModelVersion",
     "Scored",
     "Treatment",
@@ -46,7 +49,9 @@ __all__ = [
     "feature_vector",
     "feed_cache_stats",
     "home_engagements",
+    "home_json",
     "interactions_between",
+    "interactions_record",
     "linear_score",
     "load_artifact",
     "model_active",
@@ -57,6 +62,7 @@ __all__ = [
     "rank",
     "rerank",
     "served_between",
+    "served_log_flush",
     "set_treatment_provider",
     "users_ensure",
 ]
@@ -66,6 +72,14 @@ __all__ = [
 # sections and sources, a bandit's arms are section orders; rewards are home engagements.
 set_treatment_provider = treatments.set_provider
 SECTION_ORDER = feed_build.SECTION_ORDER
+
+# A simulated client (experiments_app.traffic, ``manage.py experiment_simulate``) uses the
+# product as an app does: the home response, the interactions it reports, and the served
+# log's flush that a beat task runs in production.
+home_json = feed_cache.home_json
+interactions_record = interactions.interactions_record
+InteractionIn = interactions.InteractionIn
+served_log_flush = served_log.flush
 
 
 # The model registry (issue 11): ml_app registers what it trains with the gate it measured;
