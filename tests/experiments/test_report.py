@@ -239,3 +239,23 @@ def test_cuped_on_a_ratio_metric_keeps_the_estimate_and_narrows_the_interval():
     cmp = adjusted["comparisons"][0]
     assert cmp["diff"] == pytest.approx(plain["diff"], abs=0.006)
     assert cmp["ci_high"] - cmp["ci_low"] < plain["ci_high"] - plain["ci_low"]
+
+
+def test_a_draft_has_an_empty_report(staff_client):
+    from experiments_app.services import lifecycle
+    from experiments_app.services.validation import VariantSpec
+
+    lifecycle.experiment_create(
+        key="draft",
+        hypothesis="Not yet.",
+        layer_key="draft-layer",
+        variants=[VariantSpec("control", 50, True), VariantSpec("treat", 50)],
+        guardrails=["latency_p95"],
+    )
+    response = staff_client.get(URL.format("draft"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["srm"] is None
+    assert body["warnings"] == ["No exposed users yet."]
+    assert body["metrics"]["home_ctr"]["variants"][0]["mean"] is None
+    assert body["guardrails"][0]["enough_users"] is False
