@@ -316,6 +316,8 @@ def replay_mind(
     progress: Stream = None,
 ) -> ReplayReport:
     """Run the replayed A/B test on MIND-format files (see the module docstring)."""
+    if params not in PARAM_SETS:
+        raise ReplayError(f"Unknown parameter set {params!r}: one of {', '.join(PARAM_SETS)}.")
     started = time.monotonic()
     replay = _behaviors(behaviors_path, limit)
     days = sorted({b.time.date() for b in replay})

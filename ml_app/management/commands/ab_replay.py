@@ -32,9 +32,9 @@ INTERACTIONS_FILES = "users_interactions*.csv"
 
 
 class Command(BaseCommand):
-    """Run a real experiment (layer, experiment, variants ``linear`` and ``learned``, 50/50,
-    exposures) over the held-out days of a MIND replay and analyse it with
-    ``experiments_app.stats`` (see :mod:`ml_app.ab_replay`)."""
+    """Run a real experiment (layer, experiment, a control and ``learned``, 50/50, exposures)
+    over the held-out period of a MIND or DeskDrop replay and analyse it with
+    ``experiments_app.stats`` (see :mod:`ml_app.ab_replay`, :mod:`ml_app.ab_replay_deskdrop`)."""
 
     help = (
         "Replayed A/B test: linear ranking (control) vs learned reranker. Creates and starts "
@@ -45,8 +45,10 @@ class Command(BaseCommand):
         "training days only (the walk-forward's fit and parameters), assigns every test-period "
         "user with assign(), logs their exposure at their first test impression, ranks each "
         "impression by the user's variant and scores per-user CTR@k and MRR on the logged "
-        "clicks. Prints per-arm users, means and intervals, the relative lift with its "
-        "interval and p-value, the SRM check and CUPED; stops the experiment ('replay "
+        "clicks. DeskDrop (--dataset deskdrop, a users_interactions*.csv in --path): issue "
+        "11's protocol, control 'popularity' (decayed popularity) against the learned ranker, "
+        "per-user nDCG@10 and MRR. Prints per-arm users, means and intervals, the relative lift "
+        "with its interval and p-value, the SRM check and CUPED; stops the experiment ('replay "
         "finished'). Both arms are scored on the same logged clicks: ranking quality on "
         "held-out days, not a change in behaviour."
     )
@@ -63,13 +65,13 @@ class Command(BaseCommand):
             "--test-days",
             type=int,
             default=2,
-            help="The last N UTC days of the log are the test period (default 2).",
+            help="MIND: the last N UTC days of the log are the test period (default 2).",
         )
         parser.add_argument(
             "--pre-days",
             type=int,
             default=1,
-            help="CUPED's pre-period: the last N training days (default 1).",
+            help="MIND: CUPED's pre-period is the last N training days (default 1).",
         )
         parser.add_argument(
             "--k",
@@ -78,12 +80,12 @@ class Command(BaseCommand):
             help=f"CTR@k on MIND (default {TOP_K}), nDCG@k on DeskDrop (default {DESKDROP_K}).",
         )
         parser.add_argument(
-            "--limit", type=int, default=None, help="Replay only the first N behaviors lines."
+            "--limit", type=int, default=None, help="MIND: replay only the first N behaviors lines."
         )
         parser.add_argument(
             "--no-similarity",
             action="store_true",
-            help="Leave out the text-embedding 'similarity' feature (faster).",
+            help="MIND: leave out the text-embedding 'similarity' feature (faster).",
         )
         parser.add_argument(
             "--params",
