@@ -33,6 +33,9 @@ MIND's own ranking. It measures ranking quality on held-out days with the produc
 randomisation and statistics, not a change in behaviour (no user saw either ranking). Because
 it is a replay, each user can also be scored under both rankings: :class:`Counterfactual` is
 that paired comparison over all test users, a check of what the split-sample A/B estimates.
+
+DeskDrop (:mod:`ml_app.ab_replay_deskdrop`) reuses the experiment and the analysis here
+(:func:`create_experiment`, :func:`analyse`) on issue 11's DeskDrop protocol.
 """
 
 from __future__ import annotations
