@@ -37,7 +37,9 @@ class _ExperimentInfo(serializers.Serializer):
 
 
 class _Srm(serializers.Serializer):
-    statistic = serializers.FloatField()
+    statistic = serializers.FloatField(
+        allow_null=True, help_text="null: a variant of weight 0 has users."
+    )
     p_value = serializers.FloatField()
     blocking = serializers.BooleanField(help_text="p < 0.001: do not read the results.")
 

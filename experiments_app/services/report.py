@@ -84,8 +84,14 @@ def experiment_report(
 
     warnings: list[str] = []
     srm: dict[str, Any] | None = None
-    if len(variants) >= 2 and pop.size >= 2:
-        result = stats.srm([users[v.id] for v in variants], [v.weight for v in variants])
+    # A variant of weight 0 has no expected users: one that has any is a mismatch by itself.
+    weighted = [v for v in variants if v.weight > 0]
+    result: stats.SrmResult | None = None
+    if any(users[v.id] for v in variants if v.weight == 0):
+        result = stats.SrmResult(statistic=float("inf"), p_value=0.0, blocking=True)
+    elif len(weighted) >= 2 and pop.size >= 2:
+        result = stats.srm([users[v.id] for v in weighted], [v.weight for v in weighted])
+    if result is not None:
         srm = {"statistic": result.statistic, "p_value": result.p_value,
                "blocking": result.blocking}  # fmt: skip
         if result.blocking:

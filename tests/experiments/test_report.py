@@ -259,3 +259,11 @@ def test_a_draft_has_an_empty_report(staff_client):
     assert body["warnings"] == ["No exposed users yet."]
     assert body["metrics"]["home_ctr"]["variants"][0]["mean"] is None
     assert body["guardrails"][0]["enough_users"] is False
+
+
+def test_users_in_a_variant_of_weight_zero_block_the_report(staff_client):
+    experiment = running("zero", weights=(100, 0))
+    _bulk_exposed(experiment, {"control": 50, "treat": 3})
+    body = staff_client.get(URL.format("zero")).json()
+    assert body["srm"] == {"statistic": None, "p_value": 0.0, "blocking": True}
+    assert body["warnings"][0].startswith("Sample ratio mismatch")
