@@ -126,12 +126,12 @@ def _body(
             "degraded": degraded,
             "cold_start": meta["cold_start"],
             "ranker": meta.get("ranker", "linear"),
-            "experiments": meta.get("experiments") or {},
             "cached": cached,
         },
         separators=(",", ":"),
     )
-    return f'{head[:-1]},"sections":{pages_json}}}'.encode()
+    experiments = meta.get("experiments_json") or "{}"  # encoded once, at build time
+    return f'{head[:-1]},"experiments":{experiments},"sections":{pages_json}}}'.encode()
 
 
 # --- home -----------------------------------------------------------------------------
@@ -142,9 +142,21 @@ def _elapsed_ms(started: float) -> float:
 
 
 def _experiments_json(meta: dict[str, Any]) -> tuple[str, str]:
-    return (
-        json.dumps(meta.get("experiments") or {}, separators=(",", ":")),
-        json.dumps(meta.get("decisions") or [], separators=(",", ":")),
+    """The variants and the build's decisions as the served log keeps them, encoded at
+    build time (a cache hit splices them, it does not encode them again)."""
+    return meta.get("experiments_json") or "{}", meta.get("decisions_json") or "[]"
+
+
+def _compact(decisions: Any) -> str:
+    """The decisions as every served record of the feed names them: what was chosen and
+    its propensity. The whole decision (the exploration pool and its signals) is logged once,
+    by the provider (experiments_app's decision log)."""
+    return json.dumps(
+        [
+            {"kind": d.kind, "key": d.key, "arm": d.arm, "propensity": round(d.propensity, 6)}
+            for d in decisions
+        ],
+        separators=(",", ":"),
     )
 
 
@@ -240,9 +252,9 @@ def home_json(user_id: int, *, now: datetime | None = None, platform: str | None
         "degraded": feed.degraded,
         "cold_start": feed.cold_start,
         "ranker": feed.ranker,
-        "experiments": dict(feed.experiments),
+        "experiments_json": json.dumps(dict(feed.experiments), separators=(",", ":")),
         "treatment": feed.treatment,
-        "decisions": [d.to_json() for d in feed.decisions],
+        "decisions_json": _compact(feed.decisions),
         "ids": [i["item_id"] for i in items],
     }
     degraded = feed.degraded or not redis_ok
