@@ -102,7 +102,8 @@ class ServedFeed(models.Model):
     decisions = models.JSONField(
         default=list,
         blank=True,
-        help_text='[{"kind", "key", "arm", "propensity", "context", "candidates"?}]',
+        help_text='[{"kind", "key", "arm", "propensity"}]: the random choices of the build '
+        "(the whole decision is in experiments_app's decision log)",
     )
     latency_ms = models.FloatField(null=True, blank=True)
 
