@@ -164,6 +164,13 @@ class ExperimentAdmin(admin.ModelAdmin):
             return ("key", *lifecycle.ALLOCATION_FIELDS, *_ALWAYS_READ_ONLY)
         return _ALWAYS_READ_ONLY
 
+    def has_delete_permission(self, request, obj: Experiment | None = None) -> bool:
+        # A running experiment is being served (its rows are read by every feed); a stopped
+        # one is the record of what was exposed. Only drafts may be deleted.
+        if obj is not None and obj.status != Experiment.Status.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
     @admin.display(description="layer slot")
     def slot(self, obj: Experiment) -> str:
         if obj.layer_slot_start is None:

@@ -308,3 +308,20 @@ def test_the_command_reports_invalid_experiments():
     with pytest.raises(CommandError, match="No experiment 'ghost'"):
         run("stop", "ghost")
     assert not Experiment.objects.exists()
+
+
+def test_only_drafts_can_be_deleted_in_the_admin(admin_client):
+    running = lifecycle.experiment_start(draft())
+    assert admin_client.get(f"{CHANGELIST}{running.id}/delete/").status_code == 403
+    other = lifecycle.experiment_create(
+        key="other",
+        hypothesis="h",
+        layer_key="another",
+        variants=[VariantSpec("a", 50, True), VariantSpec("b", 50)],
+    )
+    selected = {"action": "delete_selected", "_selected_action": [running.id, other.id]}
+    # Django refuses the whole bulk delete when one selected object may not be deleted.
+    assert admin_client.post(CHANGELIST, {**selected, "post": "yes"}).status_code == 403
+    assert Experiment.objects.count() == 2
+    admin_client.post(CHANGELIST, {**selected, "_selected_action": [other.id], "post": "yes"})
+    assert list(Experiment.objects.values_list("key", flat=True)) == [running.key]
