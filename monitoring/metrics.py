@@ -28,6 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from experience_app import public as experience
+from experiments_app import public as experiments
 from features_app import public as features
 from monitoring import checks
 
@@ -251,6 +252,20 @@ class InboCollector(Collector):
                 "Total counter drift the last reconciliation found (before repairing it).",
                 figures["reconcile_drift"],
             )
+        trials = experiments.health_figures()
+        yield _gauge(
+            "inbo_experiments_running", "Experiments running now.", trials["running"]
+        )
+        yield _gauge(
+            "inbo_bandit_rewards_due",
+            "Logged decisions past their reward window still waiting for their reward.",
+            trials["rewards_due"],
+        )
+        yield _gauge(
+            "inbo_bandit_rewards_lag_seconds",
+            "How long past its reward window the oldest unrewarded decision is.",
+            trials["rewards_lag_seconds"],
+        )
         stats = experience.feed_cache_stats()
         if stats is not None:
             family = CounterMetricFamily(

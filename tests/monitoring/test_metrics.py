@@ -5,12 +5,14 @@ import sys
 import time
 import types
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from experiments_app.models import Decision
 from features_app import sync
 from features_app.models import CounterQuarantine
 from inbo import keys
@@ -42,6 +44,29 @@ def test_feature_store_figures_are_exported(client):
     assert "inbo_features_quarantined_counters 1.0" in text
     assert "inbo_features_sync_backlog_items 1.0" in text
     assert "inbo_features_reconcile_drift 7.0" in text
+
+
+def test_experiment_figures_are_exported(client, user):
+    window = timedelta(seconds=settings.EXPERIMENTS_REWARD_WINDOW_SECONDS)
+    now = timezone.now()
+    for minutes, reward in ((20, None), (5, None), (30, 1.0)):
+        Decision.objects.create(
+            user=user,
+            kind="bandit",
+            key="order",
+            arm="a",
+            propensity=0.5,
+            decided_at=now - window - timedelta(minutes=minutes),
+            reward=reward,
+        )
+    Decision.objects.create(
+        user=user, kind="bandit", key="order", arm="a", propensity=0.5, decided_at=now
+    )
+    text = _metrics(client)
+    assert "inbo_experiments_running 0.0" in text
+    assert "inbo_bandit_rewards_due 2.0" in text
+    lag = float(re.search(r"^inbo_bandit_rewards_lag_seconds (\S+)$", text, re.M).group(1))
+    assert 20 * 60 - 5 <= lag <= 20 * 60 + 60
 
 
 def test_sync_lag_and_cache_outcomes_are_exported(client):
