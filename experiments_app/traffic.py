@@ -242,9 +242,9 @@ class Publisher:
         if count <= 0 or counts["providers"] == 0:
             return
         plan = experience.demo_plan
+        # Provider n is ``demo:provider:<n>`` whatever the seed (the seed picks its sections):
+        # the stored demo providers publish, none is created.
         providers = plan.providers(settings.world_seed, counts["providers"])
-        # Idempotent: the demo world's providers exist already (created if one is missing).
-        reading.providers_create_missing([p.spec for p in providers])
         anchor = end + timedelta(seconds=plan.MIN_AGE_SECONDS)
         seed = settings.world_seed * 1_000_003 + settings.seed
         generated = plan.items(seed, count, providers, max(1, math.ceil(days)), anchor)
@@ -270,7 +270,14 @@ class Publisher:
             due += 1
         if not due:
             return 0
-        reading.items_create_missing(self.pending[:due])
+        try:
+            reading.items_create_missing(self.pending[:due])
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"{exc.message} New items are published by the demo providers: run this on a "
+                "database holding the demo world only.",
+                details=exc.details,
+            ) from exc
         del self.pending[:due]
         self.published += due
         return due
