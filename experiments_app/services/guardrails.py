@@ -90,7 +90,7 @@ def assess(
         crossed = bool(seq.get("crossed_higher" if higher_is_worse else "crossed_lower"))
         breached = enough and worse and crossed
         detail = (
-            f"{treated['mean']} in {cmp['variant']} vs {control['mean']} in "
+            f"{_g(treated['mean'])} in {cmp['variant']} vs {_g(control['mean'])} in "
             f"{control['variant']} ({_pct(lift)}; z {seq.get('z')}, sequential bound "
             f"{seq.get('bound')}{', crossed' if crossed else ''})"
         )
@@ -118,6 +118,11 @@ def assess_all(
         for cmp in block["comparisons"]:
             out.append(assess(metric, block, _rounded(cmp), users))
     return out
+
+
+def _g(value: Any) -> str:
+    """A metric's value with four significant digits (the stop reason keeps 300 characters)."""
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _rounded(cmp: Mapping[str, Any]) -> dict[str, Any]:
