@@ -304,9 +304,13 @@ def sessions_plan(
 # --- one session -------------------------------------------------------------------------
 
 
-def run_session(user: SimUser, at: datetime, rng: np.random.Generator) -> tuple[Counter[str], int]:
+def run_session(
+    user: SimUser, at: datetime, rng: np.random.Generator, *, namespace: uuid.UUID
+) -> tuple[Counter[str], int]:
     """One home visit: the real home response, the user's behaviour, its report through
-    the real ingestion. Returns the interactions reported by type and the progress rows."""
+    the real ingestion. Returns the interactions reported by type and the progress rows.
+    Event ids are uuid5 in the run's ``namespace``: another run never collides with them
+    (a client's event id is its idempotency key)."""
     body = json.loads(experience.home_json(user.user_id, now=at))
     request_id = uuid.UUID(body["request_id"])
     shown = [
@@ -324,7 +328,7 @@ def run_session(user: SimUser, at: datetime, rng: np.random.Generator) -> tuple[
     def report(item: int, kind: str, section: str, position: int, dwell: int | None = None):
         events.append(
             experience.InteractionIn(
-                event_id=uuid.UUID(bytes=rng.bytes(16), version=4),
+                event_id=uuid.uuid5(namespace, rng.bytes(16).hex()),
                 item_id=item,
                 interaction_type=kind,
                 occurred_at=clock,
@@ -438,6 +442,7 @@ def simulate(
     outcome = Outcome(settings.key, database, start, experiment_start, end, users=len(users))
     publisher = Publisher(settings, start, end)
     plan = sessions_plan(users, seed=settings.seed, start=start, days=2 * settings.days)
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"inbo:experiment_simulate:{settings.key}")
     hour: datetime | None = None
     progress = experience.bar(plan, stream=stdout, desc="sessions", unit="session")
     for at, index, k in progress:
@@ -449,7 +454,8 @@ def simulate(
             outcome.served_flushed += flush_served()
             experiment = lifecycle.experiment_start(experiment, at=experiment_start)
         user = users[index]
-        counts, created = run_session(user, at, _rng(settings.seed, user.number, k))
+        rng = _rng(settings.seed, user.number, k)
+        counts, created = run_session(user, at, rng, namespace=namespace)
         outcome.sessions += 1
         outcome.interactions.update(counts)
         outcome.progress_rows += created

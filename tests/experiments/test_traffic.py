@@ -144,6 +144,17 @@ def test_a_taken_key_is_refused(world):
         _simulate("--days", "1", "--users", "2")
 
 
+def test_a_second_run_with_the_same_seed_stores_all_its_events(world):
+    """Event ids are the client's idempotency keys: another run's never collide."""
+    runs = [
+        _simulate("--key", key, "--days", "1", "--users", "3", "--seed", "9")["simulation"]
+        for key in ("sim-a", "sim-b")
+    ]
+    posted = sum(n for run in runs for kind, n in run["interactions"].items() if kind != "rejected")
+    assert runs[1]["start"] >= runs[0]["end"]  # the second clock starts after the first
+    assert ExperienceInteraction.objects.count() == posted > 0
+
+
 def test_behaviour_model_prefers_taste_and_fresh_issues():
     user = traffic.SimUser(1, 1, 1.0, frozenset({10}), frozenset({1}))
     assert user.taste((1, 10)) > user.taste((1, 11)) > user.taste((2, 20))
