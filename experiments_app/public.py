@@ -42,7 +42,6 @@ __all__: list[str] = [
 ]
 
 
-
 def health_figures() -> dict[str, float]:
     """Figures for monitoring (PostgreSQL, indexed): running experiments, decisions past
     their reward window still waiting for their reward, and how far past the window the

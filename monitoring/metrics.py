@@ -253,9 +253,7 @@ class InboCollector(Collector):
                 figures["reconcile_drift"],
             )
         trials = experiments.health_figures()
-        yield _gauge(
-            "inbo_experiments_running", "Experiments running now.", trials["running"]
-        )
+        yield _gauge("inbo_experiments_running", "Experiments running now.", trials["running"])
         yield _gauge(
             "inbo_bandit_rewards_due",
             "Logged decisions past their reward window still waiting for their reward.",
