@@ -442,7 +442,8 @@ def simulate(
     outcome = Outcome(settings.key, database, start, experiment_start, end, users=len(users))
     publisher = Publisher(settings, start, end)
     plan = sessions_plan(users, seed=settings.seed, start=start, days=2 * settings.days)
-    namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"inbo:experiment_simulate:{settings.key}")
+    # Event ids unique to this run's experiment key (a uuid5 namespace, not a Redis key).
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:experiment-simulate:{settings.key}")
     hour: datetime | None = None
     progress = experience.bar(plan, stream=stdout, desc="sessions", unit="session")
     for at, index, k in progress:
