@@ -52,6 +52,7 @@ __all__ = [
     "categories_create_missing",
     "category_ids_by_slug",
     "category_names",
+    "child_category_parents",
     "completed_item_ids",
     "in_progress",
     "item_cards",
@@ -71,9 +72,11 @@ __all__ = [
     "searchable_counts",
     "searchable_ids",
     "subscribe_catalog_changes",
+    "subscribe_reader_changes",
     "subscribed_provider_ids",
     "subscriptions_bulk_create",
     "unsubscribe_catalog_changes",
+    "unsubscribe_reader_changes",
 ]
 
 
@@ -189,6 +192,13 @@ def category_names(category_ids: Sequence[int] | set[int]) -> dict[int, str]:
     return dict(Category.objects.filter(id__in=list(category_ids)).values_list("id", "name"))
 
 
+def child_category_parents(category_ids: Sequence[int] | set[int]) -> dict[int, int]:
+    """Subcategories of ``category_ids`` and the parent each belongs to (child id -> parent
+    id): a topic matches items tagged with its subcategories (the tree has two levels)."""
+    rows = Category.objects.filter(parent_id__in=list(category_ids))
+    return {child: parent for child, parent in rows.values_list("id", "parent_id")}
+
+
 def category_ids_by_slug(slugs: Sequence[str]) -> dict[str, int]:
     """Ids of the categories among ``slugs`` that exist, by slug."""
     return dict(Category.objects.filter(slug__in=list(slugs)).values_list("slug", "id"))
@@ -222,6 +232,19 @@ def subscribe_catalog_changes(callback: changes.CatalogListener) -> None:
 def unsubscribe_catalog_changes(callback: changes.CatalogListener) -> None:
     """Stop calling ``callback`` (tests)."""
     changes.unsubscribe(callback)
+
+
+def subscribe_reader_changes(callback: changes.ReaderListener) -> None:
+    """Call ``callback(user_id, what)`` once a reader's own state has changed and committed:
+    a subscription started, re-activated or cancelled (``"subscription"``), an item saved or
+    unsaved (``"save"``), reading progress recorded (``"progress"``). Register it once, in
+    ``AppConfig.ready`` (the home feed forgets the reader's cached feed)."""
+    changes.subscribe_reader(callback)
+
+
+def unsubscribe_reader_changes(callback: changes.ReaderListener) -> None:
+    """Stop calling ``callback`` (tests)."""
+    changes.unsubscribe_reader(callback)
 
 
 def item_search_data(item_ids: Sequence[int], *, body_chars: int) -> dict[int, ItemSearchData]:

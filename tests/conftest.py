@@ -114,7 +114,11 @@ def redis_state_server(redis_server):
 
 
 # Services whose ``on_commit`` effects (Redis counting, cache invalidation) tests observe.
-_COMMIT_EFFECTS_OF = ("experience_app.services.interactions", "experience_app.services.interests")
+_COMMIT_EFFECTS_OF = (
+    "experience_app.services.interactions",
+    "experience_app.services.interests",
+    "reading_app.services.changes",  # a reader's own changes: the home feed forgets its cache
+)
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from inbo.errors import InvalidInput, NotFound
 from reading_app.models import Item, Provider, ReadingProgress, SavedItem, Subscription
+from reading_app.services.changes import notify_reader
 
 
 def _published_item(item_id: int) -> Item:
@@ -38,17 +39,21 @@ def subscription_create(*, user_id: int, provider_slug: str) -> tuple[Subscripti
         if not created and sub.status != Subscription.Status.ACTIVE:
             sub.status = Subscription.Status.ACTIVE
             sub.save(update_fields=["status", "updated_at"])
-            return sub, True
+            created = True  # re-activated: changed as a new one
+        if created:
+            notify_reader(user_id, "subscription")
     return sub, created
 
 
 def subscription_cancel(*, user_id: int, subscription_id: int) -> Subscription:
     """Stop following; the row stays as history with status ``cancelled``."""
-    updated = Subscription.objects.filter(id=subscription_id, user_id=user_id).update(
-        status=Subscription.Status.CANCELLED, updated_at=timezone.now()
-    )
-    if not updated:
-        raise NotFound("No such subscription.", details={"subscription_id": subscription_id})
+    with transaction.atomic():
+        updated = Subscription.objects.filter(id=subscription_id, user_id=user_id).update(
+            status=Subscription.Status.CANCELLED, updated_at=timezone.now()
+        )
+        if not updated:
+            raise NotFound("No such subscription.", details={"subscription_id": subscription_id})
+        notify_reader(user_id, "subscription")
     return Subscription.objects.select_related("provider").get(id=subscription_id)
 
 
@@ -57,15 +62,20 @@ def item_save(*, user_id: int, item_id: int) -> tuple[SavedItem, bool]:
     item = _published_item(item_id)
     try:
         with transaction.atomic():
-            return SavedItem.objects.get_or_create(user_id=user_id, item=item)
+            saved, created = SavedItem.objects.get_or_create(user_id=user_id, item=item)
+            if created:
+                notify_reader(user_id, "save")
+            return saved, created
     except IntegrityError:  # a concurrent save of the same item won the race
         return SavedItem.objects.get(user_id=user_id, item=item), False
 
 
 def item_unsave(*, user_id: int, item_id: int) -> None:
-    deleted, _ = SavedItem.objects.filter(user_id=user_id, item_id=item_id).delete()
-    if not deleted:
-        raise NotFound("This item is not saved.", details={"item_id": item_id})
+    with transaction.atomic():
+        deleted, _ = SavedItem.objects.filter(user_id=user_id, item_id=item_id).delete()
+        if not deleted:
+            raise NotFound("This item is not saved.", details={"item_id": item_id})
+        notify_reader(user_id, "save")
 
 
 def progress_update(
@@ -87,4 +97,6 @@ def progress_update(
             # (a concurrent first update may have inserted the row after this one began).
             row.completed_at = row.started_at if created else max(timezone.now(), row.started_at)
         row.save()
+        # "Continue reading" shows the item and how far the reader got.
+        notify_reader(user_id, "progress")
     return row
