@@ -293,7 +293,8 @@ def test_the_command_creates_starts_lists_and_stops():
     assert (
         "rerank-v3\tranking\trunning\t20%\t[0,2000)\thome_ctr\tcontrol*:50 treatment:50" in listed
     )
-    assert "rerank-v3 is stopped." in run("stop", "rerank-v3")
+    assert "rerank-v3 is stopped." in run("stop", "rerank-v3", "--reason", "enough data")
+    assert Experiment.objects.get(key="rerank-v3").stop_reason == "enough data"
     with pytest.raises(CommandError, match="only a draft can start"):
         run("start", "rerank-v3")
 

@@ -70,8 +70,10 @@ class Command(BaseCommand):
         create.add_argument("--target", type=_targeting, default=None)
         create.add_argument("--primary", default=Metric.HOME_CTR)
         create.add_argument("--guardrail", action="append", default=[])
-        for name in ("start", "stop"):
-            sub.add_parser(name, help=f"{name.title()} an experiment.").add_argument("key")
+        sub.add_parser("start", help="Start an experiment.").add_argument("key")
+        stop = sub.add_parser("stop", help="Stop an experiment.")
+        stop.add_argument("key")
+        stop.add_argument("--reason", default="", help="Why (kept with the experiment).")
         sub.add_parser("list", help="List experiments.")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
@@ -85,7 +87,9 @@ class Command(BaseCommand):
                     f"[{started.layer_slot_start}, {started.layer_slot_end})."
                 )
             elif action == "stop":
-                stopped = lifecycle.experiment_stop(lifecycle.experiment_get(options["key"]))
+                stopped = lifecycle.experiment_stop(
+                    lifecycle.experiment_get(options["key"]), reason=options["reason"]
+                )
                 self.stdout.write(f"{stopped.key} is stopped.")
             else:
                 self._list()
