@@ -10,7 +10,8 @@ Signals (all computed at ``now``, from data known before ``now``):
   was shown, smoothed by one expected click (``ItemSignals.lift``). 0 for an unseen item.
 - ``freshness``: 2^(-age / half-life), age from ``published_at``.
 - ``affinity``: how much the user's learned category taste (plus onboarding interests)
-  favours the item's categories, in [-1, 1].
+  favours the item's categories, in [-1, 1]; a subcategory of a picked topic counts as
+  that topic.
 - ``provider_affinity``: the same for the item's provider.
 - ``subscribed``: 1 when the user follows the provider.
 - ``seen``: 1 when the item was already shown to the user and not engaged with.
@@ -84,6 +85,9 @@ class UserContext:
     profile: UserProfile
     subscribed_provider_ids: frozenset[int] = frozenset()
     interest_category_ids: frozenset[int] = frozenset()
+    # Subcategories of the picked topics, child id -> picked parent id: an item tagged with
+    # a subcategory counts as in its parent topic (``affinity``).
+    interest_parents: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,13 @@ def _normalised(weights: Mapping[int, float], keys: Iterable[int]) -> float:
     if total == 0:
         return 0.0
     return max(-1.0, min(1.0, sum(weights.get(k, 0.0) for k in keys) / (1.0 + total)))
+
+
+def _with_parents(category_ids: tuple[int, ...], parents: Mapping[int, int]) -> Iterable[int]:
+    """The item's categories and the picked topics its subcategories belong to, once each."""
+    if not parents:
+        return category_ids
+    return {*category_ids, *(parents[c] for c in category_ids if c in parents)}
 
 
 def linear_score(values: Mapping[str, float], w: Weights) -> float:
@@ -143,6 +154,7 @@ def rank(
     category_taste = dict(user.profile.category_affinity)
     for category_id in user.interest_category_ids:
         category_taste[category_id] = category_taste.get(category_id, 0.0) + INTEREST_AFFINITY
+    parents = user.interest_parents
     half_life = w.freshness_half_life_hours * 3600.0
     scored: list[Scored] = []
     for c in candidates:
@@ -151,7 +163,7 @@ def rank(
         values = {
             "popularity": math.log(s.lift),
             "freshness": 2.0 ** (-age / half_life),
-            "affinity": _normalised(category_taste, c.category_ids),
+            "affinity": _normalised(category_taste, _with_parents(c.category_ids, parents)),
             "provider_affinity": (
                 _normalised(user.profile.provider_affinity, (c.provider_id,))
                 if c.provider_id is not None

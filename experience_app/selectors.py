@@ -37,6 +37,22 @@ def never_again_item_ids(*, user_id: int) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
+# Interactions that reject an item: its near-copies (same provider and category) do not
+# follow it as "because you read".
+REJECT_TYPES = (EventType.DISMISS, EventType.HIDE)
+
+
+def rejected_item_ids(*, user_id: int, since: datetime) -> set[int]:
+    """Items the user dismissed or hid since ``since``."""
+    return set(
+        ExperienceInteraction.objects.filter(
+            user_id=user_id,
+            occurred_at__gte=since,
+            interaction_type__in=[t.value for t in REJECT_TYPES],
+        ).values_list("item_id", flat=True)
+    )
+
+
 def served_between(since: datetime, until: datetime, *, limit: int) -> Iterator[tuple]:
     """Served-log rows of ``[since, until)`` as ``(request_id, user_id, served_at, ranker,
     items)``, oldest first, at most ``limit``; degraded responses left out (ranked without

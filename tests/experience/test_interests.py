@@ -92,7 +92,8 @@ def test_a_new_user_gets_items_from_the_categories_they_picked(auth_client, topi
     assert body["cold_start"] is True
     assert body["cached"] is False
     for_you = sections(body)["for_you"]
-    assert for_you["reason"] == "Popular in topics you picked."
+    # The sport items follow the picked ones: the reason holds for both (issue 13).
+    assert for_you["reason"] == "From topics you picked, and popular on INBO."
     wanted = {i.id for i in [*picked, nested]}
     assert set(ids(for_you)[: len(wanted)]) == wanted
     assert all(e["explanation"]["affinity"] > 0 for e in for_you["items"][: len(wanted)])

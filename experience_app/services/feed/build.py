@@ -21,7 +21,7 @@ import redis
 from django.conf import settings
 
 from experience_app import selectors, treatments
-from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank
+from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank, tiebreak
 from experience_app.services import rerank
 from experience_app.treatments import EMPTY, Decision, Treatment
 from features_app import public as features
@@ -43,6 +43,13 @@ TRENDING_POOL = 120
 RECENT_POOL = 200
 RELATED_POOL = 40
 CO_READ_WINDOW = timedelta(days=7)
+# Cold start: a user with picked topics gets at least this share of ``for_you`` from them
+# (their subcategories included), ``1 / (1 + n / COLD_START_EVENTS)`` after ``n`` feedback
+# events (anything but impressions): all of it at first, half after 10, a fifth after 40.
+COLD_START_EVENTS = 10.0
+# Items of the picked topics are candidates this long after publication (longer than other
+# candidates): a topic with few recent items still fills the cold-start share.
+PICKED_DAYS = 60
 # Learned scores read per source (features for the reranker); the best
 # ``ML_LEARNED_POOL`` of them also join the candidate pool.
 LEARNED_READ = 100
@@ -261,13 +268,25 @@ def build_feed(
         (c for c, v in profile.category_affinity.items() if v > 0),
         key=lambda c: -profile.category_affinity[c],
     )[:5]
-    focus = set(taste) | interests
+    # A topic matches items tagged with its subcategories: ``picked`` is the picked topics
+    # and their children, ``children`` maps the children of every topic named below.
+    named_topics = interests | set(taste)
+    children = reading.child_category_parents(named_topics) if named_topics else {}
+    interest_parents = {c: p for c, p in children.items() if p in interests}
+    picked = interests | set(interest_parents)
+    focus = set(taste) | picked
     recent = [] if "recent" in off else reading.recent_item_ids(since=since, limit=RECENT_POOL)
     focused = (
         reading.recent_item_ids(since=since, limit=RECENT_POOL, category_ids=focus)
         if focus and "focused" not in off
         else []
     )
+    if picked and "focused" not in off:
+        focused += reading.recent_item_ids(
+            since=now - timedelta(days=max(PICKED_DAYS, settings.EXPERIENCE_CANDIDATE_DAYS)),
+            limit=RECENT_POOL,
+            category_ids=picked,
+        )
     fresh_ids = (
         reading.recent_item_ids(
             since=since, limit=settings.EXPERIENCE_SECTION_MAX_ITEMS, provider_ids=subscribed
@@ -294,14 +313,11 @@ def build_feed(
         dict.fromkeys([*focused, *recent, *fresh_ids, *related, *trending_ids, *learned_ids])
     )
     anchor_facets_needed = [anchor] if anchor is not None else []
-    facets = reading.item_facets([*pool, *anchor_facets_needed], cached=True)
-    if anchor is not None and anchor in facets:
-        anchor_categories = set(facets[anchor].category_ids)
-        related += [
-            i
-            for i in pool
-            if i != anchor and i in facets and anchor_categories & set(facets[i].category_ids)
-        ]
+    # Dismissed or hidden lately: their near-copies do not follow the anchor.
+    rejected = (
+        selectors.rejected_item_ids(user_id=user_id, since=since) if anchor is not None else set()
+    )
+    facets = reading.item_facets([*pool, *anchor_facets_needed, *rejected], cached=True)
     candidates = [
         Candidate(f.item_id, f.provider_id, f.category_ids, f.published_at)
         for f in facets.values()
@@ -311,7 +327,7 @@ def build_feed(
     degraded = degraded or signals_degraded
     ranked = rank(
         candidates,
-        UserContext(profile, frozenset(subscribed), frozenset(interests)),
+        UserContext(profile, frozenset(subscribed), frozenset(interests), interest_parents),
         signals,
         now=now,
         weights=_weights(treatment),
@@ -322,6 +338,9 @@ def build_feed(
     if model is not None:
         ranked = rerank.rerank(ranked, model)
         ranker = model.label
+    in_picked = {c.item_id for c in candidates if picked.intersection(c.category_ids)}
+    if interests:
+        ranked = picked_first(ranked, in_picked, share=cold_start_share(profile.event_counts))
     decisions: list[Decision] = []
     if treatment.explore:
         # Items another section shows on its first page are not drawn (they would be
@@ -334,6 +353,18 @@ def build_feed(
         if explored is not None:
             decisions.append(explored)
     by_id = {s.item_id: s for s in ranked}
+    because = (
+        related_order(
+            anchor,
+            related,
+            pool,
+            facets,
+            by_id,
+            near_copies_of=[facets[r] for r in rejected if r in facets],
+        )
+        if anchor is not None and anchor in facets
+        else []
+    )
     trending_rank = {item: i for i, item in enumerate(trending_ids)}
 
     # Name what the user showed most taste for, then what they picked at onboarding.
@@ -354,27 +385,12 @@ def build_feed(
                 if item not in excluded
             ),
         ),
-        Section(
-            "for_you",
-            "For you",
-            (
-                "Popular in topics you picked."
-                if cold and interests
-                else "Popular on INBO right now."
-                if cold
-                else "Picked for you from " + ", ".join(sorted(names.values())) + "."
-                if names
-                else "Picked for you."
-            ),
-            _entries(ranked),
-        ),
+        Section("for_you", "For you", "", _entries(ranked)),
         Section(
             "because_you_read",
             "Because you read",
             f"Because you read “{anchor_title}”." if anchor_title else "",
-            _entries(by_id[i] for i in dict.fromkeys(related) if i in by_id)
-            if anchor_title
-            else (),
+            _entries(because) if anchor_title else (),
         ),
         Section(
             "trending",
@@ -402,6 +418,23 @@ def build_feed(
             decisions.append(chosen)
             order = tuple(chosen.payload.get("order") or ()) or order
     sections = [s for s in make_disjoint(drafts) if s.entries]
+    # The reason of ``for_you`` is chosen once its items are known: it holds for each.
+    categories_of = {c.item_id: c.category_ids for c in candidates}
+    sections = [
+        dataclasses.replace(
+            s,
+            reason=for_you_reason(
+                [categories_of.get(e.item_id, ()) for e in s.entries],
+                cold=cold,
+                picked=picked,
+                names=names,
+                children=children,
+            ),
+        )
+        if s.key == "for_you"
+        else s
+        for s in sections
+    ]
     if order:
         sections = ordered(sections, order)
     if model is not None:
@@ -423,6 +456,98 @@ def build_feed(
         treatment=treatment.signature(),
         decisions=tuple(decisions),
     )
+
+
+def cold_start_share(event_counts: Mapping[str, int]) -> float:
+    """The least share of ``for_you`` from the picked topics after the user's feedback."""
+    feedback = sum(n for kind, n in event_counts.items() if kind != "impression")
+    return 1.0 / (1.0 + max(0, feedback) / COLD_START_EVENTS)
+
+
+def picked_first(ranked: list[Scored], in_picked: set[int], *, share: float) -> list[Scored]:
+    """``ranked`` with items of the picked topics moved up so that every prefix holds at
+    least ``share`` of them (rounded), while there are any; otherwise the ranking's order
+    (each part keeps it). A quota, not a score: the signals stay what the ranking saw."""
+    picked = [s for s in ranked if s.item_id in in_picked]
+    if not picked or share <= 0:
+        return ranked
+    out: list[Scored] = []
+    used: set[int] = set()
+    p = 0  # next picked item not yet placed
+    n = 0  # next item of the ranking
+    taken = 0
+    while len(out) < len(ranked):
+        while p < len(picked) and picked[p].item_id in used:
+            p += 1
+        while n < len(ranked) and ranked[n].item_id in used:
+            n += 1
+        owed = taken < math.floor(share * (len(out) + 1) + 0.5)
+        nxt = picked[p] if p < len(picked) and (owed or n >= len(ranked)) else ranked[n]
+        out.append(nxt)
+        used.add(nxt.item_id)
+        taken += nxt.item_id in in_picked
+    return out
+
+
+def related_order(
+    anchor: int,
+    co_read: list[int],
+    pool: list[int],
+    facets: Mapping[int, reading.ItemFacets],
+    by_id: Mapping[int, Scored],
+    *,
+    near_copies_of: Iterable[reading.ItemFacets] = (),
+) -> list[Scored]:
+    """``because_you_read`` in its own order: the ``co_read`` items (closest first), then
+    ``pool`` items sharing a category with the anchor, by share of categories in common
+    (Jaccard) then rank score. Items with the provider and a category of a dismissed or
+    hidden item (``near_copies_of``) are left out: a near-copy of what the user just
+    rejected never follows what they read."""
+    rejected = {(f.provider_id, c) for f in near_copies_of for c in f.category_ids}
+    anchor_categories = set(facets[anchor].category_ids)
+
+    def near_copy(item: int) -> bool:
+        f = facets.get(item)
+        return f is not None and any((f.provider_id, c) in rejected for c in f.category_ids)
+
+    def closeness(s: Scored) -> tuple[float, float, int]:
+        cats = set(facets[s.item_id].category_ids)
+        jaccard = len(cats & anchor_categories) / len(cats | anchor_categories or {0})
+        return (-jaccard, -s.score, tiebreak(s.item_id))
+
+    first = [by_id[i] for i in dict.fromkeys(co_read) if i in by_id]
+    seen = {s.item_id for s in first}
+    rest = [
+        by_id[i]
+        for i in dict.fromkeys(pool)
+        if i in by_id
+        and i not in seen
+        and i in facets
+        and anchor_categories.intersection(facets[i].category_ids)
+    ]
+    return [s for s in [*first, *sorted(rest, key=closeness)] if not near_copy(s.item_id)]
+
+
+def for_you_reason(
+    item_categories: list[tuple[int, ...]],
+    *,
+    cold: bool,
+    picked: set[int],
+    names: Mapping[int, str],
+    children: Mapping[int, int],
+) -> str:
+    """A reason true of every item of ``for_you`` (``item_categories``: each item's)."""
+    in_picked = [bool(picked.intersection(cats)) for cats in item_categories]
+    if cold:
+        if picked and in_picked and all(in_picked):
+            return "Popular in topics you picked."
+        if any(in_picked):
+            return "From topics you picked, and popular on INBO."
+        return "Popular on INBO right now."
+    topics = set(names) | {c for c, p in children.items() if p in names}
+    if names and item_categories and all(topics.intersection(c) for c in item_categories):
+        return "Picked for you from " + ", ".join(sorted(names.values())) + "."
+    return "Picked for you."
 
 
 def ordered(sections: list[Section], order: Iterable[str]) -> list[Section]:
