@@ -1,0 +1,110 @@
+"""``manage.py evaluate_sessions``: next-read session models compared on DeskDrop (ML-005)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ml_app import session_models
+from ml_app.datasets import deskdrop
+from ml_app.management.commands.evaluate_deskdrop import _one
+from ml_app.session_gru import GRU4Rec
+from ml_app.session_models import SessionEvaluation, SessionEvaluationError
+
+
+class Command(BaseCommand):
+    help = (
+        "Session-based next-item models on DeskDrop's users_interactions*.csv in --data: "
+        "sessions by sessionId (or 30-minute gaps), a time split by session start (last 20%% "
+        "of sessions are test; models fit on earlier sessions only), every next item of every "
+        "test session predicted from its prefix. Prints HR@20, MRR@20, coverage and fit time "
+        "for popularity, last-item co-occurrence and transitions, SKNN, V-SKNN and GRU4Rec."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--data", required=True, type=Path, help="Folder of the CSV files.")
+        parser.add_argument("--json", action="store_true", help="Print the results as JSON.")
+        parser.add_argument(
+            "--epochs", type=int, default=10, help="GRU4Rec epochs (default: 10; 0 skips it)."
+        )
+        parser.add_argument("--seed", type=int, default=0, help="GRU4Rec seed (default: 0).")
+        parser.add_argument(
+            "--gap-sessions",
+            action="store_true",
+            help="Ignore sessionId and split each user's events at 30-minute gaps.",
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        data = options["data"]
+        assert isinstance(data, Path)
+        if not data.is_dir():
+            raise CommandError(f"--data is not a folder: {data}")
+        epochs = int(options["epochs"])  # type: ignore[call-overload]
+        if epochs < 0:
+            raise CommandError("--epochs must be 0 or more")
+        path = _one(data, "users_interactions*.csv")
+        if path is None:
+            raise CommandError(f"no users_interactions*.csv in {data}")
+        try:
+            read = deskdrop.read_interactions(path)
+            for row in read.skipped:
+                self.stderr.write(str(row), style_func=self.style.WARNING)
+            sessions = session_models.build_sessions(
+                read.rows, use_session_ids=not options["gap_sessions"]
+            )
+            split = session_models.time_split(sessions)
+            models = session_models.baselines()
+            if epochs:
+                models.append(GRU4Rec(epochs=epochs, seed=int(options["seed"])))  # type: ignore[call-overload]
+            result = session_models.evaluate(
+                split, models, progress=lambda line: print(line, file=sys.stderr)
+            )
+        except (deskdrop.RowError, SessionEvaluationError) as error:
+            raise CommandError(str(error)) from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise CommandError(f"Cannot read a file: {error}") from error
+        if options["json"]:
+            payload = asdict(result) | {"winner": result.winner().name}
+            self.stdout.write(json.dumps(payload, indent=2))
+            return
+        for line in render(result, sessions=len(sessions), skipped=len(read.skipped)):
+            self.stdout.write(line)
+
+
+def render(result: SessionEvaluation, *, sessions: int, skipped: int = 0) -> list[str]:
+    r = result
+    when = datetime.fromtimestamp(r.cut, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    share = r.unseen_targets / max(1, r.points)
+    lines = [
+        f"{sessions} sessions of 2+ items; {skipped} rows skipped.",
+        f"Cut {r.cut} ({when}): {r.train_sessions} training sessions ({r.train_items} items), "
+        f"{r.test_sessions} test sessions.",
+        f"Prediction points: {r.points}; {r.unseen_targets} ({share:.1%}) targets unseen in "
+        f"training (kept as misses: HR@{r.k} is at most {1 - share:.4f}).",
+        "",
+    ]
+    # Unseen targets are always misses, so the HR on seen targets is a rescaling.
+    seen = max(1, r.points - r.unseen_targets) / max(1, r.points)
+    width = max(len(m.name) for m in r.results)
+    lines.append(
+        f"{'model':<{width}}  HR@{r.k:<4}  MRR@{r.k:<3}  coverage  fit s   predict s"
+        f"  HR@{r.k} on seen targets"
+    )
+    for m in r.results:
+        lines.append(
+            f"{m.name:<{width}}  {m.hr:.4f}  {m.mrr:.4f}  {m.coverage:8.4f}  "
+            f"{m.fit_seconds:6.1f}  {m.predict_seconds:9.1f}  {m.hr / seen:.4f}"
+        )
+    best = r.winner()
+    by_hr = max(r.results, key=lambda m: (m.hr, m.mrr))
+    lines.append("")
+    lines.append(
+        f"Best MRR@{r.k}: {best.name} ({best.mrr:.4f}); best HR@{r.k}: {by_hr.name} "
+        f"({by_hr.hr:.4f})."
+    )
+    return lines
