@@ -15,6 +15,9 @@
   as a miss): nothing is excluded based on the answer. Coverage is the share of training
   items that appear in at least one top-20 list. The current (last) item is never
   recommended: after collapsing repeats it cannot be the next one.
+- **Streaming** (``streaming=True``): the same points replayed in time order; the
+  incremental models (all but GRU4Rec) also take each test session once it has closed (its
+  last event 30 minutes or more before the point), as the product's index would.
 
 Baselines here (popularity, decayed popularity, last-item transitions and co-occurrence,
 session-kNN and V-SKNN); the neural model is ``ml_app.session_gru``. Nothing touches the
@@ -27,7 +30,7 @@ import heapq
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ml_app.datasets.deskdrop import Interaction
@@ -144,8 +147,13 @@ class SessionModel:
     """A next-item model: ``fit`` on training sessions, then rank for each prefix."""
 
     name = "model"
+    incremental = False  # True: ``update`` takes one more finished session without a refit
 
     def fit(self, train: Sequence[Session], cut: int) -> None:
+        raise NotImplementedError
+
+    def update(self, session: Session) -> None:
+        """Learn one more finished session (incremental models only)."""
         raise NotImplementedError
 
     def recommend(self, prefix: Sequence[str], k: int) -> list[str]:
@@ -165,10 +173,6 @@ def _top(scores: dict[str, float], k: int, exclude: str, tiebreak: dict[str, flo
     return [item for item in best if item != exclude][:k]
 
 
-def _counts(train: Sequence[Session]) -> dict[str, float]:
-    return dict(Counter(item for s in train for item in s.items))
-
-
 class Popularity(SessionModel):
     """Items by their number of training-session occurrences; ``half_life_days`` decays them."""
 
@@ -177,16 +181,29 @@ class Popularity(SessionModel):
         decay = "" if half_life_days is None else f", {half_life_days:g}-day half-life"
         self.name = f"popularity{decay}"
         self.ranked: list[str] = []
+        self.cut = 0
+        self.scores: dict[str, float] = defaultdict(float)
+
+    incremental = True
 
     def fit(self, train: Sequence[Session], cut: int) -> None:
-        scores: dict[str, float] = defaultdict(float)
+        self.cut, self.scores = cut, defaultdict(float)
         for s in train:
-            for item, ts in zip(s.items, s.times, strict=True):
-                if self.half_life_days is None:
-                    scores[item] += 1.0
-                else:
-                    scores[item] += 0.5 ** ((cut - ts) / 86400.0 / self.half_life_days)
-        self.ranked = sorted(scores, key=lambda item: (-scores[item], item))
+            self._add(s)
+        self.ranked = sorted(self.scores, key=lambda item: (-self.scores[item], item))
+
+    def _add(self, session: Session) -> None:
+        for item, ts in zip(session.items, session.times, strict=True):
+            if self.half_life_days is None:
+                self.scores[item] += 1.0
+            else:
+                # Weighed against the cut even after it: the order is the same as decaying
+                # everything to the moment of the prediction.
+                self.scores[item] += 0.5 ** ((self.cut - ts) / 86400.0 / self.half_life_days)
+
+    def update(self, session: Session) -> None:
+        self._add(session)
+        self.ranked = sorted(self.scores, key=lambda item: (-self.scores[item], item))
 
     def recommend(self, prefix: Sequence[str], k: int) -> list[str]:
         return [item for item in self.ranked[: k + 1] if item != prefix[-1]][:k]
@@ -205,16 +222,23 @@ class LastItem(SessionModel):
         self.neighbours: dict[str, Counter[str]] = defaultdict(Counter)
         self.popularity: dict[str, float] = {}
 
+    incremental = True
+
     def fit(self, train: Sequence[Session], cut: int) -> None:
-        self.popularity = _counts(train)
+        self.popularity, self.neighbours = {}, defaultdict(Counter)
         for s in train:
-            if self.transitions:
-                for a, b in zip(s.items, s.items[1:], strict=False):
-                    self.neighbours[a][b] += 1
-            else:
-                distinct = set(s.items)
-                for a in distinct:
-                    self.neighbours[a].update(distinct - {a})
+            self.update(s)
+
+    def update(self, session: Session) -> None:
+        for item in session.items:
+            self.popularity[item] = self.popularity.get(item, 0.0) + 1.0
+        if self.transitions:
+            for a, b in zip(session.items, session.items[1:], strict=False):
+                self.neighbours[a][b] += 1
+        else:
+            distinct = set(session.items)
+            for a in distinct:
+                self.neighbours[a].update(distinct - {a})
 
     def recommend(self, prefix: Sequence[str], k: int) -> list[str]:
         found = self.neighbours.get(prefix[-1])
@@ -241,13 +265,20 @@ class SessionKNN(SessionModel):
         self.by_item: dict[str, list[int]] = defaultdict(list)
         self.popularity: dict[str, float] = {}
 
+    incremental = True
+
     def fit(self, train: Sequence[Session], cut: int) -> None:
-        self.popularity = _counts(train)
-        for index, s in enumerate(train):
-            self.items.append(frozenset(s.items))
-            self.ends.append(s.end)
-            for item in self.items[-1]:
-                self.by_item[item].append(index)
+        self.popularity, self.items, self.ends, self.by_item = {}, [], [], defaultdict(list)
+        for s in train:
+            self.update(s)
+
+    def update(self, session: Session) -> None:
+        for item in session.items:
+            self.popularity[item] = self.popularity.get(item, 0.0) + 1.0
+        self.items.append(frozenset(session.items))
+        self.ends.append(session.end)
+        for item in self.items[-1]:
+            self.by_item[item].append(len(self.items) - 1)
 
     def _weights(self, prefix: Sequence[str]) -> dict[str, float]:
         if not self.decay:
@@ -284,6 +315,7 @@ class ModelResult:
     coverage: float
     fit_seconds: float
     predict_seconds: float
+    updated: bool = False  # streaming: took test sessions as they finished
 
 
 @dataclass
@@ -295,10 +327,36 @@ class SessionEvaluation:
     points: int
     unseen_targets: int
     k: int
+    streaming: bool = False
     results: list[ModelResult] = field(default_factory=list)
 
     def winner(self) -> ModelResult:
         return max(self.results, key=lambda r: (r.mrr, r.hr))
+
+
+def _ranked_lists(
+    model: SessionModel, split: SessionSplit, k: int, streaming: bool
+) -> Iterator[tuple[str, list[str]]]:
+    """``(target, top k)`` for every prediction point of the test sessions.
+
+    Streaming (incremental models only): the points are replayed in time order, and before
+    each one the model takes every test session closed by then, i.e. whose last event is more
+    than 30 minutes before the point (so never the current session itself).
+    """
+    if not (streaming and model.incremental):
+        for s in split.test:
+            for t, ranked in enumerate(model.predict_session(s.items, k)):
+                yield s.items[t + 1], ranked[:k]
+        return
+    test = split.test
+    points = sorted((s.times[t], i, t) for i, s in enumerate(test) for t in range(len(s.items) - 1))
+    closing = sorted(range(len(test)), key=lambda i: (test[i].end, i))
+    taken = 0
+    for when, i, t in points:
+        while taken < len(closing) and test[closing[taken]].end + GAP_SECONDS < when:
+            model.update(test[closing[taken]])
+            taken += 1
+        yield test[i].items[t + 1], model.recommend(test[i].items[: t + 1], k)[:k]
 
 
 def evaluate(
@@ -306,9 +364,14 @@ def evaluate(
     models: Sequence[SessionModel],
     *,
     k: int = TOP_K,
+    streaming: bool = False,
     progress: Callable[[str], object] | None = None,
 ) -> SessionEvaluation:
-    """Fit each model on ``split.train`` and score every next item of ``split.test``."""
+    """Fit each model on ``split.train`` and score every next item of ``split.test``.
+
+    ``streaming``: incremental models also learn the test sessions as they close (see
+    ``_ranked_lists``); the others stay frozen at the cut.
+    """
     known = {item for s in split.train for item in s.items}
     targets = [item for s in split.test for item in s.items[1:]]
     result = SessionEvaluation(
@@ -319,6 +382,7 @@ def evaluate(
         points=len(targets),
         unseen_targets=sum(1 for item in targets if item not in known),
         k=k,
+        streaming=streaming,
     )
     for model in models:
         started = time.perf_counter()
@@ -326,12 +390,10 @@ def evaluate(
         fitted = time.perf_counter()
         hits = ranks = 0.0
         shown: set[str] = set()
-        for s in split.test:
-            for t, ranked in enumerate(model.predict_session(s.items, k)):
-                top = ranked[:k]
-                shown.update(top)
-                hits += hit_rate_at_k(top, {s.items[t + 1]}, k)
-                ranks += reciprocal_rank(top, {s.items[t + 1]})
+        for target, top in _ranked_lists(model, split, k, streaming):
+            shown.update(top)
+            hits += hit_rate_at_k(top, {target}, k)
+            ranks += reciprocal_rank(top, {target})
         done = time.perf_counter()
         points = max(1, len(targets))
         result.results.append(
@@ -342,6 +404,7 @@ def evaluate(
                 coverage=len(shown & known) / max(1, len(known)),
                 fit_seconds=fitted - started,
                 predict_seconds=done - fitted,
+                updated=streaming and model.incremental,
             )
         )
         if progress is not None:

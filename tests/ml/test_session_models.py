@@ -189,6 +189,26 @@ def test_gru4rec_learns_deterministic_paths_better_than_chance():
     assert result.results[0].hr > 0.5  # random HR@1 over 11 candidates is about 0.09
 
 
+def test_streaming_learns_closed_test_sessions_but_never_the_current_or_an_open_one():
+    hour = 3600
+    train = [session("t", "AB", start=0)]
+    test = [
+        session("first", "AN", start=10 * hour),  # N is new; closes at 10 h + 1 s
+        session("open", "AM", start=10 * hour + 600),  # M: 10 min later, still open
+        session("later", "AN", start=11 * hour),  # more than 30 minutes after "first"
+    ]
+    split = SessionSplit(5 * hour, train, test)
+    frozen = evaluate(split, [LastItem(transitions=True)], k=5)
+    streamed = evaluate(split, [LastItem(transitions=True)], k=5, streaming=True)
+    assert frozen.results[0].hr == 0.0 and not frozen.results[0].updated
+    # Only "later" can hit: it follows the closed "first"; "open" had nothing closed before it.
+    assert streamed.results[0].hr == pytest.approx(1 / 3) and streamed.results[0].updated
+    model = LastItem(transitions=True)
+    model.fit(train, split.cut)
+    model.update(test[0])
+    assert model.recommend(["A"], 5) == ["B", "N"]  # tie on count, B more popular
+
+
 def write_fixture(folder) -> None:
     lines = [HEADER]
     ts = 1_470_000_000
@@ -211,6 +231,15 @@ def test_command_prints_the_table_and_json(tmp_path):
         assert f"\n{name}" in text
     assert re.search(r"\nlast-item transitions +1\.0000 +1\.0000 ", text)
     assert "Best MRR@20:" in text
+
+    out = io.StringIO()
+    call_command(
+        "evaluate_sessions", "--data", str(tmp_path), "--epochs", "1", "--streaming", stdout=out
+    )
+    text = out.getvalue()
+    assert "Streaming: models marked * also learn" in text
+    assert re.search(r"\nSKNN \(k=100, sample=500\) \* ", text)
+    assert re.search(r"\nGRU4Rec \(1 epochs, \d+ units\)  ", text)  # frozen: no star
 
     out = io.StringIO()
     call_command(

@@ -38,6 +38,12 @@ class Command(BaseCommand):
             action="store_true",
             help="Ignore sessionId and split each user's events at 30-minute gaps.",
         )
+        parser.add_argument(
+            "--streaming",
+            action="store_true",
+            help="Replay the test period in time order: the incremental models (all but "
+            "GRU4Rec, frozen at the cut) also learn each test session once it has closed.",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         data = options["data"]
@@ -62,7 +68,10 @@ class Command(BaseCommand):
             if epochs:
                 models.append(GRU4Rec(epochs=epochs, seed=int(options["seed"])))  # type: ignore[call-overload]
             result = session_models.evaluate(
-                split, models, progress=lambda line: print(line, file=sys.stderr)
+                split,
+                models,
+                streaming=bool(options["streaming"]),
+                progress=lambda line: print(line, file=sys.stderr),
             )
         except (deskdrop.RowError, SessionEvaluationError) as error:
             raise CommandError(str(error)) from error
@@ -85,20 +94,29 @@ def render(result: SessionEvaluation, *, sessions: int, skipped: int = 0) -> lis
         f"Cut {r.cut} ({when}): {r.train_sessions} training sessions ({r.train_items} items), "
         f"{r.test_sessions} test sessions.",
         f"Prediction points: {r.points}; {r.unseen_targets} ({share:.1%}) targets unseen in "
-        f"training (kept as misses: HR@{r.k} is at most {1 - share:.4f}).",
-        "",
+        f"training (kept as misses: a model frozen at the cut has HR@{r.k} at most "
+        f"{1 - share:.4f}).",
     ]
-    # Unseen targets are always misses, so the HR on seen targets is a rescaling.
+    if r.streaming:
+        lines.append(
+            "Streaming: models marked * also learn each test session once it has closed "
+            "(30 minutes after its last event); the others are frozen at the cut."
+        )
+    lines.append("")
+    # Frozen models always miss unseen targets, so their HR on seen targets is a rescaling
+    # (not printed when streaming: a model that learned a test session can hit unseen ones).
     seen = max(1, r.points - r.unseen_targets) / max(1, r.points)
-    width = max(len(m.name) for m in r.results)
+    names = {m.name: m.name + (" *" if m.updated else "") for m in r.results}
+    width = max(len(name) for name in names.values())
+    last = "" if r.streaming else f"  HR@{r.k} on seen targets"
     lines.append(
-        f"{'model':<{width}}  HR@{r.k:<4}  MRR@{r.k:<3}  coverage  fit s   predict s"
-        f"  HR@{r.k} on seen targets"
+        f"{'model':<{width}}  HR@{r.k:<4}  MRR@{r.k:<3}  coverage  fit s   predict s{last}"
     )
     for m in r.results:
+        tail = "" if r.streaming else f"  {m.hr / seen:.4f}"
         lines.append(
-            f"{m.name:<{width}}  {m.hr:.4f}  {m.mrr:.4f}  {m.coverage:8.4f}  "
-            f"{m.fit_seconds:6.1f}  {m.predict_seconds:9.1f}  {m.hr / seen:.4f}"
+            f"{names[m.name]:<{width}}  {m.hr:.4f}  {m.mrr:.4f}  {m.coverage:8.4f}  "
+            f"{m.fit_seconds:6.1f}  {m.predict_seconds:9.1f}{tail}"
         )
     best = r.winner()
     by_hr = max(r.results, key=lambda m: (m.hr, m.mrr))
