@@ -108,8 +108,13 @@ class GRU4Rec(SessionModel):
         if self.net is None:
             raise RuntimeError("GRU4Rec.predict_session before fit")
         encoded = self._encode(items)
-        with torch.no_grad():
-            logits = self.net(torch.tensor([encoded[:-1]]))[0]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.no_grad():
+                logits = self.net(torch.tensor([encoded[:-1]]))[0]
+        finally:
+            torch.set_num_threads(threads)
         logits[:, PAD] = logits[:, UNKNOWN] = float("-inf")
         rows = torch.arange(len(encoded) - 1)
         last = torch.tensor(encoded[:-1])

@@ -31,7 +31,9 @@ import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from ml_app.datasets.deskdrop import Interaction
 from ml_app.ranking_metrics import hit_rate_at_k, reciprocal_rank
@@ -316,6 +318,11 @@ class ModelResult:
     fit_seconds: float
     predict_seconds: float
     updated: bool = False  # streaming: took test sessions as they finished
+    hr_interval: tuple[float, float] | None = None  # bootstrap 95%, test sessions resampled
+    mrr_interval: tuple[float, float] | None = None
+    # The best model (by MRR) minus this one, paired over the same resamples.
+    hr_gap_interval: tuple[float, float] | None = None
+    mrr_gap_interval: tuple[float, float] | None = None
 
 
 @dataclass
@@ -328,6 +335,7 @@ class SessionEvaluation:
     unseen_targets: int
     k: int
     streaming: bool = False
+    bootstrap: int = 0
     results: list[ModelResult] = field(default_factory=list)
 
     def winner(self) -> ModelResult:
@@ -336,17 +344,17 @@ class SessionEvaluation:
 
 def _ranked_lists(
     model: SessionModel, split: SessionSplit, k: int, streaming: bool
-) -> Iterator[tuple[str, list[str]]]:
-    """``(target, top k)`` for every prediction point of the test sessions.
+) -> Iterator[tuple[int, str, list[str]]]:
+    """``(test session index, target, top k)`` for every prediction point.
 
     Streaming (incremental models only): the points are replayed in time order, and before
     each one the model takes every test session closed by then, i.e. whose last event is more
     than 30 minutes before the point (so never the current session itself).
     """
     if not (streaming and model.incremental):
-        for s in split.test:
+        for i, s in enumerate(split.test):
             for t, ranked in enumerate(model.predict_session(s.items, k)):
-                yield s.items[t + 1], ranked[:k]
+                yield i, s.items[t + 1], ranked[:k]
         return
     test = split.test
     points = sorted((s.times[t], i, t) for i, s in enumerate(test) for t in range(len(s.items) - 1))
@@ -356,7 +364,17 @@ def _ranked_lists(
         while taken < len(closing) and test[closing[taken]].end + GAP_SECONDS < when:
             model.update(test[closing[taken]])
             taken += 1
-        yield test[i].items[t + 1], model.recommend(test[i].items[: t + 1], k)[:k]
+        yield i, test[i].items[t + 1], model.recommend(test[i].items[: t + 1], k)[:k]
+
+
+def _interval(
+    sums: np.ndarray, points: np.ndarray, resamples: np.ndarray
+) -> tuple[float, float] | None:
+    if not len(resamples):
+        return None
+    figures = sums[resamples].sum(axis=1) / np.maximum(1.0, points[resamples].sum(axis=1))
+    low, high = np.percentile(figures, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def evaluate(
@@ -365,12 +383,16 @@ def evaluate(
     *,
     k: int = TOP_K,
     streaming: bool = False,
+    bootstrap: int = 0,
+    seed: int = 0,
     progress: Callable[[str], object] | None = None,
 ) -> SessionEvaluation:
     """Fit each model on ``split.train`` and score every next item of ``split.test``.
 
     ``streaming``: incremental models also learn the test sessions as they close (see
-    ``_ranked_lists``); the others stay frozen at the cut.
+    ``_ranked_lists``); the others stay frozen at the cut. ``bootstrap``: 95% percentile
+    intervals from that many resamples of the test sessions (a session's points stay
+    together; the same resamples for every model).
     """
     known = {item for s in split.train for item in s.items}
     targets = [item for s in split.test for item in s.items[1:]]
@@ -383,32 +405,49 @@ def evaluate(
         unseen_targets=sum(1 for item in targets if item not in known),
         k=k,
         streaming=streaming,
+        bootstrap=bootstrap,
     )
+    resamples = np.random.default_rng(seed).integers(
+        0, len(split.test), size=(bootstrap, len(split.test))
+    )
+    per_session = np.array([len(s.items) - 1 for s in split.test], dtype=float)
+    sums: list[tuple[np.ndarray, np.ndarray]] = []
     for model in models:
         started = time.perf_counter()
         model.fit(split.train, split.cut)
         fitted = time.perf_counter()
-        hits = ranks = 0.0
+        hits, ranks = np.zeros(len(split.test)), np.zeros(len(split.test))
         shown: set[str] = set()
-        for target, top in _ranked_lists(model, split, k, streaming):
+        for i, target, top in _ranked_lists(model, split, k, streaming):
             shown.update(top)
-            hits += hit_rate_at_k(top, {target}, k)
-            ranks += reciprocal_rank(top, {target})
+            hits[i] += hit_rate_at_k(top, {target}, k)
+            ranks[i] += reciprocal_rank(top, {target})
         done = time.perf_counter()
         points = max(1, len(targets))
+        sums.append((hits, ranks))
         result.results.append(
             ModelResult(
                 name=model.name,
-                hr=hits / points,
-                mrr=ranks / points,
+                hr=float(hits.sum()) / points,
+                mrr=float(ranks.sum()) / points,
                 coverage=len(shown & known) / max(1, len(known)),
                 fit_seconds=fitted - started,
                 predict_seconds=done - fitted,
                 updated=streaming and model.incremental,
+                hr_interval=_interval(hits, per_session, resamples),
+                mrr_interval=_interval(ranks, per_session, resamples),
             )
         )
         if progress is not None:
             progress(f"{model.name}: fit {fitted - started:.1f} s, scoring {done - fitted:.1f} s")
+    if bootstrap and result.results:
+        best = result.results.index(result.winner())
+        for index, (hits, ranks) in enumerate(sums):
+            result.results[index] = replace(
+                result.results[index],
+                hr_gap_interval=_interval(sums[best][0] - hits, per_session, resamples),
+                mrr_gap_interval=_interval(sums[best][1] - ranks, per_session, resamples),
+            )
     return result
 
 

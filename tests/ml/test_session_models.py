@@ -117,6 +117,12 @@ def test_metrics_by_hand_keep_unseen_targets_as_misses():
     assert figures.hr == pytest.approx(2 / 3)
     assert figures.mrr == pytest.approx((1 / 2 + 1) / 3)
     assert figures.coverage == pytest.approx(3 / 4)  # X, B, C shown out of A, B, C, X
+    assert figures.hr_interval is None  # no bootstrap asked
+    resampled = evaluate(split, [model], k=2, bootstrap=200).results[0]
+    assert resampled.hr_interval is not None and resampled.mrr_interval is not None
+    # Session "a" alone: HR 1; session "b" alone: 0; resamples mix whole sessions only.
+    assert resampled.hr_interval[0] <= figures.hr <= resampled.hr_interval[1]
+    assert resampled.hr_interval[0] >= 0.0 and resampled.hr_interval[1] <= 1.0
     assert evaluate(split, [model], k=1).results[0].hr == pytest.approx(1 / 3)
 
 
@@ -231,6 +237,9 @@ def test_command_prints_the_table_and_json(tmp_path):
         assert f"\n{name}" in text
     assert re.search(r"\nlast-item transitions +1\.0000 +1\.0000 ", text)
     assert "Best MRR@20:" in text
+    assert "95% intervals (1000 resamples of the test sessions); the best by MRR@20" in text
+    # Every test session is A→B→C, so every resample gives transitions the same 1.0.
+    assert re.search(r"\nlast-item transitions +HR@20 \[1\.0000, 1\.0000\]  MRR@20 \[1\.0000", text)
 
     out = io.StringIO()
     call_command(
@@ -254,6 +263,9 @@ def test_command_prints_the_table_and_json(tmp_path):
     assert not any(r["name"].startswith("GRU4Rec") for r in payload["results"])
     transitions = next(r for r in payload["results"] if r["name"] == "last-item transitions")
     assert transitions["hr"] == 1.0 and transitions["mrr"] == 1.0
+    assert transitions["hr_interval"] == [1.0, 1.0] and payload["bootstrap"] == 1000
+    assert payload["winner"] == "last-item transitions"
+    assert transitions["hr_gap_interval"] == [0.0, 0.0]  # the best minus itself
 
 
 def test_command_refuses_a_folder_without_interactions(tmp_path):

@@ -32,7 +32,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--epochs", type=int, default=10, help="GRU4Rec epochs (default: 10; 0 skips it)."
         )
-        parser.add_argument("--seed", type=int, default=0, help="GRU4Rec seed (default: 0).")
+        parser.add_argument(
+            "--seed", type=int, default=0, help="GRU4Rec and bootstrap seed (default: 0)."
+        )
+        parser.add_argument(
+            "--bootstrap",
+            type=int,
+            default=1000,
+            help="Resamples of the test sessions for 95%% intervals (default: 1000; 0: none).",
+        )
         parser.add_argument(
             "--gap-sessions",
             action="store_true",
@@ -51,8 +59,9 @@ class Command(BaseCommand):
         if not data.is_dir():
             raise CommandError(f"--data is not a folder: {data}")
         epochs = int(options["epochs"])  # type: ignore[call-overload]
-        if epochs < 0:
-            raise CommandError("--epochs must be 0 or more")
+        bootstrap = int(options["bootstrap"])  # type: ignore[call-overload]
+        if epochs < 0 or bootstrap < 0:
+            raise CommandError("--epochs and --bootstrap must be 0 or more")
         path = _one(data, "users_interactions*.csv")
         if path is None:
             raise CommandError(f"no users_interactions*.csv in {data}")
@@ -71,6 +80,8 @@ class Command(BaseCommand):
                 split,
                 models,
                 streaming=bool(options["streaming"]),
+                bootstrap=bootstrap,
+                seed=int(options["seed"]),  # type: ignore[call-overload]
                 progress=lambda line: print(line, file=sys.stderr),
             )
         except (deskdrop.RowError, SessionEvaluationError) as error:
@@ -118,6 +129,23 @@ def render(result: SessionEvaluation, *, sessions: int, skipped: int = 0) -> lis
             f"{names[m.name]:<{width}}  {m.hr:.4f}  {m.mrr:.4f}  {m.coverage:8.4f}  "
             f"{m.fit_seconds:6.1f}  {m.predict_seconds:9.1f}{tail}"
         )
+    if r.bootstrap:
+        lines += [
+            "",
+            f"95% intervals ({r.bootstrap} resamples of the test sessions); the best by "
+            f"MRR@{r.k} ({r.winner().name}) minus each model, paired:",
+        ]
+        for m in r.results:
+            cells = [m.hr_interval, m.mrr_interval, m.hr_gap_interval, m.mrr_gap_interval]
+            signs = ["", "", "+", "+"]  # the gaps carry their sign
+            shown = [
+                "[n/a]" if c is None else f"[{c[0]:{sign}.4f}, {c[1]:{sign}.4f}]"
+                for c, sign in zip(cells, signs, strict=True)
+            ]
+            lines.append(
+                f"{names[m.name]:<{width}}  HR@{r.k} {shown[0]}  MRR@{r.k} {shown[1]}  "
+                f"gap HR {shown[2]}  gap MRR {shown[3]}"
+            )
     best = r.winner()
     by_hr = max(r.results, key=lambda m: (m.hr, m.mrr))
     lines.append("")
