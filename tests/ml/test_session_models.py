@@ -89,6 +89,40 @@ def test_time_split_tests_the_last_fifth_of_sessions_and_cuts_training_at_the_cu
     assert len(split.train) == 8
 
 
+class Recording(SessionModel):
+    name = "recording"
+    incremental = True
+
+    def __init__(self) -> None:
+        self.fitted: list[Session] = []
+        self.updates: list[Session] = []
+
+    def fit(self, train: Sequence[Session], cut: int) -> None:
+        self.fitted = list(train)
+
+    def update(self, session: Session) -> None:
+        self.updates.append(session)
+
+    def recommend(self, prefix: Sequence[str], k: int) -> list[str]:
+        return []
+
+
+def test_no_model_sees_an_event_at_or_after_the_cut_nor_an_open_session():
+    sessions = [
+        Session(f"s{i}", "1", ("A", "B", "C"), (i * 10**4, i * 10**4 + 5, i * 10**4 + 1500))
+        for i in range(10)
+    ]
+    split = time_split(sessions)
+    model = Recording()
+    evaluate(split, [model])
+    assert model.fitted and all(ts < split.cut for s in model.fitted for ts in s.times)
+    assert model.updates == []  # frozen by default
+    evaluate(split, [model], streaming=True)
+    taken = [s.key for s in model.updates]
+    assert taken == ["s8"]  # s8 closed before s9's points; s9 never closes before a point
+    assert len(taken) == len(set(taken))  # each closed session once
+
+
 class Fixed(SessionModel):
     name = "fixed"
 
