@@ -32,6 +32,27 @@ def _argmax_ties(values: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.flatnonzero(np.isclose(values, best, rtol=0.0, atol=1e-12))
 
 
+def _epsilon_greedy_choice(
+    values: NDArray[np.float64], epsilon: float, rng: np.random.Generator
+) -> tuple[int, float]:
+    """Play a best value (ties at random), or any arm uniformly with probability
+    ``epsilon``; the arm and its exact probability."""
+    greedy = _argmax_ties(values)
+    explore = rng.random() < epsilon
+    arm = int(rng.integers(values.size)) if explore else int(rng.choice(greedy))
+    share = (1.0 - epsilon) / greedy.size if arm in greedy else 0.0
+    return arm, epsilon / values.size + share
+
+
+def epsilon_greedy_probabilities(values: ArrayLike, epsilon: float) -> NDArray[np.float64]:
+    """Every arm's probability under :func:`_epsilon_greedy_choice` on ``values``."""
+    v = np.asarray(values, dtype=float)
+    greedy = _argmax_ties(v)
+    probabilities = np.full(v.size, epsilon / v.size)
+    probabilities[greedy] += (1.0 - epsilon) / greedy.size
+    return probabilities
+
+
 def _check_state(state: dict[str, Any], kind: str) -> None:
     if state.get("kind") != kind or state.get("version") != STATE_VERSION:
         raise ValueError(f"not a {kind} state of version {STATE_VERSION}")
@@ -126,14 +147,7 @@ class EpsilonGreedy:
     def choose(
         self, context: Any = None, rng: np.random.Generator | None = None
     ) -> tuple[int, float]:
-        rng = rng or np.random.default_rng()
-        greedy = _argmax_ties(self._means())
-        if rng.random() < self.epsilon:
-            arm = int(rng.integers(self.n_arms))
-        else:
-            arm = int(rng.choice(greedy))
-        share = (1.0 - self.epsilon) / greedy.size if arm in greedy else 0.0
-        return arm, self.epsilon / self.n_arms + share
+        return _epsilon_greedy_choice(self._means(), self.epsilon, rng or np.random.default_rng())
 
     def update(self, arm: int, reward: float, context: Any = None) -> None:
         self.counts[arm] += 1.0
@@ -207,14 +221,9 @@ class LinUCB:
     def choose(
         self, context: ArrayLike, rng: np.random.Generator | None = None
     ) -> tuple[int, float]:
-        rng = rng or np.random.default_rng()
-        greedy = _argmax_ties(self.scores(context))
-        if rng.random() < self.epsilon:
-            arm = int(rng.integers(self.n_arms))
-        else:
-            arm = int(rng.choice(greedy))
-        share = (1.0 - self.epsilon) / greedy.size if arm in greedy else 0.0
-        return arm, self.epsilon / self.n_arms + share
+        return _epsilon_greedy_choice(
+            self.scores(context), self.epsilon, rng or np.random.default_rng()
+        )
 
     def update(self, arm: int, reward: float, context: ArrayLike) -> None:
         x = np.asarray(context, dtype=float)

@@ -34,7 +34,12 @@ import numpy as np
 
 from experience_app import public as experience
 from experiments_app import bandit_store, ope
-from experiments_app.bandits import EpsilonGreedy, LinUCB, ThompsonBernoulli
+from experiments_app.bandits import (
+    EpsilonGreedy,
+    LinUCB,
+    ThompsonBernoulli,
+    epsilon_greedy_probabilities,
+)
 from experiments_app.models import Bandit, Decision
 from inbo.errors import InvalidInput, NotFound
 
@@ -208,11 +213,7 @@ def arm_probabilities(
         values = policy._means()
     else:  # pragma: no cover - bandit_store.policy builds only the three kinds
         raise TypeError(type(policy).__name__)
-    n = values.size
-    greedy = np.flatnonzero(values >= values.max() - 1e-12)
-    probabilities = np.full(n, policy.epsilon / n)
-    probabilities[greedy] += (1.0 - policy.epsilon) / greedy.size
-    return probabilities
+    return epsilon_greedy_probabilities(values, policy.epsilon)
 
 
 def _bandit_target(bandit: Bandit) -> Target:
