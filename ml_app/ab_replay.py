@@ -221,6 +221,17 @@ class ReplayReport:
         return asdict(self)
 
 
+def experiment_fields(experiment: Any) -> dict[str, Any]:
+    """The report's fields that name the experiment it ran: key, layer, salts and slot."""
+    return {
+        "experiment": experiment.key,
+        "layer": experiment.layer.key,
+        "layer_salt": experiment.layer.salt,
+        "experiment_salt": experiment.salt,
+        "layer_slot": (experiment.layer_slot_start, experiment.layer_slot_end),
+    }
+
+
 def _behaviors(path: Path, limit: int | None) -> list[mind.Behavior]:
     """Valid behaviors in replay order (time, then impression id); the replay reports the
     skipped lines, so they are only counted here."""
@@ -439,11 +450,7 @@ def _run(
     ctr_name = f"ctr@{k}"
     out = ReplayReport(
         dataset="mind",
-        experiment=experiment.key,
-        layer=experiment.layer.key,
-        layer_salt=experiment.layer.salt,
-        experiment_salt=experiment.salt,
-        layer_slot=(experiment.layer_slot_start, experiment.layer_slot_end),
+        **experiment_fields(experiment),
         k=k,
         train_days=tuple(d.isoformat() for d in days[0]),
         test_days=tuple(d.isoformat() for d in days[1]),

@@ -40,6 +40,7 @@ from ml_app.ab_replay import (
     ReplayReport,
     analyse,
     create_experiment,
+    experiment_fields,
 )
 from ml_app.datasets import deskdrop
 from ml_app.evaluation import Report
@@ -186,11 +187,7 @@ def _run(
     name = f"ndcg@{k}"
     out = ReplayReport(
         dataset="deskdrop",
-        experiment=experiment.key,
-        layer=experiment.layer.key,
-        layer_salt=experiment.layer.salt,
-        experiment_salt=experiment.salt,
-        layer_slot=(experiment.layer_slot_start, experiment.layer_slot_end),
+        **experiment_fields(experiment),
         k=k,
         train_days=(_when(min(r.timestamp for r in train)).isoformat(), _when(cut).isoformat()),
         test_days=(_when(cut).isoformat(), _when(max(r.timestamp for r in test)).isoformat()),
