@@ -31,6 +31,33 @@ class UserInterest(models.Model):
         return f"{self.user_id} likes {self.category_id}"
 
 
+class ReaderProfile(models.Model):
+    """What a reader tells INBO about themselves for personalization (issue 13): their time
+    zone (hour-of-day signals), country, region and language (place signals), and when they
+    last reset their recommendations (what was learned before is forgotten). Absent: UTC,
+    no place, the catalog's default language, never reset."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="reader_profile",
+    )
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA zone name")
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2 code")
+    region = models.CharField(
+        max_length=16, blank=True, help_text="Subdivision code within the country (e.g. NY)"
+    )
+    language = models.CharField(max_length=8, blank=True, help_text="ISO 639-1 code")
+    recommendations_reset_at = models.DateTimeField(
+        null=True, blank=True, help_text="Events before this no longer shape recommendations."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"profile of {self.user_id}"
+
+
 class ExperienceInteraction(models.Model):
     """What a client reports a user did with a served item, attributed to the feed request.
 
