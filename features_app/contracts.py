@@ -125,3 +125,47 @@ class UserProfile:
 # ``seconds`` (how long the restore took) and ``events`` (events replayed). Monitoring turns
 # it into metrics; the feature store itself does not depend on monitoring.
 counters_recovered = Signal()
+
+
+# --- Segments (docs/FEATURE_STORE.md "Segments") -----------------------------------------
+
+
+class Engagement(enum.StrEnum):
+    """A user's engagement segment, from recency, frequency and depth of their events."""
+
+    NEW = "new"  # joined lately, whatever they did since
+    CASUAL = "casual"  # active now and then
+    REGULAR = "regular"  # active on many days
+    POWER = "power"  # active on most days, and reads what they open
+    DORMANT = "dormant"  # nothing done lately
+
+
+# The engagement segments as a number for ranking (``engagement_level``): more engaged is
+# higher. A new user sits between dormant and casual: little is known either way.
+ENGAGEMENT_LEVELS: dict[str, int] = {
+    Engagement.DORMANT: 0,
+    Engagement.NEW: 1,
+    Engagement.CASUAL: 2,
+    Engagement.REGULAR: 3,
+    Engagement.POWER: 4,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UserSegment:
+    """A user's segments as the last segmentation run left them.
+
+    ``cluster`` is the user's interest cluster (``None``: no positive taste yet), and
+    ``cluster_label`` says it in words (its top categories, e.g. "Technology, Science").
+    """
+
+    user_id: int
+    engagement: str
+    cluster: int | None
+    cluster_label: str
+    computed_at: datetime
+
+    @property
+    def engagement_level(self) -> int:
+        """0 (dormant) .. 4 (power), the ranking's ``engagement_level`` signal."""
+        return ENGAGEMENT_LEVELS.get(self.engagement, 0)

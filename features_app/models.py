@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-from features_app.contracts import EVENT_TYPE_CHOICES
+from features_app.contracts import EVENT_TYPE_CHOICES, Engagement
 
 
 class UserEvent(models.Model):
@@ -268,3 +268,64 @@ class UserEmbedding(models.Model):
 
     def __str__(self) -> str:
         return f"embedding of user {self.user_id} ({self.model_version})"
+
+
+class SegmentAssignment(models.Model):
+    """A user's current segments, as the last segmentation run computed them
+    (``features_app.segments``): the engagement segment with the figures it came from, and
+    the interest cluster. One row per user, rewritten by every run; Redis keeps a copy for
+    the request path (``keys.user_segment``)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="segment",
+    )
+    engagement = models.CharField(
+        max_length=16, choices=[(e.value, e.value.capitalize()) for e in Engagement]
+    )
+    cluster = models.SmallIntegerField(null=True, blank=True, help_text="None: no taste yet")
+    cluster_label = models.CharField(max_length=200, blank=True)
+    last_active_at = models.DateTimeField(null=True, blank=True)
+    active_days = models.PositiveSmallIntegerField(
+        default=0, help_text="Days with an event other than an impression, in the window"
+    )
+    depth = models.FloatField(default=0.0, help_text="Reads (or long dwells) per click, 0..1")
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("user_id",)
+        indexes = [
+            models.Index(fields=["engagement"], name="segment_engagement_idx"),
+            models.Index(fields=["cluster"], name="segment_cluster_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id}: {self.engagement}, cluster {self.cluster}"
+
+
+class SegmentSize(models.Model):
+    """How many users a segment held on a UTC day (its last run that day): the history the
+    admin plots. ``kind`` is ``engagement`` (``key`` the segment's name) or ``cluster``
+    (``key`` the cluster id, ``label`` its words)."""
+
+    class Kind(models.TextChoices):
+        ENGAGEMENT = "engagement", "Engagement"
+        CLUSTER = "cluster", "Interest cluster"
+
+    day = models.DateField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    key = models.CharField(max_length=32)
+    label = models.CharField(max_length=200, blank=True)
+    users = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("-day", "kind", "key")
+        constraints = [
+            models.UniqueConstraint(fields=["day", "kind", "key"], name="segment_size_day_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.kind} {self.key}: {self.users}"

@@ -11,14 +11,25 @@ import numpy as np
 import redis
 from django.db.models import Max
 
-from features_app import co_reading, counters, embedding_jobs, embeddings, fallback, services
+from features_app import (
+    co_reading,
+    counters,
+    embedding_jobs,
+    embeddings,
+    fallback,
+    segments,
+    services,
+)
 from features_app.contracts import (
+    ENGAGEMENT_LEVELS,
+    Engagement,
     EventIn,
     EventType,
     IngestResult,
     ItemSignals,
     RecordResult,
     UserProfile,
+    UserSegment,
 )
 from features_app.models import CounterQuarantine, PendingCount, UserEvent
 from features_app.partitions import ensure_partitions
@@ -33,7 +44,10 @@ RefreshResult = embedding_jobs.RefreshResult
 
 __all__ = [
     "EMBEDDING_MODEL_VERSION",
+    "ENGAGEMENT_LEVELS",
+    "ENGAGEMENT_SEGMENTS",
     "EmbedResult",
+    "Engagement",
     "EventIn",
     "EventType",
     "IngestResult",
@@ -41,6 +55,7 @@ __all__ = [
     "RecordResult",
     "RefreshResult",
     "UserProfile",
+    "UserSegment",
     "co_read",
     "embed_items",
     "embed_texts",
@@ -60,11 +75,14 @@ __all__ = [
     "last_engaged_item_id",
     "provider_embeddings",
     "refresh_user_embeddings",
+    "segment_sizes",
     "trending",
     "trending_from_log",
     "user_embeddings",
     "user_profile",
     "user_profile_from_log",
+    "user_segment",
+    "user_segment_decode",
 ]
 
 
@@ -271,3 +289,28 @@ def event_log_table() -> str:
     experiments' session metrics). Filter it by ``occurred_at`` so only the months asked for
     are read."""
     return UserEvent._meta.db_table
+
+
+# --- Segments (docs/FEATURE_STORE.md "Segments") ---------------------------------------
+
+# The engagement segments' names, as experiment targeting and metrics name them.
+ENGAGEMENT_SEGMENTS: tuple[str, ...] = tuple(e.value for e in Engagement)
+
+
+def user_segment(user_id: int) -> UserSegment | None:
+    """The user's engagement segment and interest cluster (with its label in words) as the
+    last segmentation run left them; None when the user was never segmented. One Redis GET,
+    one query by primary key when Redis has none or is away."""
+    return segments.user_segment(user_id)
+
+
+def user_segment_decode(user_id: int, raw: str | bytes | None) -> UserSegment | None:
+    """:func:`user_segment` from a value the caller already read with its own Redis round
+    trip (``inbo.keys.user_segment(user_id)``; ``None``: absent or Redis away)."""
+    return segments.decode(user_id, raw)
+
+
+def segment_sizes(*, clusters: bool = False) -> dict[str, int]:
+    """Users per engagement segment (or per interest cluster id) on the latest day a
+    segmentation ran (one query; empty before the first run)."""
+    return segments.latest_sizes("cluster" if clusters else "engagement")

@@ -11,7 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
-from features_app import embedding_jobs, partitions, pending, snapshots, sync
+from features_app import embedding_jobs, partitions, pending, segments, snapshots, sync
 from features_app import reconcile as reconciliation
 from features_app.jobs import JobBusy
 
@@ -110,3 +110,17 @@ def refresh_user_embeddings() -> int:
     """Users with new events: their embedding and "similar" candidates again (beat, every
     minute). Skips (logged) when another run holds the lock or Redis is away."""
     return embedding_jobs.refresh_user_embeddings().users
+
+
+@shared_task(
+    name="inbo.features.compute_segments", soft_time_limit=1500, time_limit=1700, **_COMMON
+)
+def compute_segments() -> int:
+    """Every active user's engagement segment and interest cluster, and the day's sizes
+    (beat, hourly; ``features_app.segments``). Returns the users segmented (0: skipped,
+    another run holds the lock)."""
+    try:
+        return segments.compute_segments().users
+    except JobBusy:
+        logger.info("features.segments_skipped reason=busy")
+        return 0

@@ -306,3 +306,16 @@ def bandit_state(bandit_key: str) -> str:
     the copy the feed reads, one GET per build). Written by ``inbo.experiments.update_bandits``
     only when newer than what is there. No TTL."""
     return _key("experiments", "bandit_state", bandit_key, 1)
+
+
+# --- features_app: segments (docs/FEATURE_STORE.md "Segments") -------------------------
+# Rewritten by every run (hourly); a key outlives a few missed runs, then the request path
+# reads PostgreSQL.
+USER_SEGMENT_TTL_SECONDS = 2 * 86400
+
+
+def user_segment(user_id: int) -> str:
+    """The user's segments as JSON ``{"e": engagement, "c": cluster, "l": label, "t": unix
+    time computed}``, written by the segmentation job, read with the home's cache read.
+    TTL: ``USER_SEGMENT_TTL_SECONDS``."""
+    return _key("features", "segment", user_id, 1)

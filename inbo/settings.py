@@ -231,6 +231,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("EMBEDDINGS_JOB_INTERVAL_SECONDS", 60)),
         "options": {"expires": max(1, env_int("EMBEDDINGS_JOB_INTERVAL_SECONDS", 60) - 5)},
     },
+    # Segments: engagement and interest clusters of every user, their sizes for the day.
+    "features-compute-segments": {
+        "task": "inbo.features.compute_segments",
+        "schedule": 60.0 * env_int("SEGMENTS_INTERVAL_MINUTES", 60),
+        "options": {"expires": 60 * max(1, env_int("SEGMENTS_INTERVAL_MINUTES", 60) - 5)},
+    },
     # ALS: nightly training (gate, register, promote, precompute candidates), and every
     # minute the users with new events get fresh candidates from the active version.
     "ml-train-als": {
@@ -461,6 +467,18 @@ FEATURES_PENDING_MIN_AGE_SECONDS = env_float("FEATURES_PENDING_MIN_AGE_SECONDS",
 # Oldest occurred_at a client may report, in days (older: 400). Bounds the months that need a
 # partition: a client can never make the request path create one (features_app/partitions.py).
 EVENTS_CLIENT_MAX_AGE_DAYS = env_int("EVENTS_CLIENT_MAX_AGE_DAYS", 30)
+# Segments (docs/FEATURE_STORE.md "Segments"): engagement from the events of the last
+# SEGMENTS_WINDOW_DAYS (frequency: days active; depth: reads or dwells of at least
+# SEGMENTS_DEEP_DWELL_MS per click) and the last event (recency); new users joined less than
+# SEGMENTS_NEW_DAYS ago. Interest clusters: k-means with this many clusters over the same window.
+SEGMENTS_WINDOW_DAYS = env_int("SEGMENTS_WINDOW_DAYS", 28)
+SEGMENTS_NEW_DAYS = env_int("SEGMENTS_NEW_DAYS", 7)
+SEGMENTS_DORMANT_DAYS = env_int("SEGMENTS_DORMANT_DAYS", 14)
+SEGMENTS_REGULAR_DAYS = env_int("SEGMENTS_REGULAR_DAYS", 4)
+SEGMENTS_POWER_DAYS = env_int("SEGMENTS_POWER_DAYS", 12)
+SEGMENTS_POWER_DEPTH = env_float("SEGMENTS_POWER_DEPTH", 0.5)
+SEGMENTS_DEEP_DWELL_MS = env_int("SEGMENTS_DEEP_DWELL_MS", 30_000)
+SEGMENTS_CLUSTERS = env_int("SEGMENTS_CLUSTERS", 8)
 
 # Home experience: ranking weights (see experience_app/ranking.py), sections and caching.
 EXPERIENCE_WEIGHT_POPULARITY = env_float("EXPERIENCE_WEIGHT_POPULARITY", 1.0)

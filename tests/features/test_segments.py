@@ -1,0 +1,223 @@
+"""User segments (FEAT-002): engagement at its thresholds, interest clusters, the run's
+writes (assignments, daily sizes, Redis copy), the serving read and its uses (experiment
+targeting, the ranking signal, metrics, admin pages)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from features_app import public as features
+from features_app.models import SegmentAssignment, SegmentSize, UserEvent
+from features_app.partitions import ensure_partitions
+from features_app.segments import compute_segments
+from inbo import keys
+from inbo import redis as inbo_redis
+from tests.factories import CategoryFactory, ItemFactory, UserFactory
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+LONG_AGO = NOW - timedelta(days=400)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _partitions(db):
+    ensure_partitions(NOW - timedelta(days=60), NOW)
+
+
+def _user(joined: datetime = LONG_AGO):
+    user = UserFactory()
+    user.date_joined = joined
+    user.save(update_fields=["date_joined"])
+    return user
+
+
+def _events(user, item, kind: str, days_ago: list[float], **context) -> None:
+    UserEvent.objects.bulk_create(
+        UserEvent(
+            user=user,
+            item=item,
+            event_type=kind,
+            occurred_at=NOW - timedelta(days=d),
+            event_id=uuid.uuid4(),
+            context=context,
+        )
+        for d in days_ago
+    )
+
+
+def _engagement() -> dict[int, str]:
+    compute_segments(now=NOW)
+    return dict(SegmentAssignment.objects.values_list("user_id", "engagement"))
+
+
+# --- engagement -----------------------------------------------------------------------
+
+
+@override_settings(
+    SEGMENTS_NEW_DAYS=7,
+    SEGMENTS_DORMANT_DAYS=14,
+    SEGMENTS_REGULAR_DAYS=4,
+    SEGMENTS_POWER_DAYS=12,
+    SEGMENTS_POWER_DEPTH=0.5,
+)
+def test_engagement_segments_change_exactly_at_their_thresholds():
+    item = ItemFactory()
+    new = _user(joined=NOW - timedelta(days=6.9))
+    not_new = _user(joined=NOW - timedelta(days=7.1))  # no event at all: dormant
+    _events(not_new, item, "impression", [0.1])  # impressions are not activity
+    dormant = _user()
+    _events(dormant, item, "click", [14.1])
+    casual = _user()
+    _events(casual, item, "click", [13.9, 20, 21])  # 3 active days: below regular
+    regular = _user()
+    _events(regular, item, "click", [1, 2, 3, 4])  # 4 days: regular
+    shallow = _user()
+    _events(shallow, item, "click", [float(d) for d in range(1, 15)])  # 14 days, no reads
+    power = _user()
+    days = [float(d) for d in range(1, 13)]  # 12 days
+    _events(power, item, "click", days)
+    _events(power, item, "read", days[:6])  # depth 6/12 = 0.5
+    almost = _user()
+    _events(almost, item, "click", days[:11])  # 11 days
+    _events(almost, item, "read", days[:11])
+    dwell = _user()
+    _events(dwell, item, "click", days[:6], dwell_ms=45_000)  # a long dwell counts as deep
+    _events(dwell, item, "click", days[6:], dwell_ms=29_999)
+    segments = _engagement()
+    assert segments[new.pk] == "new"
+    assert segments[not_new.pk] == "dormant"
+    assert segments[dormant.pk] == "dormant"
+    assert segments[casual.pk] == "casual"
+    assert segments[regular.pk] == "regular"
+    assert segments[shallow.pk] == "regular"
+    assert segments[power.pk] == "power"
+    assert segments[almost.pk] == "regular"
+    assert segments[dwell.pk] == "power"
+    row = SegmentAssignment.objects.get(user=power)
+    assert (row.active_days, row.depth) == (12, 0.5)
+
+
+def test_thresholds_come_from_settings():
+    item = ItemFactory()
+    user = _user()
+    _events(user, item, "click", [1, 2])
+    assert _engagement()[user.pk] == "casual"
+    with override_settings(SEGMENTS_REGULAR_DAYS=2):
+        assert _engagement()[user.pk] == "regular"
+
+
+def test_inactive_users_lose_their_segment():
+    user = _user()
+    compute_segments(now=NOW)
+    assert SegmentAssignment.objects.filter(user=user).exists()
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    compute_segments(now=NOW + timedelta(hours=1))
+    assert not SegmentAssignment.objects.filter(user=user).exists()
+
+
+# --- interest clusters ----------------------------------------------------------------
+
+
+def test_clusters_group_a_synthetic_population_by_taste_and_name_it():
+    tech = CategoryFactory(name="Technology")
+    cooking = CategoryFactory(name="Cooking")
+    sport = CategoryFactory(name="Sport")
+    items = {}
+    for category in (tech, cooking, sport):
+        items[category.pk] = [ItemFactory() for _ in range(3)]
+        for item in items[category.pk]:
+            item.categories.set([category])
+    population: dict[int, int] = {}
+    for category in (tech, cooking, sport):
+        for n in range(6):
+            user = _user()
+            for i, item in enumerate(items[category.pk]):
+                _events(user, item, "click", [1 + i + n / 10])
+            # a little noise: one click elsewhere
+            other = tech if category != tech else sport
+            _events(user, items[other.pk][n % 3], "click", [2.5])
+            population[user.pk] = category.pk
+    taste_free = _user()
+    _events(taste_free, items[tech.pk][0], "hide", [1])  # only negative taste: no cluster
+    with override_settings(SEGMENTS_CLUSTERS=3):
+        run = compute_segments(now=NOW)
+    assert run.clustered == 18
+    assert sorted(run.clusters.values()) == ["Cooking", "Sport", "Technology"]
+    rows = SegmentAssignment.objects.in_bulk(list(population))
+    by_category: dict[int, set[int | None]] = {}
+    for user_id, category_id in population.items():
+        by_category.setdefault(category_id, set()).add(rows[user_id].cluster)
+    assert all(len(c) == 1 for c in by_category.values())  # one cluster per taste
+    assert len({next(iter(c)) for c in by_category.values()}) == 3  # three different ones
+    label = {c: run.clusters[c] for c in run.clusters}
+    assert label[rows[next(u for u, c in population.items() if c == tech.pk)].cluster] == (
+        "Technology"
+    )
+    assert SegmentAssignment.objects.get(user=taste_free).cluster is None
+    # The same population clusters the same way again (fixed seed, numbered by label).
+    with override_settings(SEGMENTS_CLUSTERS=3):
+        again = compute_segments(now=NOW + timedelta(minutes=5))
+    assert again.clusters == run.clusters
+
+
+# --- the run's writes and the serving read --------------------------------------------
+
+
+def test_a_run_writes_the_day_sizes_and_the_redis_copy():
+    item = ItemFactory()
+    users = [_user() for _ in range(3)]
+    for user in users[:2]:
+        _events(user, item, "click", [1, 2, 3, 4])
+    run = compute_segments(now=NOW)
+    assert run.users == 3 and run.redis_written
+    sizes = dict(
+        SegmentSize.objects.filter(day=NOW.date(), kind="engagement").values_list("key", "users")
+    )
+    assert sizes == {"new": 0, "casual": 0, "regular": 2, "power": 0, "dormant": 1}
+    assert features.segment_sizes() == sizes
+    raw = inbo_redis.state().get(keys.user_segment(users[0].pk))
+    assert raw is not None
+    segment = features.user_segment(users[0].pk)
+    assert segment is not None
+    assert (segment.engagement, segment.engagement_level, segment.computed_at) == (
+        "regular",
+        3,
+        NOW,
+    )
+
+
+def test_the_serving_read_falls_back_to_postgresql():
+    user = _user()
+    assert features.user_segment(user.pk) is None
+    compute_segments(now=NOW)
+    inbo_redis.state().delete(keys.user_segment(user.pk))
+    segment = features.user_segment(user.pk)
+    assert segment is not None and segment.engagement == "dormant"
+    assert features.user_segment_decode(user.pk, b"{not json") == segment
+
+
+def test_the_command_reports_progress_and_writes_history(capsys):
+    _user()
+    call_command("segments")
+    out = capsys.readouterr().out
+    assert "engagement: 1 users" in out
+    assert "redis: written" in out
+    assert SegmentSize.objects.filter(kind="engagement").count() == 5
+
+
+def test_the_beat_task_writes_history():
+    from django.conf import settings
+
+    from features_app.tasks import compute_segments as task
+
+    assert settings.CELERY_BEAT_SCHEDULE["features-compute-segments"]["task"] == task.name
+    _user()
+    assert task.apply().get() == 1
+    assert SegmentSize.objects.filter(kind="engagement").exists()
