@@ -32,6 +32,8 @@ FEATURES: tuple[str, ...] = (
     "age_hours_log",
     "als",
     "similarity",
+    # The user's engagement segment, 0 (dormant) .. 4 (power) (issue 13, features_app).
+    "engagement_level",
 )
 
 

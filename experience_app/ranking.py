@@ -24,8 +24,9 @@ served item, so the served log is the reranker's point-in-time training set):
 ``reads_log``, ``saves_log`` (ln(1 + lifetime count)), ``dismiss_rate``,
 ``decayed_clicks_log`` and ``expected_clicks_log`` (ln(1 + the decayed sums behind
 ``popularity``), ``age_hours_log`` and ``als`` (the ALS score, for the user's precomputed ALS
-candidates only). A feature the item lacks is absent, never 0 (see
-:mod:`experience_app.learned`).
+candidates only), ``engagement_level`` (the user's engagement segment, 0 dormant, 1 new,
+2 casual, 3 regular, 4 power; absent for a user never segmented). A feature the item lacks
+is absent, never 0 (see :mod:`experience_app.learned`).
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class UserContext:
     # Subcategories of the picked topics, child id -> picked parent id: an item tagged with
     # a subcategory counts as in its parent topic (``affinity``).
     interest_parents: Mapping[int, int] = field(default_factory=dict)
+    # The user's engagement segment as a level (``UserSegment.engagement_level``); None when
+    # never segmented. The same for every candidate: the learned reranker reads it.
+    engagement_level: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,8 @@ def rank(
             "expected_clicks_log": math.log1p(s.decayed_expected),
             "age_hours_log": math.log1p(age / 3600.0),
         }
+        if user.engagement_level is not None:
+            values["engagement_level"] = float(user.engagement_level)
         if learned is not None and c.item_id in learned:
             values.update(learned[c.item_id])
         score = linear_score(values, w)

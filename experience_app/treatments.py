@@ -128,6 +128,8 @@ class FeedContext:
 
     now: datetime
     platform: str | None = None
+    # The user's engagement segment (``features_app.public.user_segment``), for targeting.
+    segment: str | None = None
 
 
 class TreatmentProvider(Protocol):

@@ -146,6 +146,7 @@ class Provider:
                 now=context.now,
                 joined_at=joined[0] if joined else None,
                 platform=context.platform,
+                segment=context.segment,
             )
             variant = assign(experiment, user_id, context=target)
             if variant is not None:

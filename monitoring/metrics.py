@@ -252,6 +252,15 @@ class InboCollector(Collector):
                 "Total counter drift the last reconciliation found (before repairing it).",
                 figures["reconcile_drift"],
             )
+        # Users per engagement segment (five fixed names: never a per-user label).
+        sizes = features.segment_sizes()
+        if sizes:
+            yield _labelled(
+                "inbo_user_segment_users",
+                "Users per engagement segment at the last segmentation run.",
+                "segment",
+                sorted((name, float(n)) for name, n in sizes.items()),
+            )
         trials = experiments.health_figures()
         yield _gauge("inbo_experiments_running", "Experiments running now.", trials["running"])
         yield _gauge(

@@ -11,6 +11,7 @@ from typing import Any
 
 from experience_app import public as experience
 from experiments_app.models import GUARDRAIL_METRICS, Bandit, Metric
+from features_app import public as features
 from inbo.errors import InvalidInput
 
 # fullmatch, not match: "$" also matches before a trailing newline ("feed\n").
@@ -74,7 +75,8 @@ def validate_traffic_share(share: int) -> None:
 
 
 def validate_targeting(targeting: Any) -> None:
-    """Empty (everyone), or any of ``{"new_users_days": int >= 1}``, ``{"segment": slug}``,
+    """Empty (everyone), or any of ``{"new_users_days": int >= 1}``, ``{"segment": name}``
+    (an engagement segment, ``features_app.public.ENGAGEMENT_SEGMENTS``),
     ``{"platform": "web" | "ios" | "android"}`` (all given must match)."""
     if targeting in (None, {}):
         return
@@ -92,8 +94,11 @@ def validate_targeting(targeting: Any) -> None:
             raise _invalid("targeting", "new_users_days must be a whole number of days, 1+.")
     if "segment" in targeting:
         segment = targeting["segment"]
-        if not isinstance(segment, str) or not _SLUG.fullmatch(segment):
-            raise _invalid("targeting", "segment must be a segment key (a slug).")
+        if not isinstance(segment, str) or segment not in features.ENGAGEMENT_SEGMENTS:
+            raise _invalid(
+                "targeting",
+                f"segment must be one of {', '.join(features.ENGAGEMENT_SEGMENTS)}.",
+            )
     if "platform" in targeting and targeting["platform"] not in PLATFORMS:
         raise _invalid("targeting", f"platform must be one of {', '.join(PLATFORMS)}.")
 

@@ -253,6 +253,7 @@ def test_put_variants_of_a_running_experiment_is_a_409(staff_client, layer):
         ({"targeting": {"country": "fr"}}, "targeting", "Unknown targeting rule"),
         ({"targeting": {"new_users_days": 0}}, "targeting", "new_users_days"),
         ({"targeting": {"segment": "heavy\n"}}, "targeting", "segment"),
+        ({"targeting": {"segment": "heavy"}}, "targeting", "one of new, casual"),
         ({"targeting": ["web"]}, "targeting", "object"),
         ({"primary_metric": "revenue"}, "primary_metric", "valid choice"),
         ({"primary_metric": "latency_p95"}, "primary_metric", "valid choice"),

@@ -80,7 +80,7 @@ def test_a_valid_draft_keeps_its_variants_targeting_and_metrics():
         arms={"default": ["for_you", "trending"], "trending_first": ["trending", "for_you"]},
     )
     experiment = draft(
-        targeting={"new_users_days": 14, "segment": "heavy-readers", "platform": "web"},
+        targeting={"new_users_days": 14, "segment": "power", "platform": "web"},
         primary_metric="reads_per_user",
         guardrails=["dismiss_rate", "latency_p95"],
         variants=[

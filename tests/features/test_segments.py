@@ -221,3 +221,141 @@ def test_the_beat_task_writes_history():
     _user()
     assert task.apply().get() == 1
     assert SegmentSize.objects.filter(kind="engagement").exists()
+
+
+# --- uses: experiment targeting, the ranking signal, metrics, admin --------------------
+
+
+@pytest.fixture
+def segmented(user, other_user):
+    """``user`` is a regular reader (joined long ago, active on 4 days), ``other_user`` new;
+    a few items to fill the feed; segments computed now."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    ensure_partitions(now - timedelta(days=30), now)
+    user.date_joined = now - timedelta(days=400)
+    user.save(update_fields=["date_joined"])
+    items = [ItemFactory(published_at=now - timedelta(hours=1 + i)) for i in range(6)]
+    UserEvent.objects.bulk_create(
+        UserEvent(
+            user=user,
+            item=items[0],
+            event_type="click",
+            occurred_at=now - timedelta(days=d),
+            event_id=uuid.uuid4(),
+        )
+        for d in (1, 2, 3, 4)
+    )
+    compute_segments(now=now)
+    return items
+
+
+HOME = "/api/v1/experience/home/"
+
+
+def test_targeting_by_segment_assigns_only_matching_users(
+    segmented, user, other_user, auth_client, other_client
+):
+    from experiments_app import serving
+    from experiments_app.models import Exposure
+    from experiments_app.services import lifecycle
+    from experiments_app.services.validation import VariantSpec
+
+    serving.reset_cache()
+    experiment = lifecycle.experiment_start(
+        lifecycle.experiment_create(
+            key="regulars-only",
+            hypothesis="Regular readers like trending first.",
+            layer_key="home",
+            targeting={"segment": "regular"},
+            variants=[
+                VariantSpec("control", 0, True, {}),
+                VariantSpec("treat", 100, False, {"section_order": ["trending", "for_you"]}),
+            ],
+        )
+    )
+    try:
+        assert auth_client.get(HOME).json()["experiments"] == {"regulars-only": "treat"}
+        assert other_client.get(HOME).json()["experiments"] == {}
+        assert list(Exposure.objects.filter(experiment=experiment).values_list("user_id")) == [
+            (user.pk,)
+        ]
+        # Without the Redis copy the segment comes from PostgreSQL: still targeted.
+        inbo_redis.state().delete(keys.user_segment(user.pk), keys.feed(user.pk))
+        assert auth_client.get(HOME).json()["experiments"] == {"regulars-only": "treat"}
+    finally:
+        serving.reset_cache()
+
+
+def test_an_unknown_segment_in_targeting_is_refused():
+    from experiments_app.services.validation import validate_targeting
+    from inbo.errors import InvalidInput
+
+    validate_targeting({"segment": "power"})
+    with pytest.raises(InvalidInput, match="segment must be one of new, casual, regular"):
+        validate_targeting({"segment": "heavy-readers"})
+
+
+def test_the_engagement_level_is_in_every_explanation(segmented, auth_client, other_client):
+    body = auth_client.get(HOME).json()
+    explained = [e["explanation"] for s in body["sections"] for e in s["items"]]
+    assert explained and all(x["engagement_level"] == 3.0 for x in explained)
+    new = other_client.get(HOME).json()
+    assert all(
+        e["explanation"]["engagement_level"] == 1.0 for s in new["sections"] for e in s["items"]
+    )
+
+
+def test_a_user_never_segmented_has_no_engagement_level(auth_client):
+    from django.utils import timezone
+
+    now = timezone.now()
+    for i in range(3):
+        ItemFactory(published_at=now - timedelta(hours=1 + i))
+    body = auth_client.get(HOME).json()
+    explained = [e["explanation"] for s in body["sections"] for e in s["items"]]
+    assert explained and all("engagement_level" not in x for x in explained)
+
+
+def test_metrics_export_users_per_segment(segmented, client):
+    text = client.get("/metrics").content.decode()
+    assert 'inbo_user_segment_users{segment="regular"} 1.0' in text
+    assert 'inbo_user_segment_users{segment="new"} 1.0' in text
+
+
+@pytest.fixture
+def staff_client(db):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def test_admin_lists_users_by_segment_and_plots_sizes(segmented, staff_client, user):
+    page = staff_client.get("/admin/features_app/segmentassignment/?engagement=regular")
+    assert page.status_code == 200 and user.username in page.content.decode()
+    assert (
+        staff_client.get("/admin/features_app/segmentassignment/?cluster=none").status_code == 200
+    )
+    assert staff_client.get("/admin/features_app/segmentassignment/?cluster=x1").status_code == 200
+    sizes = staff_client.get("/admin/features_app/segmentsize/")
+    html = sizes.content.decode()
+    assert sizes.status_code == 200 and "<svg" in html and "<polyline" not in html  # one day
+    assert "<th>regular</th>" in html
+    for query in ("?kind=cluster&days=90", "?kind=nope&days=-1", "?days=99999999999999999999"):
+        assert staff_client.get(f"/admin/features_app/segmentsize/{query}").status_code == 200
+
+
+def test_the_sizes_chart_draws_a_line_per_segment_and_escapes_labels():
+    from datetime import date
+
+    from features_app.charts import lines_svg
+
+    svg = lines_svg(
+        {"<b>": [(date(2026, 12, 1), 3.0), (date(2026, 12, 2), 5.0)], "power": []},
+        title="a & b",
+    )
+    assert svg.count("<polyline") == 1 and "&lt;b&gt;" in svg and "a &amp; b" in svg
+    assert "No data yet." in lines_svg({})

@@ -243,11 +243,17 @@ def _model(treatment: Treatment, degraded: bool) -> rerank.LoadedModel | None:
 
 
 def build_feed(
-    user_id: int, *, now: datetime, degraded: bool = False, treatment: Treatment = EMPTY
+    user_id: int,
+    *,
+    now: datetime,
+    degraded: bool = False,
+    treatment: Treatment = EMPTY,
+    segment: features.UserSegment | None = None,
 ) -> Feed:
     """Rank every section for ``user_id`` at ``now`` (what the cache keeps), under the
     user's ``treatment`` (experiments: weights, reranker, sources, section order, bandit,
-    exploration slot; ``experience_app.treatments``)."""
+    exploration slot; ``experience_app.treatments``). ``segment``: the user's segments
+    (``features_app.public.user_segment``), the ``engagement_level`` signal."""
     off = treatment.sources_off
     profile, trending, degraded = _gather(user_id, now, degraded)
     interests = selectors.interest_category_ids(user_id=user_id)
@@ -327,7 +333,13 @@ def build_feed(
     degraded = degraded or signals_degraded
     ranked = rank(
         candidates,
-        UserContext(profile, frozenset(subscribed), frozenset(interests), interest_parents),
+        UserContext(
+            profile,
+            frozenset(subscribed),
+            frozenset(interests),
+            interest_parents,
+            engagement_level=segment.engagement_level if segment is not None else None,
+        ),
         signals,
         now=now,
         weights=_weights(treatment),

@@ -35,6 +35,7 @@ from experience_app.services.feed.build import (
     build_feed,
     explained,
 )
+from features_app import public as features
 from inbo import keys
 from inbo import redis as inbo_redis
 from inbo.errors import InvalidCursor, NotFound
@@ -160,12 +161,29 @@ def _compact(decisions: Any) -> str:
     )
 
 
+def _feed_context(
+    now: datetime, platform: str | None, segment: features.UserSegment | None
+) -> treatments.FeedContext:
+    engagement = segment.engagement if segment is not None else None
+    return treatments.FeedContext(now=now, platform=platform, segment=engagement)
+
+
+def _segment_treatment(
+    user_id: int, now: datetime, platform: str | None, raw: str | bytes | None
+) -> tuple[features.UserSegment | None, treatments.Treatment]:
+    """The user's segment (``raw``: as read with the cache; PostgreSQL when absent) and the
+    treatment of their experiments, which may target it."""
+    segment = features.user_segment_decode(user_id, raw)
+    return segment, treatments.resolve(user_id, _feed_context(now, platform, segment))
+
+
 def home_json(user_id: int, *, now: datetime | None = None, platform: str | None = None) -> bytes:
     """The home response body: the first page of every section, ready to send.
 
     A cache hit costs one Redis round trip to read (metadata, the first pages as encoded
-    JSON, their served-log items, the feedback generation), two small queries (items that
-    must never come back) and one pipelined write of the served log and hit counter; the
+    JSON, their served-log items, the feedback generation, the user's segment), two small
+    queries (items that must never come back; a third, by primary key, for a user Redis
+    holds no segment for) and one pipelined write of the served log and hit counter; the
     cached JSON is sent as it is unless one of its items must be taken out.
 
     The user's running experiments (``treatments.resolve``, in-process, no query on the
@@ -174,20 +192,24 @@ def home_json(user_id: int, *, now: datetime | None = None, platform: str | None
     """
     started = time.perf_counter()
     now = now or timezone.now()
-    treatment = treatments.resolve(user_id, treatments.FeedContext(now=now, platform=platform))
     request_id = uuid.uuid4()
     client = inbo_redis.state()
     redis_ok = True
     meta: dict[str, Any] | None = None
     pages_json = served_json = ""
     generation = "0"
+    treatment: treatments.Treatment | None = None
+    segment: features.UserSegment | None = None
     try:
-        meta_raw, pages_raw, served_raw, current = client.mget(
+        meta_raw, pages_raw, served_raw, current, segment_raw = client.mget(
             keys.feed(user_id),
             keys.feed_pages(user_id),
             keys.feed_served(user_id),
             keys.feed_generation(user_id),
+            keys.user_segment(user_id),
         )
+        # The segment comes with the cache read: the user's experiments may target it.
+        segment, treatment = _segment_treatment(user_id, now, platform, segment_raw)
         generation = str(current or "0")
         if meta_raw and pages_raw and served_raw:
             meta = json.loads(meta_raw)
@@ -199,6 +221,8 @@ def home_json(user_id: int, *, now: datetime | None = None, platform: str | None
     except redis.RedisError as exc:
         redis_ok = False
         logger.warning("experience.cache_unavailable user=%s error=%s", user_id, exc)
+    if treatment is None:  # Redis is away: the segment from PostgreSQL
+        segment, treatment = _segment_treatment(user_id, now, platform, None)
 
     if meta is not None:
         # Checked on every hit: feedback given while Redis was unreachable could not mark
@@ -232,7 +256,7 @@ def home_json(user_id: int, *, now: datetime | None = None, platform: str | None
             served_log.store(served)
         return _body(request_id, meta, degraded, True, pages_json)
 
-    feed = build_feed(user_id, now=now, degraded=not redis_ok, treatment=treatment)
+    feed = build_feed(user_id, now=now, degraded=not redis_ok, treatment=treatment, segment=segment)
     # Logged before the feed is cached: a treated feed is never served without its
     # exposure (a database error here fails the request instead).
     treatments.served(user_id, treatment, feed.decisions, request_id=str(request_id), now=now)
@@ -343,8 +367,11 @@ def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = 
     if feed is None:
         # The snapshot expired (or Redis is away): continue on a freshly built feed, under
         # the user's treatment (its exposures and choices are logged as on home).
-        treatment = treatments.resolve(user_id, treatments.FeedContext(now=now))
-        feed = build_feed(user_id, now=now, degraded=not redis_ok, treatment=treatment)
+        segment = features.user_segment(user_id)
+        treatment = treatments.resolve(user_id, _feed_context(now, None, segment))
+        feed = build_feed(
+            user_id, now=now, degraded=not redis_ok, treatment=treatment, segment=segment
+        )
         treatments.served(user_id, treatment, feed.decisions, request_id=str(request_id), now=now)
     section = feed.section(key)
     body: dict[str, Any]
