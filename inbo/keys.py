@@ -319,3 +319,23 @@ def user_segment(user_id: int) -> str:
     time computed}``, written by the segmentation job, read with the home's cache read.
     TTL: ``USER_SEGMENT_TTL_SECONDS``."""
     return _key("features", "segment", user_id, 1)
+
+
+# --- rules_app: sponsored campaigns ---------------------------------------------------------
+
+# Kept this long past a campaign's end (its delivery stays readable for reports).
+RULES_DELIVERED_GRACE_SECONDS = 7 * 86400
+RULES_USER_DAY_TTL_SECONDS = 2 * 86400
+
+
+def rules_delivered(campaign_id: int) -> str:
+    """Integer: impressions a sponsored campaign has delivered (one per feed build that puts
+    one of its items on ``for_you``'s first page). TTL: the campaign's end plus
+    ``RULES_DELIVERED_GRACE_SECONDS``."""
+    return _key("rules", "delivered", campaign_id, 1)
+
+
+def rules_user_day(campaign_id: int, user_id: int, day: str) -> str:
+    """Integer: a campaign's impressions to one user on one UTC day (``day`` YYYYMMDD), for
+    the per-user cap. TTL: ``RULES_USER_DAY_TTL_SECONDS``."""
+    return _key("rules", "user_day", f"{campaign_id}-{user_id}-{day}", 1)

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "monitoring",
     "ml_app",  # offline: loaders, replay evaluation; no serving app imports it (ADR 0019)
     "experiments_app",  # A/B tests, bandits, off-policy evaluation (issue 12)
+    "rules_app",  # business rules on the feed: sponsored, diversity, blocks, boosts (issue 13)
 ]
 
 MIDDLEWARE = [
@@ -512,6 +513,11 @@ EXPERIENCE_CANDIDATE_DAYS = env_int("EXPERIENCE_CANDIDATE_DAYS", 21)
 EXPERIENCE_SECTION_PAGE_SIZE = env_int("EXPERIENCE_SECTION_PAGE_SIZE", 10)
 EXPERIENCE_SECTION_MAX_ITEMS = env_int("EXPERIENCE_SECTION_MAX_ITEMS", 50)
 EXPERIENCE_FEED_CACHE_SECONDS = env_int("EXPERIENCE_FEED_CACHE_SECONDS", 300)
+# Business rules (rules_app, docs/RULES.md): a serving process checks the rules' version this
+# often (one indexed query), and reloads them this often whatever it says (a provider
+# campaign's newest items).
+RULES_REFRESH_SECONDS = env_float("RULES_REFRESH_SECONDS", 5.0)
+RULES_RELOAD_SECONDS = env_float("RULES_RELOAD_SECONDS", 300.0)
 
 # Content embeddings (features_app.embeddings, docs/ML.md "Embeddings"). Torch threads per
 # process (web and workers: 1; the bulk command takes --threads); characters of the body

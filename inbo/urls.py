@@ -18,6 +18,7 @@ api_v1 = [
     path("", include("experience_app.api.urls")),
     path("", include("search_app.api.urls")),
     path("", include("experiments_app.api.urls")),
+    path("", include("rules_app.api.urls")),
 ]
 if settings.INBO_BENCH_ENDPOINTS:
     # Benchmark-only endpoints (`make bench`, docs/BENCHMARKS.md); never routed otherwise.

@@ -23,6 +23,7 @@ APPS = (
     "monitoring",
     "ml_app",
     "experiments_app",
+    "rules_app",
 )
 ALLOWED_MODULES = {"public", "contracts"}
 # Which apps each app may depend on at all (through the facades). No serving app lists
@@ -31,7 +32,9 @@ MAY_DEPEND_ON = {
     "reading_app": set(),
     "features_app": {"reading_app"},
     "search_app": {"reading_app"},
-    "experience_app": {"reading_app", "features_app"},
+    # Business rules sit below the feed: experience_app applies them through rules_app.public.
+    "experience_app": {"reading_app", "features_app", "rules_app"},
+    "rules_app": {"reading_app", "features_app"},
     "monitoring": {
         "reading_app",
         "features_app",

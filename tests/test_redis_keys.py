@@ -22,6 +22,7 @@ PACKAGES = (
     "search_app",
     "monitoring",
     "experiments_app",
+    "rules_app",
 )
 KEYS_MODULE = Path("inbo/keys.py")
 

@@ -30,6 +30,10 @@ class FeedEntrySerializer(serializers.Serializer):
     position = serializers.IntegerField()
     item = ItemCardSerializer()
     score = serializers.FloatField()
+    sponsored = serializers.BooleanField(
+        help_text="A paid placement (a sponsored campaign, docs/RULES.md): always shown as "
+        "such; its explanation has `sponsored: 1` and the `campaign` id."
+    )
     explanation = serializers.DictField(
         child=serializers.FloatField(), help_text="Signal values the item was ranked on."
     )

@@ -107,7 +107,15 @@ def test_home_returns_ordered_explained_sections(auth_client, world):
         assert s["title"] and s["items"]
         assert [e["position"] for e in s["items"]] == list(range(len(s["items"])))
         for e in s["items"]:
-            assert set(e) == {"position", "item", "score", "explanation", "top_features"}
+            assert set(e) == {
+                "position",
+                "item",
+                "score",
+                "sponsored",
+                "explanation",
+                "top_features",
+            }
+            assert e["sponsored"] is False  # no campaign runs
             assert e["top_features"] == []  # no reranker is active
             assert e["item"]["provider"]["id"] and e["item"]["provider"]["name"]
             assert isinstance(e["score"], float | int)

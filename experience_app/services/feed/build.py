@@ -28,6 +28,7 @@ from features_app import public as features
 from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app import public as reading
+from rules_app import public as rules
 
 logger = logging.getLogger(__name__)
 
@@ -318,6 +319,8 @@ def build_feed(
     pool = list(
         dict.fromkeys([*focused, *recent, *fresh_ids, *related, *trending_ids, *learned_ids])
     )
+    # Sponsored campaigns' items are candidates (business rules, rules_app).
+    pool = list(dict.fromkeys([*pool, *rules.campaign_item_ids(now)]))
     anchor_facets_needed = [anchor] if anchor is not None else []
     # Dismissed or hidden lately: their near-copies do not follow the anchor.
     rejected = (
@@ -350,6 +353,8 @@ def build_feed(
     if model is not None:
         ranked = rerank.rerank(ranked, model)
         ranker = model.label
+    # Business rules (rules_app): blocklists and boosts, before the sections are cut.
+    ranked, rules_removed = rules.adjust_ranked(ranked, facets, now=now)
     in_picked = {c.item_id for c in candidates if picked.intersection(c.category_ids)}
     if interests:
         ranked = picked_first(ranked, in_picked, share=cold_start_share(profile.event_counts))
@@ -430,6 +435,16 @@ def build_feed(
             decisions.append(chosen)
             order = tuple(chosen.payload.get("order") or ()) or order
     sections = [s for s in make_disjoint(drafts) if s.entries]
+    # Business rules: blocklists everywhere, diversity on first pages, sponsored slots.
+    sections = rules.apply(
+        sections,
+        user_id=user_id,
+        by_id=by_id,
+        facets=facets,
+        now=now,
+        degraded=degraded,
+        removed=rules_removed,
+    )
     # The reason of ``for_you`` is chosen once its items are known: it holds for each.
     categories_of = {c.item_id: c.category_ids for c in candidates}
     sections = [

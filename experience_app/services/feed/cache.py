@@ -99,6 +99,8 @@ def page(
                 "position": position,
                 "item": cards[entry.item_id],
                 "score": entry.score,
+                # Always labelled: a campaign's item says so (business rules, rules_app).
+                "sponsored": bool(entry.signals.get("sponsored")),
                 "explanation": entry.signals,
                 "top_features": [
                     {"feature": name, "contribution": c} for name, c in entry.top_features
