@@ -34,6 +34,11 @@ FEATURES: tuple[str, ...] = (
     "similarity",
     # The user's engagement segment, 0 (dormant) .. 4 (power) (issue 13, features_app).
     "engagement_level",
+    # Time and place (issue 13, experience_app.time_place).
+    "hour_match",
+    "item_hour_lift",
+    "region_popularity",
+    "language_match",
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from experience_app import treatments
+from experience_app import time_place, treatments
 from experience_app.datasets import demo as demo_plan
 from experience_app.datasets import demo_words
 from experience_app.learned import FEATURES, feature_vector
@@ -64,6 +64,7 @@ __all__ = [
     "served_between",
     "served_log_flush",
     "set_treatment_provider",
+    "time_place",
     "users_ensure",
 ]
 

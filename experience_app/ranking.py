@@ -17,6 +17,9 @@ Signals (all computed at ``now``, from data known before ``now``):
 - ``seen``: 1 when the item was already shown to the user and not engaged with.
 - ``similarity``: cosine of the item's text embedding to the user's (present only for the
   user's precomputed "similar" candidates, see ``inbo.keys.learned_candidates``).
+- ``hour_match``, ``item_hour_lift``, ``region_popularity``, ``language_match``: the time
+  and place signals of :mod:`experience_app.time_place`, passed in per item through
+  ``learned`` (absent when unknown or when Redis is away).
 
 Features the linear score does not weigh but the learned reranker reads (logged with every
 served item, so the served log is the reranker's point-in-time training set):
@@ -54,6 +57,11 @@ class Weights:
     seen: float = 1.0
     similarity: float = 0.5
     freshness_half_life_hours: float = 24.0
+    # Time and place (issue 13, ``experience_app.time_place``): log-lifts, 0 when unknown.
+    hour_match: float = 0.0
+    item_hour_lift: float = 0.5
+    region_popularity: float = 0.5
+    language_match: float = 0.25
 
     @classmethod
     def from_settings(cls) -> Weights:
@@ -66,6 +74,10 @@ class Weights:
             seen=settings.EXPERIENCE_WEIGHT_SEEN,
             similarity=settings.EXPERIENCE_WEIGHT_SIMILARITY,
             freshness_half_life_hours=settings.EXPERIENCE_FRESHNESS_HALF_LIFE_HOURS,
+            hour_match=settings.EXPERIENCE_WEIGHT_HOUR_MATCH,
+            item_hour_lift=settings.EXPERIENCE_WEIGHT_ITEM_HOUR_LIFT,
+            region_popularity=settings.EXPERIENCE_WEIGHT_REGION_POPULARITY,
+            language_match=settings.EXPERIENCE_WEIGHT_LANGUAGE_MATCH,
         )
 
 
@@ -132,6 +144,10 @@ def linear_score(values: Mapping[str, float], w: Weights) -> float:
         + w.subscribed * values.get("subscribed", 0.0)
         - w.seen * values.get("seen", 0.0)
         + w.similarity * values.get("similarity", 0.0)
+        + w.hour_match * values.get("hour_match", 0.0)
+        + w.item_hour_lift * values.get("item_hour_lift", 0.0)
+        + w.region_popularity * values.get("region_popularity", 0.0)
+        + w.language_match * values.get("language_match", 0.0)
     )
 
 

@@ -93,6 +93,44 @@ def user_seen(user_id: int) -> str:
     return _key("features", "user_seen", user_id, 1)
 
 
+# Time and place counters (issue 13, FEAT-003/004; experience_app/time_place.py): opens
+# counted at the reader's local hour, and per country, decayed like the click sums.
+# An item's hours fade with the item; a user's with their other state.
+ITEM_HOURS_TTL_SECONDS = 90 * 86400
+# A country's decayed sorted set keeps at most this many items (trimmed on write).
+REGION_ITEMS_MAX = 5000
+
+
+def user_hours(user_id: int) -> str:
+    """Hash: local hour of week (0 = Monday 00:00 .. 167) -> the user's opens then.
+    TTL: ``USER_STATE_TTL_SECONDS``."""
+    return _key("features", "user_hours", user_id, 1)
+
+
+def item_hours(item_id: int) -> str:
+    """Hash: readers' local hour of day (0..23) -> opens of the item then.
+    TTL: ``ITEM_HOURS_TTL_SECONDS``."""
+    return _key("features", "item_hours", item_id, 1)
+
+
+def hours_global() -> str:
+    """Hash: readers' local hour of day (0..23) -> opens of any item then. No TTL (24 fields)."""
+    return _key("features", "hours", "global", 1)
+
+
+def region_clicks(country: str, half_life_hours: float, epoch: int) -> str:
+    """Sorted set of decayed opens per item by readers in ``country`` (ISO 3166-1 alpha-2,
+    or ``all`` for every reader), stored as :func:`decayed` stores them; at most
+    ``REGION_ITEMS_MAX`` members. TTL: two epochs."""
+    return _key("features", "region_clicks", f"{country}h{half_life_hours:g}e{epoch}", 1)
+
+
+def region_totals(half_life_hours: float, epoch: int) -> str:
+    """Hash: country (or ``all``) -> decayed opens of every item there, stored as
+    :func:`decayed` stores them. TTL: two epochs."""
+    return _key("features", "region_totals", f"h{half_life_hours:g}e{epoch}", 1)
+
+
 # ONLY for ``manage.py features_memory_report``, which writes it in its scratch database
 # (REDIS_EVAL_URL): the naive layout the hashes above are measured against. Never used by
 # the application, never in the state database.

@@ -111,6 +111,8 @@ class ItemFacets:
     category_ids: tuple[int, ...]
     published_at: datetime
     available: bool
+    # ISO 639-1 (the item's; the feed's ``language_match``). Empty when not read.
+    language: str = ""
 
 
 class CatalogKind(enum.StrEnum):

@@ -92,7 +92,7 @@ def item_facets(item_ids: Iterable[int], *, cached: bool = False) -> dict[int, I
         if not ids:
             return result
     rows = Item.objects.filter(id__in=ids).values_list(
-        "id", "provider_id", "published_at", "status"
+        "id", "provider_id", "published_at", "status", "language"
     )
     cats: dict[int, list[int]] = {}
     for item_id, category_id in Item.categories.through.objects.filter(item_id__in=ids).values_list(
@@ -106,8 +106,9 @@ def item_facets(item_ids: Iterable[int], *, cached: bool = False) -> dict[int, I
             category_ids=tuple(sorted(cats.get(item_id, ()))),
             published_at=published_at,
             available=status == Item.Status.PUBLISHED,
+            language=language,
         )
-        for item_id, provider_id, published_at, status in rows
+        for item_id, provider_id, published_at, status, language in rows
     }
     if cached:
         if len(_facets_cache) > FACETS_CACHE_MAX:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from experience_app import selectors
+from experience_app.api.place import proxy_place
 from experience_app.api.serializers import (
     HomeSerializer,
     InteractionBatchSerializer,
@@ -53,7 +54,11 @@ class HomeView(APIView):
     def get(self, request: Request) -> HttpResponse:
         # The body is sent as built (cached JSON spliced in), not re-rendered by DRF.
         platform = request.headers.get("X-Client-Platform", "").strip().lower()
-        body = feed.home_json(request.user.pk, platform=platform if platform in PLATFORMS else None)
+        body = feed.home_json(
+            request.user.pk,
+            platform=platform if platform in PLATFORMS else None,
+            place=proxy_place(request),
+        )
         return HttpResponse(body, content_type="application/json")
 
 
@@ -110,7 +115,9 @@ class InteractionsView(APIView):
             )
             for i in data.validated_data["interactions"]
         ]
-        result = interactions_record(user_id=request.user.pk, interactions=batch, now=now)
+        result = interactions_record(
+            user_id=request.user.pk, interactions=batch, now=now, place=proxy_place(request)
+        )
         body = asdict(result)
         return Response(InteractionResultSerializer(body).data)
 

@@ -28,6 +28,8 @@ from django.db import connection, transaction
 
 from experience_app.models import ExperienceInteraction
 from experience_app.services import feed
+from experience_app.services.reader_context import reader_context
+from experience_app.time_place import Place
 from features_app import public as features
 from features_app.contracts import EventIn, EventType
 from reading_app import public as reading
@@ -95,12 +97,18 @@ def _insert(user_id: int, rows: list[InteractionIn], received_at: datetime) -> s
 
 
 def interactions_record(
-    *, user_id: int, interactions: list[InteractionIn], now: datetime
+    *,
+    user_id: int,
+    interactions: list[InteractionIn],
+    now: datetime,
+    place: Place | None = None,
 ) -> BatchResult:
     """Store a batch of interactions and feed them back into counters and the feed.
 
     An interaction with an unknown or unavailable item is rejected alone (reported with its
-    index); the rest of the batch is accepted.
+    index); the rest of the batch is accepted. Each event carries the reader's local hour
+    of week and place (``place``: a trusted proxy's, when the profile has none) for the
+    time and place counters (issue 13).
     """
     facets = reading.item_facets([i.item_id for i in interactions])
     rejected: list[Rejected] = []
@@ -119,6 +127,7 @@ def interactions_record(
         return BatchResult(0, len(interactions) - len(rejected), rejected, counted=True)
 
     effects = _BatchEffects(user_id, facets)
+    reader = reader_context(user_id, proxy_place=place)
     with transaction.atomic():
         inserted_ids = _insert(user_id, valid, now)
         new = [i for i in valid if i.event_id in inserted_ids]
@@ -140,7 +149,8 @@ def interactions_record(
                             "dwell_ms": i.dwell_ms,
                         }.items()
                         if v is not None
-                    },
+                    }
+                    | reader.stamp(i.occurred_at),
                 )
                 for i in new
             ],

@@ -23,6 +23,8 @@ from django.conf import settings
 from experience_app import selectors, treatments
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank, tiebreak
 from experience_app.services import rerank
+from experience_app.services.feed.context_signals import time_place_signals
+from experience_app.time_place import Place
 from experience_app.treatments import EMPTY, Decision, Treatment
 from features_app import public as features
 from inbo import keys
@@ -249,11 +251,13 @@ def build_feed(
     now: datetime,
     degraded: bool = False,
     treatment: Treatment = EMPTY,
+    place: Place | None = None,
     segment: features.UserSegment | None = None,
 ) -> Feed:
     """Rank every section for ``user_id`` at ``now`` (what the cache keeps), under the
     user's ``treatment`` (experiments: weights, reranker, sources, section order, bandit,
-    exploration slot; ``experience_app.treatments``). ``segment``: the user's segments
+    exploration slot; ``experience_app.treatments``). ``place``: where a trusted proxy says
+    the reader is (their profile's place wins). ``segment``: the user's segments
     (``features_app.public.user_segment``), the ``engagement_level`` signal."""
     off = treatment.sources_off
     profile, trending, degraded = _gather(user_id, now, degraded)
@@ -334,6 +338,12 @@ def build_feed(
     ]
     signals, signals_degraded = _signals([c.item_id for c in candidates], now, degraded)
     degraded = degraded or signals_degraded
+    # Time and place signals (issue 13) travel with the learned scores, per item.
+    for item, values in time_place_signals(
+        user_id, candidates, facets, now=now, degraded=degraded, proxy_place=place
+    ).items():
+        if values:
+            learned.setdefault(item, {}).update(values)
     ranked = rank(
         candidates,
         UserContext(

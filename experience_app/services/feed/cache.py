@@ -35,6 +35,7 @@ from experience_app.services.feed.build import (
     build_feed,
     explained,
 )
+from experience_app.time_place import Place
 from features_app import public as features
 from inbo import keys
 from inbo import redis as inbo_redis
@@ -179,7 +180,13 @@ def _segment_treatment(
     return segment, treatments.resolve(user_id, _feed_context(now, platform, segment))
 
 
-def home_json(user_id: int, *, now: datetime | None = None, platform: str | None = None) -> bytes:
+def home_json(
+    user_id: int,
+    *,
+    now: datetime | None = None,
+    platform: str | None = None,
+    place: Place | None = None,
+) -> bytes:
     """The home response body: the first page of every section, ready to send.
 
     A cache hit costs one Redis round trip to read (metadata, the first pages as encoded
@@ -220,6 +227,8 @@ def home_json(user_id: int, *, now: datetime | None = None, platform: str | None
                 meta = None  # built before the user's latest feedback
             elif meta is not None and meta.get("treatment", "") != treatment.signature():
                 meta = None  # built before an experiment started or stopped
+            elif meta is not None and meta.get("place", "") != _place_tag(place):
+                meta = None  # built for a reader the proxy placed elsewhere
     except redis.RedisError as exc:
         redis_ok = False
         logger.warning("experience.cache_unavailable user=%s error=%s", user_id, exc)
@@ -258,7 +267,14 @@ def home_json(user_id: int, *, now: datetime | None = None, platform: str | None
             served_log.store(served)
         return _body(request_id, meta, degraded, True, pages_json)
 
-    feed = build_feed(user_id, now=now, degraded=not redis_ok, treatment=treatment, segment=segment)
+    feed = build_feed(
+        user_id,
+        now=now,
+        degraded=not redis_ok,
+        treatment=treatment,
+        place=place,
+        segment=segment,
+    )
     # Logged before the feed is cached: a treated feed is never served without its
     # exposure (a database error here fails the request instead).
     treatments.served(user_id, treatment, feed.decisions, request_id=str(request_id), now=now)
@@ -282,6 +298,7 @@ def home_json(user_id: int, *, now: datetime | None = None, platform: str | None
         "treatment": feed.treatment,
         "decisions_json": _compact(feed.decisions),
         "ids": [i["item_id"] for i in items],
+        "place": _place_tag(place),
     }
     degraded = feed.degraded or not redis_ok
     experiments_json, decisions_json = _experiments_json(meta)
@@ -322,6 +339,10 @@ def home_json(user_id: int, *, now: datetime | None = None, platform: str | None
             served = served_record(True)
     served_log.store(served)
     return _body(request_id, meta, degraded, False, pages_json)
+
+
+def _place_tag(place: Place | None) -> str:
+    return f"{place.country}-{place.region}" if place is not None else ""
 
 
 def home(user_id: int, *, now: datetime | None = None) -> dict[str, Any]:
