@@ -1,6 +1,13 @@
 from django.contrib import admin, messages
 
-from experience_app.models import ExperienceInteraction, ModelVersion, ServedFeed, UserInterest
+from experience_app.models import (
+    ExperienceInteraction,
+    ModelVersion,
+    ReaderForget,
+    ReaderMute,
+    ServedFeed,
+    UserInterest,
+)
 from experience_app.services import registry
 from inbo.errors import ApplicationError
 
@@ -11,6 +18,32 @@ class UserInterestAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "category__name")
     list_select_related = ("user", "category")
     raw_id_fields = ("user", "category")
+
+
+class _ReaderChoiceAdmin(admin.ModelAdmin):
+    """Read-only: a reader's own choices, made through the API (which also updates the
+    feature store and forgets their cached feed)."""
+
+    list_filter = ("kind",)
+    search_fields = ("user__username", "=target_id")
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ReaderMute)
+class ReaderMuteAdmin(_ReaderChoiceAdmin):
+    list_display = ("created_at", "user", "kind", "target_id")
+
+
+@admin.register(ReaderForget)
+class ReaderForgetAdmin(_ReaderChoiceAdmin):
+    list_display = ("at", "user", "kind", "target_id")
 
 
 @admin.register(ExperienceInteraction)

@@ -15,6 +15,10 @@ class ExperienceAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from experience_app.services.reader_control import forgetting_source
+        from features_app import public as features
         from reading_app import public as reading
 
         reading.subscribe_reader_changes(_reader_changed)
+        # Removed interests and resets stay forgotten when the feature store recounts.
+        features.subscribe_forgetting(forgetting_source)

@@ -58,6 +58,64 @@ class ReaderProfile(models.Model):
         return f"profile of {self.user_id}"
 
 
+class ReaderMute(models.Model):
+    """A provider or topic the reader muted: its items leave every section of their home
+    (a muted topic's subcategories too) until they unmute it. Their history is kept."""
+
+    class Kind(models.TextChoices):
+        PROVIDER = "provider", "Provider"
+        CATEGORY = "category", "Category"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mutes"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    target_id = models.PositiveBigIntegerField(help_text="The provider's or category's id.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("user", "-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "kind", "target_id"], name="reader_mute_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} muted {self.kind} {self.target_id}"
+
+
+class ReaderForget(models.Model):
+    """Something the reader asked INBO to forget: their events at or before ``at`` no
+    longer count towards a category or provider (a removed interest), or towards anything
+    (``all``: a reset). Read by the feature store's recount and fallback through the
+    forgetting source (``features_app.public.subscribe_forgetting``), so a removed interest
+    does not come back. One row per target: removing it again moves ``at``."""
+
+    class Kind(models.TextChoices):
+        PROVIDER = "provider", "Provider"
+        CATEGORY = "category", "Category"
+        ALL = "all", "Everything (reset)"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="forgets"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    target_id = models.PositiveBigIntegerField(default=0, help_text="0 for a reset.")
+    at = models.DateTimeField(help_text="Events at or before this no longer count.")
+
+    class Meta:
+        ordering = ("user", "-at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "kind", "target_id"], name="reader_forget_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} forgot {self.kind} {self.target_id}"
+
+
 class ExperienceInteraction(models.Model):
     """What a client reports a user did with a served item, attributed to the feed request.
 

@@ -7,8 +7,9 @@ from datetime import datetime
 
 from django.db import connection
 
-from experience_app.models import ExperienceInteraction, ServedFeed, UserInterest
+from experience_app.models import ExperienceInteraction, ReaderMute, ServedFeed, UserInterest
 from features_app.contracts import EventType
+from reading_app import public as reading
 
 # Interactions after which an item is never shown again: the user rejected it, or read it
 # to the end (a "read" interaction is the client's word for a finished read, like completed
@@ -18,6 +19,18 @@ NEVER_AGAIN_TYPES = (EventType.DISMISS, EventType.HIDE, EventType.READ)
 
 def interest_category_ids(*, user_id: int) -> set[int]:
     return set(UserInterest.objects.filter(user_id=user_id).values_list("category_id", flat=True))
+
+
+def muted_ids(*, user_id: int) -> tuple[set[int], set[int]]:
+    """(provider ids, category ids) the user muted; a muted topic's subcategories are
+    muted with it. One query, two when a topic is muted."""
+    providers: set[int] = set()
+    categories: set[int] = set()
+    for kind, target in ReaderMute.objects.filter(user_id=user_id).values_list("kind", "target_id"):
+        (providers if kind == ReaderMute.Kind.PROVIDER else categories).add(target)
+    if categories:
+        categories |= set(reading.child_category_parents(categories))
+    return providers, categories
 
 
 _NEVER_AGAIN = (

@@ -121,6 +121,27 @@ class UserProfile:
         return not any(v > 0 for v in self.category_affinity.values())
 
 
+@dataclass(frozen=True, slots=True)
+class Forgetting:
+    """What a reader asked INBO to forget (issue 13, user control): their events at or
+    before ``before`` no longer shape their affinity for one category or one provider, or,
+    with neither given (a reset), their affinity, seen memory and event counts at all.
+
+    Recorded by experience_app (a removed interest, a reset) and honoured wherever the
+    feature store counts a user's taste from the log: the recount of reconcile and restore,
+    the user embeddings, and the PostgreSQL fallback (see ``features_app.forgetting``).
+    """
+
+    user_id: int
+    before: datetime
+    category_id: int | None = None
+    provider_id: int | None = None
+
+    @property
+    def everything(self) -> bool:
+        return self.category_id is None and self.provider_id is None
+
+
 # Sent after the feature store restored counters into a Redis that came back empty, with
 # ``seconds`` (how long the restore took) and ``events`` (events replayed). Monitoring turns
 # it into metrics; the feature store itself does not depend on monitoring.

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 import redis
 from django.conf import settings
 
-from features_app import context_counters
 from features_app.contracts import (
     AFFINITY_WEIGHTS,
     POSITIVE_TYPES,
@@ -24,6 +23,7 @@ from features_app.contracts import (
     ItemSignals,
     UserProfile,
 )
+from features_app.forgetting import Rules
 from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app.public import ItemFacets
@@ -96,12 +96,16 @@ def _group_key(event: EventIn) -> object:
 Op = tuple[str, str, str, int | float | str]
 
 
-def batch_ops(events: Sequence[EventIn], facets: Mapping[int, ItemFacets]) -> list[Op]:
+def batch_ops(
+    events: Sequence[EventIn], facets: Mapping[int, ItemFacets], *, forget: Rules | None = None
+) -> list[Op]:
     """The writes that count one stored batch: ``(op, key, field, value)``.
 
     Increments are summed client-side first, so a batch of a thousand events is a few
     hundred writes, not thousands. The batch matters: a list's click rate and the
-    seen-without-click memory are worked out within it.
+    seen-without-click memory are worked out within it. ``forget`` (``forgetting.rules``)
+    leaves out of a user's affinity, seen memory and counts what they asked to forget;
+    item counters always count every event.
     """
     if not events:
         return []
@@ -140,14 +144,20 @@ def batch_ops(events: Sequence[EventIn], facets: Mapping[int, ItemFacets]) -> li
         if type(dwell) is int and dwell > 0:  # not a bool, not a float: as reconcile counts
             item_counts[e.item_id]["dwell_ms"] += dwell
         daily[day][f"{e.item_id}:{kind.value}"] += 1
-        user_counts[e.user_id][kind.value] += 1
+        rule = forget.get(e.user_id) if forget else None
+        whole = rule is not None and rule.all(ts)
+        if not whole:
+            user_counts[e.user_id][kind.value] += 1
         weight = AFFINITY_WEIGHTS[kind]
         facet = facets.get(e.item_id)
-        if weight and facet is not None:
+        if weight and facet is not None and not whole:
             for category_id in facet.category_ids:
-                affinity[e.user_id][f"c{category_id}"] += weight
-            affinity[e.user_id][f"p{facet.provider_id}"] += weight
-        state = seen.setdefault((e.user_id, e.item_id), [False, 0])
+                if rule is None or not rule.category(category_id, ts):
+                    affinity[e.user_id][f"c{category_id}"] += weight
+            if rule is None or not rule.provider(facet.provider_id, ts):
+                affinity[e.user_id][f"p{facet.provider_id}"] += weight
+        # A forgotten event leaves the seen memory as it was (a throwaway state).
+        state = [False, 0] if whole else seen.setdefault((e.user_id, e.item_id), [False, 0])
         if kind == EventType.IMPRESSION:
             group = _group_key(e)
             if group is not None and lists[group][0]:
@@ -202,7 +212,6 @@ def batch_ops(events: Sequence[EventIn], facets: Mapping[int, ItemFacets]) -> li
         touched_users.add(user_id)
     for user_id in touched_users:
         ops.append(("ex", keys.user_seen(user_id), "", keys.USER_STATE_TTL_SECONDS))
-    ops += context_counters.batch_ops(ordered, decay)  # time and place (issue 13)
     return ops
 
 
@@ -215,15 +224,16 @@ def apply_events(
     facets: Mapping[int, ItemFacets],
     *,
     pipe: redis.client.Pipeline | None = None,
+    forget: Rules | None = None,
 ) -> None:
     """Add events to every counter, in one pipelined round trip, unconditionally.
 
     For the jobs that hold the counting pause (restore's replay); ingestion and the pending
     sweep use :func:`apply_batch`, which records the batch as applied in the same step.
     With ``pipe``, the commands are queued there for the caller to execute (several
-    batches, one round trip).
+    batches, one round trip). ``forget``: as :func:`batch_ops`.
     """
-    ops = batch_ops(events, facets)
+    ops = batch_ops(events, facets, forget=forget)
     if not ops:
         return
     own_pipe = pipe is None
@@ -245,8 +255,6 @@ def apply_events(
             pipe.hdel(key, name)
         elif op == "mn":
             earliest.extend((name, str(value)))
-        elif op == "zt":  # keep the top ``value`` members
-            pipe.zremrangebyrank(key, 0, -int(value) - 1)
     if earliest:
         pipe.eval(_KEEP_EARLIEST, 1, keys.item_first_seen(), *earliest)
     if own_pipe:
@@ -267,7 +275,6 @@ for i = 3, #ARGV, 4 do
     elseif op == 'ex' then redis.call('EXPIRE', key, value)
     elseif op == 'sa' then redis.call('SADD', key, name)
     elseif op == 'hd' then redis.call('HDEL', key, name)
-    elseif op == 'zt' then redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(value) - 1)
     elseif op == 'mn' then
         local current = redis.call('HGET', key, name)
         if not current or tonumber(value) < tonumber(current) then

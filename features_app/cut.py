@@ -29,6 +29,7 @@ from django.db import connection, transaction
 
 from features_app import counters
 from features_app.contracts import EventIn, EventType
+from features_app.forgetting import Rules
 from features_app.models import PendingCount, UserEvent
 from inbo import keys
 from reading_app.public import item_facets
@@ -214,16 +215,17 @@ class Model:
                 self.ttl[key] = int(value)
 
 
-def rebuild(cut: Cut) -> Model:
+def rebuild(cut: Cut, *, forget: Rules | None = None) -> Model:
     """The counters of exactly the events in ``cut``, computed in memory from the log
-    (grouped as ingestion counted them, see :func:`stored_chunks`)."""
+    (grouped as ingestion counted them, see :func:`stored_chunks`), less what readers
+    asked to forget (``forget``, see ``features_app.forgetting``)."""
     model = Model()
     skip = cut.unapplied
     for rows in _row_chunks(after=0, upto=cut.watermark, chunk=REPLAY_BATCH):
         kept = [row for row in rows if row[0] not in skip]
         facets = item_facets(list({row[2] for row in kept}))
         for events in _groups(kept):
-            model.apply(counters.batch_ops(events, facets))
+            model.apply(counters.batch_ops(events, facets, forget=forget))
     return model
 
 

@@ -37,7 +37,7 @@ from django.db.models import Max
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from features_app import embeddings
+from features_app import embeddings, forgetting
 from features_app.contracts import AFFINITY_WEIGHTS, EventType
 from features_app.jobs import JobBusy
 from features_app.models import UserEmbedding, UserEvent
@@ -215,7 +215,11 @@ def user_tastes(user_ids: Iterable[int], *, now: datetime) -> dict[int, UserTast
     ).values_list("user_id", "item_id", "event_type", "occurred_at", "context")
     half_life = settings.EMBEDDINGS_USER_HALF_LIFE_DAYS
     weights: dict[int, dict[int, float]] = {u: defaultdict(float) for u in users}
+    forget = forgetting.rules(users)  # a reader's reset: what came before no longer counts
     for user_id, item_id, event_type, occurred_at, context in rows.iterator(chunk_size=5000):
+        rule = forget.get(user_id)
+        if rule is not None and rule.all(occurred_at.timestamp()):
+            continue
         age_days = (now - occurred_at).total_seconds() / 86400
         weights[user_id][item_id] += _event_weight(event_type, context, age_days, half_life)
     items = {i for per_user in weights.values() for i in per_user}

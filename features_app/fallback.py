@@ -20,6 +20,7 @@ from features_app.contracts import (
     ItemSignals,
     UserProfile,
 )
+from features_app.forgetting import rules as forgetting_rules
 from features_app.models import UserEvent
 from reading_app.public import item_facets
 
@@ -103,19 +104,26 @@ def user_profile_from_log(user_id: int, *, now: datetime) -> UserProfile:
     rows.reverse()
     rows.sort(key=lambda row: (row[2], row[1] != EventType.IMPRESSION))
     facets = item_facets([item_id for item_id, _, _ in rows])
+    # What the user asked to forget stays forgotten here too (features_app.forgetting).
+    rule = forgetting_rules([user_id]).get(user_id)
     counts: Counter[str] = Counter()
     categories: dict[int, float] = defaultdict(float)
     providers: dict[int, float] = defaultdict(float)
     seen: Counter[int] = Counter()
-    for item_id, event_type, _ in rows:
+    for item_id, event_type, occurred_at in rows:
         kind = EventType(event_type)
+        ts = occurred_at.timestamp()
+        if rule is not None and rule.all(ts):
+            continue
         counts[kind.value] += 1
         weight = AFFINITY_WEIGHTS[kind]
         facet = facets.get(item_id)
         if weight and facet is not None:
             for category_id in facet.category_ids:
-                categories[category_id] += weight
-            providers[facet.provider_id] += weight
+                if rule is None or not rule.category(category_id, ts):
+                    categories[category_id] += weight
+            if rule is None or not rule.provider(facet.provider_id, ts):
+                providers[facet.provider_id] += weight
         if kind == EventType.IMPRESSION:
             seen[item_id] += 1
         elif kind in POSITIVE_TYPES:

@@ -13,11 +13,11 @@ from django.db.models import Max
 
 from features_app import (
     co_reading,
-    context_counters,
     counters,
     embedding_jobs,
     embeddings,
     fallback,
+    forgetting,
     segments,
     services,
 )
@@ -26,6 +26,7 @@ from features_app.contracts import (
     Engagement,
     EventIn,
     EventType,
+    Forgetting,
     IngestResult,
     ItemSignals,
     RecordResult,
@@ -47,11 +48,12 @@ __all__ = [
     "EMBEDDING_MODEL_VERSION",
     "ENGAGEMENT_LEVELS",
     "ENGAGEMENT_SEGMENTS",
-    "ContextCounts",
     "EmbedResult",
     "Engagement",
     "EventIn",
     "EventType",
+    "Forgetting",
+    "ForgettingSource",
     "IngestResult",
     "ItemSignals",
     "RecordResult",
@@ -59,7 +61,6 @@ __all__ = [
     "UserProfile",
     "UserSegment",
     "co_read",
-    "context_counts",
     "embed_items",
     "embed_texts",
     "ensure_partitions",
@@ -71,6 +72,7 @@ __all__ = [
     "events_ingest",
     "events_record",
     "events_store",
+    "forget_now",
     "health_figures",
     "item_embeddings",
     "item_signals",
@@ -79,14 +81,41 @@ __all__ = [
     "provider_embeddings",
     "refresh_user_embeddings",
     "segment_sizes",
+    "subscribe_forgetting",
     "trending",
     "trending_from_log",
+    "unsubscribe_forgetting",
     "user_embeddings",
     "user_profile",
     "user_profile_from_log",
     "user_segment",
     "user_segment_decode",
 ]
+
+
+# --- What readers asked to forget (issue 13, user control) -------------------------------
+
+ForgettingSource = forgetting.ForgettingSource
+
+
+def subscribe_forgetting(source: ForgettingSource) -> None:
+    """Register ``source(user_ids)``, which returns the :class:`Forgetting` records of
+    those users (``None``: of every user). Every recount of a user's taste from the log
+    (reconcile, restore, user embeddings, the PostgreSQL fallback) leaves out what they
+    say. Register it once, in ``AppConfig.ready``."""
+    forgetting.subscribe(source)
+
+
+def unsubscribe_forgetting(source: ForgettingSource) -> None:
+    """Stop asking ``source`` (tests)."""
+    forgetting.unsubscribe(source)
+
+
+def forget_now(record: Forgetting) -> bool:
+    """Take from Redis now what a just-stored ``record`` forgets (affinity field, or for a
+    reset the user's whole learned state); False when Redis is away (the next reconcile
+    takes it out)."""
+    return forgetting.forget_now(record)
 
 
 def events_record(events: Sequence[EventIn]) -> RecordResult:
@@ -124,20 +153,6 @@ def user_profile(user_id: int) -> UserProfile:
 def trending(*, now: datetime, limit: int) -> list[tuple[int, float]]:
     """Item ids by time-decayed clicks at ``now``. Raises ``redis.RedisError``."""
     return counters.trending(now=now, limit=limit)
-
-
-ContextCounts = context_counters.ContextCounts
-
-
-def context_counts(
-    user_id: int, item_ids: Sequence[int], *, country: str | None, now: datetime
-) -> ContextCounts:
-    """The counts behind the time and place signals of a feed (the user's hours, the items'
-    hours, their opens in ``country`` and everywhere): one round trip. Raises
-    ``redis.RedisError``."""
-    return context_counters.context_counts(
-        user_id, item_ids, country=country, now=now, decay=counters.click_decay()
-    )
 
 
 def item_signals_from_log(item_ids: Sequence[int], *, now: datetime) -> dict[int, ItemSignals]:

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from features_app import counters, cut, jobs
+from features_app import counters, cut, forgetting, jobs
 from features_app.jobs import JobBusy  # noqa: F401  (callers catch it from here)
 from features_app.models import CounterQuarantine, ItemFeature
 from features_app.sync import FEATURE_FIELDS, TYPE_OF, WINDOWED, WINDOWS
@@ -87,14 +87,21 @@ def reconcile(*, dry_run: bool = False, now: datetime | None = None) -> Reconcil
     with jobs.run(
         "reconcile", ttl_seconds=settings.FEATURES_JOB_LOCK_SECONDS, pause_counting=True
     ) as job:
+        # What readers asked to forget, read on both sides of the state: a removal or a
+        # reset in between zeroed keys that the state may or may not show, so those
+        # readers' own keys are left to the next run (see ``features_app.forgetting``).
+        forget = forgetting.rules()
         at = cut.read(client)
         report.watermark = at.watermark
         have = cut.read_redis(client)
         # The state and its cut are read: counting may go on while the log is recounted,
         # since the repair adds differences (and compares before it sets, see _repair).
         job.resume_counting()
-        model = cut.rebuild(at)
+        forget_after = forgetting.rules()
+        moved = {u for u in set(forget) | set(forget_after) if forget.get(u) != forget_after.get(u)}
+        model = cut.rebuild(at, forget=forget_after)
         job.renew()
+        _skip_users(model, have, moved)
         _reconcile(client, report, model, have, now, dry_run)
         report.seconds = round(time.monotonic() - started, 3)
         job.status.update(
@@ -108,6 +115,19 @@ def reconcile(*, dry_run: bool = False, now: datetime | None = None) -> Reconcil
         report.seconds,
     )
     return report
+
+
+_USER_FAMILIES = ("user_counts", "user_affinity", "user_seen")
+
+
+def _skip_users(model: cut.Model, have: dict[str, dict[str, float]], users: set[int]) -> None:
+    """Leave the per-user keys of ``users`` out of this run (neither compared nor repaired)."""
+    if not users:
+        return
+    for state in (model.values, have):
+        for key in [k for k in state if cut.family(k) in _USER_FAMILIES]:
+            if int(key.split(":")[3]) in users:
+                del state[key]
 
 
 def _keep(today: int, epoch: int):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
-from features_app import counters, cut, jobs
+from features_app import counters, cut, forgetting, jobs
 from features_app.contracts import counters_recovered
 from features_app.jobs import JobBusy
 from features_app.models import CounterSnapshot, CounterSnapshotKey, PendingCount
@@ -206,12 +206,15 @@ def _replay(
     unapplied ids), as ingestion counted them (``cut.stored_batches``)."""
     replayed = 0
     client = inbo_redis.state()
+    # What readers asked to forget stays forgotten when the log is counted again. (Keys
+    # restored from a snapshot taken before a removal hold it until the next reconcile.)
+    forget = forgetting.rules()
     chunks = cut.stored_chunks(after=after, upto=upto, also=unapplied, chunk=REPLAY_BATCH)
     for batches in chunks:
         facets = item_facets(list({e.item_id for batch in batches for e in batch}))
         pipe = client.pipeline(transaction=False)
         for events in batches:
-            counters.apply_events(events, facets, pipe=pipe)
+            counters.apply_events(events, facets, pipe=pipe, forget=forget)
         pipe.execute()
         size = sum(len(batch) for batch in batches)
         replayed += size

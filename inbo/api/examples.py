@@ -69,7 +69,6 @@ FEED_ENTRY = {
     "position": 0,
     "item": ITEM,
     "score": 0.82,
-    "sponsored": False,
     "explanation": {
         "popularity": 0.61,
         "freshness": 0.93,
@@ -186,6 +185,115 @@ def _response(name: str, value: Any, status: int, summary: str = "") -> OpenApiE
 def _invalid(name: str, details: dict[str, Any], summary: str = "") -> OpenApiExample:
     fields = ", ".join(details)
     return _response(name, error("invalid", f"Invalid input in: {fields}.", details), 400, summary)
+
+
+# --- User control (issue 13): the reader's profile, settings, removals, mutes ----------
+READER_SETTINGS = {
+    "timezone": "Europe/Paris",
+    "country": "FR",
+    "region": "IDF",
+    "language": "fr",
+    "recommendations_reset_at": None,
+}
+MUTE = {"kind": "provider", "id": 7, "name": "Orbit Weekly", "created_at": "2024-05-03T10:00:00Z"}
+READER_PROFILE = {
+    "summary": ["You read a lot about Rockets.", "You often read Orbit Weekly."],
+    "learned": {
+        "categories": [
+            {
+                "id": 4,
+                "name": "Rockets",
+                "strength": "strong",
+                "score": 14.0,
+                "summary": "You read a lot about Rockets.",
+            },
+            {
+                "id": 3,
+                "name": "Space",
+                "strength": "medium",
+                "score": 6.0,
+                "summary": "You often read about Space.",
+            },
+        ],
+        "providers": [
+            {
+                "id": 7,
+                "name": "Orbit Weekly",
+                "strength": "strong",
+                "score": 9.0,
+                "summary": "You read a lot from Orbit Weekly.",
+            }
+        ],
+        "skipped_categories": [
+            {
+                "id": 9,
+                "name": "Celebrity",
+                "strength": "skipped",
+                "score": -4.0,
+                "summary": "You tend to skip Celebrity.",
+            }
+        ],
+        "skipped_providers": [],
+        "degraded": False,
+    },
+    "picked_topics": [SPACE, ROCKETS],
+    "subscriptions": 3,
+    "mutes": [{**MUTE, "kind": "category", "id": 9, "name": "Celebrity"}],
+    "segment": {
+        "engagement": "regular",
+        "engagement_summary": "You read regularly.",
+        "interest_cluster": "Space, Science",
+        "interest_cluster_summary": "What you read is closest to readers of Space, Science.",
+        "computed_at": "2024-05-03T03:00:00Z",
+    },
+    "settings": READER_SETTINGS,
+}
+READER_CONTROL_EXAMPLES: dict[str, list[OpenApiExample]] = {
+    "me_profile_retrieve": [_response("My profile", READER_PROFILE, 200)],
+    "me_profile_partial_update": [
+        _request("Move to Paris", {"timezone": "Europe/Paris", "country": "fr", "region": "IDF"}),
+        _response("Settings", READER_SETTINGS, 200),
+        _invalid(
+            "Unknown time zone",
+            {"timezone": ["Unknown time zone 'Mars/Olympus'; use an IANA name."]},
+        ),
+    ],
+    "me_profile_categories_destroy": [
+        _response(
+            "Forgotten",
+            {
+                "kind": "category",
+                "id": 4,
+                "name": "Rockets",
+                "forgotten_at": "2024-05-03T10:00:00Z",
+            },
+            200,
+        ),
+    ],
+    "me_profile_providers_destroy": [
+        _response(
+            "Forgotten",
+            {
+                "kind": "provider",
+                "id": 7,
+                "name": "Orbit Weekly",
+                "forgotten_at": "2024-05-03T10:00:00Z",
+            },
+            200,
+        ),
+    ],
+    "me_profile_reset_create": [
+        _response("Reset", {"recommendations_reset_at": "2024-05-03T10:00:00Z"}, 200),
+    ],
+    "me_mutes_retrieve": [_response("Mutes", {"mutes": [MUTE], "limit": 200}, 200)],
+    "me_mutes_create": [
+        _request("Mute a provider", {"kind": "provider", "id": 7}),
+        _response("Muted", MUTE, 201),
+        _response("Already muted", MUTE, 200),
+        _invalid("Unknown kind", {"kind": ['"newsletter" is not a valid choice.']}),
+    ],
+    "me_mutes_destroy": [],
+}
 
 
 INVALID_CURSOR = _response(
@@ -346,118 +454,7 @@ STANDARD_ERRORS: dict[str, list[OpenApiExample]] = {
 }
 
 # --- Per operation -----------------------------------------------------------------------
-# --- Business rules (issue 13, FEAT-005; staff only) ---------------------------------------
-RULE_CAMPAIGN = {
-    "id": 4,
-    "name": "Orbit Weekly launch week",
-    "kind": "sponsored",
-    "active": True,
-    "starts_at": "2024-05-06T00:00:00Z",
-    "ends_at": "2024-05-13T00:00:00Z",
-    "target": "",
-    "target_id": None,
-    "keyword": "",
-    "mode": "",
-    "value": None,
-    "provider_id": 7,
-    "item_ids": [42],
-    "budget": 50000,
-    "positions": [2],
-    "user_cap_per_day": 3,
-    "relevance_floor": 0.2,
-    "max_per_provider": None,
-    "max_per_category": None,
-    "mmr_lambda": None,
-    "created_at": "2024-05-03T10:00:00Z",
-    "updated_at": "2024-05-03T10:00:00Z",
-    "updated_by": "ada",
-}
-RULE_CAMPAIGN_IN = {
-    k: RULE_CAMPAIGN[k]
-    for k in (
-        "name",
-        "kind",
-        "starts_at",
-        "ends_at",
-        "provider_id",
-        "item_ids",
-        "budget",
-        "positions",
-        "user_cap_per_day",
-        "relevance_floor",
-    )
-}
-RULE_VERSION = {
-    "id": 18,
-    "rule_id": 4,
-    "action": "update",
-    "changed_by": "ada",
-    "changed_at": "2024-05-04T08:00:00Z",
-    "data": {"budget": 60000, "positions": [2]},
-    "changes": {"budget": [50000, 60000]},
-}
-RULE_CONFLICT = _response(
-    "Contradiction",
-    error(
-        "conflict",
-        "This rule contradicts active rules: rule 9: item 42 is both blocked and sponsored.",
-        {"conflicts": ["rule 9: item 42 is both blocked and sponsored"]},
-    ),
-    409,
-    "Blocked and promoted at once, or two campaigns on one slot at overlapping times.",
-)
-
-RULES_EXAMPLES: dict[str, list[OpenApiExample]] = {
-    "rules_list": [
-        _response(
-            "Rules",
-            {"count": 1, "next": None, "previous": None, "results": [RULE_CAMPAIGN]},
-            200,
-        ),
-        _invalid("Bad kind", {"kind": ['"pin" is not a valid choice.']}),
-    ],
-    "rules_create": [
-        _request("A campaign", RULE_CAMPAIGN_IN),
-        _response("Created", RULE_CAMPAIGN, 201),
-        _response(
-            "Slot out of range",
-            error(
-                "invalid",
-                "Positions are from 0 to 9 (the first page).",
-                {"positions": ["Positions are from 0 to 9 (the first page)."]},
-            ),
-            400,
-        ),
-        RULE_CONFLICT,
-    ],
-    "rules_retrieve": [_response("Campaign", RULE_CAMPAIGN, 200)],
-    "rules_destroy": [],
-    "rules_partial_update": [
-        _request("More budget", {"budget": 60000}),
-        _response("Updated", {**RULE_CAMPAIGN, "budget": 60000}, 200),
-        _response(
-            "End before start",
-            error(
-                "invalid",
-                "The end must come after the start.",
-                {"ends_at": ["The end must come after the start."]},
-            ),
-            400,
-        ),
-        RULE_CONFLICT,
-    ],
-    "rules_versions_list": [
-        _response(
-            "Changes",
-            {"count": 1, "next": None, "previous": None, "results": [RULE_VERSION]},
-            200,
-        ),
-        _invalid("Bad page", {"page": ["Must be a whole number from 1 to 1000000."]}),
-    ],
-}
-
 EXAMPLES: dict[str, list[OpenApiExample]] = {
-    **RULES_EXAMPLES,
     "auth_register_create": [
         _request(
             "Sign up",
@@ -513,6 +510,7 @@ EXAMPLES: dict[str, list[OpenApiExample]] = {
             400,
         ),
     ],
+    **READER_CONTROL_EXAMPLES,
     "experience_home_retrieve": [
         _response(
             "Home",

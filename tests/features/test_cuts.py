@@ -231,9 +231,9 @@ def test_counting_resumes_during_the_recount_and_the_repair_keeps_what_it_counte
     rebuild = cut.rebuild
     during = _traffic(users, items, 2)
 
-    def traffic_during_the_recount(at):
+    def traffic_during_the_recount(at, **options):
         assert _ingest_all(during) == [True, True]  # counted at once: no pause now
-        return rebuild(at)
+        return rebuild(at, **options)
 
     monkeypatch.setattr(cut, "rebuild", traffic_during_the_recount)
     report = reconcile.reconcile()

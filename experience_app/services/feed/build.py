@@ -23,14 +23,11 @@ from django.conf import settings
 from experience_app import selectors, treatments
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank, tiebreak
 from experience_app.services import rerank
-from experience_app.services.feed.context_signals import time_place_signals
-from experience_app.time_place import Place
 from experience_app.treatments import EMPTY, Decision, Treatment
 from features_app import public as features
 from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app import public as reading
-from rules_app import public as rules
 
 logger = logging.getLogger(__name__)
 
@@ -251,13 +248,11 @@ def build_feed(
     now: datetime,
     degraded: bool = False,
     treatment: Treatment = EMPTY,
-    place: Place | None = None,
     segment: features.UserSegment | None = None,
 ) -> Feed:
     """Rank every section for ``user_id`` at ``now`` (what the cache keeps), under the
     user's ``treatment`` (experiments: weights, reranker, sources, section order, bandit,
-    exploration slot; ``experience_app.treatments``). ``place``: where a trusted proxy says
-    the reader is (their profile's place wins). ``segment``: the user's segments
+    exploration slot; ``experience_app.treatments``). ``segment``: the user's segments
     (``features_app.public.user_segment``), the ``engagement_level`` signal."""
     off = treatment.sources_off
     profile, trending, degraded = _gather(user_id, now, degraded)
@@ -267,6 +262,9 @@ def build_feed(
     excluded |= reading.completed_item_ids(user_id=user_id)
     rotate_after = settings.EXPERIENCE_ROTATE_AFTER_IMPRESSIONS
     excluded |= {item for item, n in profile.seen.items() if n >= rotate_after}
+    # Muted providers and topics (and their subtopics) leave every section (user control).
+    muted_providers, muted_categories = selectors.muted_ids(user_id=user_id)
+    interests -= muted_categories
 
     since = now - timedelta(days=settings.EXPERIENCE_CANDIDATE_DAYS)
     continuing = reading.in_progress(
@@ -276,7 +274,7 @@ def build_feed(
     )
     cold = profile.is_cold
     taste = sorted(
-        (c for c, v in profile.category_affinity.items() if v > 0),
+        (c for c, v in profile.category_affinity.items() if v > 0 and c not in muted_categories),
         key=lambda c: -profile.category_affinity[c],
     )[:5]
     # A topic matches items tagged with its subcategories: ``picked`` is the picked topics
@@ -323,14 +321,19 @@ def build_feed(
     pool = list(
         dict.fromkeys([*focused, *recent, *fresh_ids, *related, *trending_ids, *learned_ids])
     )
-    # Sponsored campaigns' items are candidates (business rules, rules_app).
-    pool = list(dict.fromkeys([*pool, *rules.campaign_item_ids(now)]))
     anchor_facets_needed = [anchor] if anchor is not None else []
     # Dismissed or hidden lately: their near-copies do not follow the anchor.
     rejected = (
         selectors.rejected_item_ids(user_id=user_id, since=since) if anchor is not None else set()
     )
-    facets = reading.item_facets([*pool, *anchor_facets_needed, *rejected], cached=True)
+    muting = [i for i, _ in continuing] if muted_providers or muted_categories else []
+    facets = reading.item_facets([*pool, *anchor_facets_needed, *rejected, *muting], cached=True)
+    muted = {
+        f.item_id
+        for f in facets.values()
+        if f.provider_id in muted_providers or muted_categories.intersection(f.category_ids)
+    }
+    excluded |= muted
     candidates = [
         Candidate(f.item_id, f.provider_id, f.category_ids, f.published_at)
         for f in facets.values()
@@ -338,12 +341,6 @@ def build_feed(
     ]
     signals, signals_degraded = _signals([c.item_id for c in candidates], now, degraded)
     degraded = degraded or signals_degraded
-    # Time and place signals (issue 13) travel with the learned scores, per item.
-    for item, values in time_place_signals(
-        user_id, candidates, facets, now=now, degraded=degraded, proxy_place=place
-    ).items():
-        if values:
-            learned.setdefault(item, {}).update(values)
     ranked = rank(
         candidates,
         UserContext(
@@ -363,8 +360,6 @@ def build_feed(
     if model is not None:
         ranked = rerank.rerank(ranked, model)
         ranker = model.label
-    # Business rules (rules_app): blocklists and boosts, before the sections are cut.
-    ranked, rules_removed = rules.adjust_ranked(ranked, facets, now=now)
     in_picked = {c.item_id for c in candidates if picked.intersection(c.category_ids)}
     if interests:
         ranked = picked_first(ranked, in_picked, share=cold_start_share(profile.event_counts))
@@ -398,7 +393,7 @@ def build_feed(
     named = list(dict.fromkeys([*taste, *sorted(interests)]))[:3]
     names = reading.category_names(named) if named else {}
     anchor_title = ""
-    if anchor is not None:
+    if anchor is not None and anchor not in muted:
         card = reading.item_cards([anchor]).get(anchor)
         anchor_title = card["title"] if card else ""
     drafts = [
@@ -445,16 +440,6 @@ def build_feed(
             decisions.append(chosen)
             order = tuple(chosen.payload.get("order") or ()) or order
     sections = [s for s in make_disjoint(drafts) if s.entries]
-    # Business rules: blocklists everywhere, diversity on first pages, sponsored slots.
-    sections = rules.apply(
-        sections,
-        user_id=user_id,
-        by_id=by_id,
-        facets=facets,
-        now=now,
-        degraded=degraded,
-        removed=rules_removed,
-    )
     # The reason of ``for_you`` is chosen once its items are known: it holds for each.
     categories_of = {c.item_id: c.category_ids for c in candidates}
     sections = [
