@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import redis
 from django.conf import settings
 
+from features_app import context_counters
 from features_app.contracts import (
     AFFINITY_WEIGHTS,
     POSITIVE_TYPES,
@@ -212,6 +213,7 @@ def batch_ops(
         touched_users.add(user_id)
     for user_id in touched_users:
         ops.append(("ex", keys.user_seen(user_id), "", keys.USER_STATE_TTL_SECONDS))
+    ops += context_counters.batch_ops(ordered, decay)  # time and place (issue 13)
     return ops
 
 
@@ -255,6 +257,8 @@ def apply_events(
             pipe.hdel(key, name)
         elif op == "mn":
             earliest.extend((name, str(value)))
+        elif op == "zt":  # keep the top ``value`` members
+            pipe.zremrangebyrank(key, 0, -int(value) - 1)
     if earliest:
         pipe.eval(_KEEP_EARLIEST, 1, keys.item_first_seen(), *earliest)
     if own_pipe:
@@ -275,6 +279,7 @@ for i = 3, #ARGV, 4 do
     elseif op == 'ex' then redis.call('EXPIRE', key, value)
     elseif op == 'sa' then redis.call('SADD', key, name)
     elseif op == 'hd' then redis.call('HDEL', key, name)
+    elseif op == 'zt' then redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(value) - 1)
     elseif op == 'mn' then
         local current = redis.call('HGET', key, name)
         if not current or tonumber(value) < tonumber(current) then

@@ -13,6 +13,7 @@ from django.db.models import Max
 
 from features_app import (
     co_reading,
+    context_counters,
     counters,
     embedding_jobs,
     embeddings,
@@ -48,6 +49,7 @@ __all__ = [
     "EMBEDDING_MODEL_VERSION",
     "ENGAGEMENT_LEVELS",
     "ENGAGEMENT_SEGMENTS",
+    "ContextCounts",
     "EmbedResult",
     "Engagement",
     "EventIn",
@@ -61,6 +63,7 @@ __all__ = [
     "UserProfile",
     "UserSegment",
     "co_read",
+    "context_counts",
     "embed_items",
     "embed_texts",
     "ensure_partitions",
@@ -153,6 +156,20 @@ def user_profile(user_id: int) -> UserProfile:
 def trending(*, now: datetime, limit: int) -> list[tuple[int, float]]:
     """Item ids by time-decayed clicks at ``now``. Raises ``redis.RedisError``."""
     return counters.trending(now=now, limit=limit)
+
+
+ContextCounts = context_counters.ContextCounts
+
+
+def context_counts(
+    user_id: int, item_ids: Sequence[int], *, country: str | None, now: datetime
+) -> ContextCounts:
+    """The counts behind the time and place signals of a feed (the user's hours, the items'
+    hours, their opens in ``country`` and everywhere): one round trip. Raises
+    ``redis.RedisError``."""
+    return context_counters.context_counts(
+        user_id, item_ids, country=country, now=now, decay=counters.click_decay()
+    )
 
 
 def item_signals_from_log(item_ids: Sequence[int], *, now: datetime) -> dict[int, ItemSignals]:

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "monitoring",
     "ml_app",  # offline: loaders, replay evaluation; no serving app imports it (ADR 0019)
     "experiments_app",  # A/B tests, bandits, off-policy evaluation (issue 12)
+    "rules_app",  # business rules on the feed: sponsored, diversity, blocks, boosts (issue 13)
 ]
 
 MIDDLEWARE = [
@@ -493,6 +494,24 @@ EXPERIENCE_WEIGHT_SUBSCRIBED = env_float("EXPERIENCE_WEIGHT_SUBSCRIBED", 0.5)
 EXPERIENCE_WEIGHT_SEEN = env_float("EXPERIENCE_WEIGHT_SEEN", 1.0)
 # Cosine of the item's text embedding to the user's (issue 11), for "similar" candidates.
 EXPERIENCE_WEIGHT_SIMILARITY = env_float("EXPERIENCE_WEIGHT_SIMILARITY", 0.5)
+# Time and place (issue 13, experience_app/time_place.py; docs/ML.md "Time and place signals"):
+# chosen on a DeskDrop validation split (hour_match lowered nDCG at every weight tried: 0,
+# logged for the learned reranker only).
+EXPERIENCE_WEIGHT_HOUR_MATCH = env_float("EXPERIENCE_WEIGHT_HOUR_MATCH", 0.0)
+EXPERIENCE_WEIGHT_ITEM_HOUR_LIFT = env_float("EXPERIENCE_WEIGHT_ITEM_HOUR_LIFT", 0.5)
+EXPERIENCE_WEIGHT_REGION_POPULARITY = env_float("EXPERIENCE_WEIGHT_REGION_POPULARITY", 0.5)
+EXPERIENCE_WEIGHT_LANGUAGE_MATCH = env_float("EXPERIENCE_WEIGHT_LANGUAGE_MATCH", 0.25)
+# The reader's place from a header our proxy writes (e.g. CloudFront-Viewer-Country), when
+# the profile has none. Empty: never. Honoured only for requests that came through the
+# TRUSTED_PROXY_COUNT proxies (and, when PLACE_PROXY_NETWORKS is set, from a peer in one of
+# those networks); the value must be an ISO 3166-1 alpha-2 code, else it is ignored.
+PLACE_COUNTRY_HEADER = env_str("PLACE_COUNTRY_HEADER", "")
+PLACE_REGION_HEADER = env_str("PLACE_REGION_HEADER", "")
+PLACE_PROXY_NETWORKS = env_list("PLACE_PROXY_NETWORKS", [])
+# Session-kNN score of the item after the current session (issue 13, ML-005), in [0, 1].
+EXPERIENCE_WEIGHT_SESSION = env_float("EXPERIENCE_WEIGHT_SESSION", 1.0)
+# Without a client session id, a new session starts after this much inactivity.
+EXPERIENCE_SESSION_GAP_MINUTES = env_int("EXPERIENCE_SESSION_GAP_MINUTES", 30)
 
 # --- Learned ranking (issue 11, docs/ML.md) -----------------------------------------------
 # Serve the active reranker version when there is one (false: always the linear ranking).
@@ -516,6 +535,11 @@ EXPERIENCE_CANDIDATE_DAYS = env_int("EXPERIENCE_CANDIDATE_DAYS", 21)
 EXPERIENCE_SECTION_PAGE_SIZE = env_int("EXPERIENCE_SECTION_PAGE_SIZE", 10)
 EXPERIENCE_SECTION_MAX_ITEMS = env_int("EXPERIENCE_SECTION_MAX_ITEMS", 50)
 EXPERIENCE_FEED_CACHE_SECONDS = env_int("EXPERIENCE_FEED_CACHE_SECONDS", 300)
+# Business rules (rules_app, docs/RULES.md): a serving process checks the rules' version this
+# often (one indexed query), and reloads them this often whatever it says (a provider
+# campaign's newest items).
+RULES_REFRESH_SECONDS = env_float("RULES_REFRESH_SECONDS", 5.0)
+RULES_RELOAD_SECONDS = env_float("RULES_RELOAD_SECONDS", 300.0)
 
 # Content embeddings (features_app.embeddings, docs/ML.md "Embeddings"). Torch threads per
 # process (web and workers: 1; the bulk command takes --threads); characters of the body

@@ -69,6 +69,7 @@ FEED_ENTRY = {
     "position": 0,
     "item": ITEM,
     "score": 0.82,
+    "sponsored": False,
     "explanation": {
         "popularity": 0.61,
         "freshness": 0.93,
@@ -454,7 +455,118 @@ STANDARD_ERRORS: dict[str, list[OpenApiExample]] = {
 }
 
 # --- Per operation -----------------------------------------------------------------------
+# --- Business rules (issue 13, FEAT-005; staff only) ---------------------------------------
+RULE_CAMPAIGN = {
+    "id": 4,
+    "name": "Orbit Weekly launch week",
+    "kind": "sponsored",
+    "active": True,
+    "starts_at": "2024-05-06T00:00:00Z",
+    "ends_at": "2024-05-13T00:00:00Z",
+    "target": "",
+    "target_id": None,
+    "keyword": "",
+    "mode": "",
+    "value": None,
+    "provider_id": 7,
+    "item_ids": [42],
+    "budget": 50000,
+    "positions": [2],
+    "user_cap_per_day": 3,
+    "relevance_floor": 0.2,
+    "max_per_provider": None,
+    "max_per_category": None,
+    "mmr_lambda": None,
+    "created_at": "2024-05-03T10:00:00Z",
+    "updated_at": "2024-05-03T10:00:00Z",
+    "updated_by": "ada",
+}
+RULE_CAMPAIGN_IN = {
+    k: RULE_CAMPAIGN[k]
+    for k in (
+        "name",
+        "kind",
+        "starts_at",
+        "ends_at",
+        "provider_id",
+        "item_ids",
+        "budget",
+        "positions",
+        "user_cap_per_day",
+        "relevance_floor",
+    )
+}
+RULE_VERSION = {
+    "id": 18,
+    "rule_id": 4,
+    "action": "update",
+    "changed_by": "ada",
+    "changed_at": "2024-05-04T08:00:00Z",
+    "data": {"budget": 60000, "positions": [2]},
+    "changes": {"budget": [50000, 60000]},
+}
+RULE_CONFLICT = _response(
+    "Contradiction",
+    error(
+        "conflict",
+        "This rule contradicts active rules: rule 9: item 42 is both blocked and sponsored.",
+        {"conflicts": ["rule 9: item 42 is both blocked and sponsored"]},
+    ),
+    409,
+    "Blocked and promoted at once, or two campaigns on one slot at overlapping times.",
+)
+
+RULES_EXAMPLES: dict[str, list[OpenApiExample]] = {
+    "rules_list": [
+        _response(
+            "Rules",
+            {"count": 1, "next": None, "previous": None, "results": [RULE_CAMPAIGN]},
+            200,
+        ),
+        _invalid("Bad kind", {"kind": ['"pin" is not a valid choice.']}),
+    ],
+    "rules_create": [
+        _request("A campaign", RULE_CAMPAIGN_IN),
+        _response("Created", RULE_CAMPAIGN, 201),
+        _response(
+            "Slot out of range",
+            error(
+                "invalid",
+                "Positions are from 0 to 9 (the first page).",
+                {"positions": ["Positions are from 0 to 9 (the first page)."]},
+            ),
+            400,
+        ),
+        RULE_CONFLICT,
+    ],
+    "rules_retrieve": [_response("Campaign", RULE_CAMPAIGN, 200)],
+    "rules_destroy": [],
+    "rules_partial_update": [
+        _request("More budget", {"budget": 60000}),
+        _response("Updated", {**RULE_CAMPAIGN, "budget": 60000}, 200),
+        _response(
+            "End before start",
+            error(
+                "invalid",
+                "The end must come after the start.",
+                {"ends_at": ["The end must come after the start."]},
+            ),
+            400,
+        ),
+        RULE_CONFLICT,
+    ],
+    "rules_versions_list": [
+        _response(
+            "Changes",
+            {"count": 1, "next": None, "previous": None, "results": [RULE_VERSION]},
+            200,
+        ),
+        _invalid("Bad page", {"page": ["Must be a whole number from 1 to 1000000."]}),
+    ],
+}
+
 EXAMPLES: dict[str, list[OpenApiExample]] = {
+    **RULES_EXAMPLES,
     "auth_register_create": [
         _request(
             "Sign up",

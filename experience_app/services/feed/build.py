@@ -23,11 +23,14 @@ from django.conf import settings
 from experience_app import selectors, treatments
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, rank, tiebreak
 from experience_app.services import rerank
+from experience_app.services.feed.context_signals import time_place_signals
+from experience_app.time_place import Place
 from experience_app.treatments import EMPTY, Decision, Treatment
 from features_app import public as features
 from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app import public as reading
+from rules_app import public as rules
 
 logger = logging.getLogger(__name__)
 
@@ -248,11 +251,13 @@ def build_feed(
     now: datetime,
     degraded: bool = False,
     treatment: Treatment = EMPTY,
+    place: Place | None = None,
     segment: features.UserSegment | None = None,
 ) -> Feed:
     """Rank every section for ``user_id`` at ``now`` (what the cache keeps), under the
     user's ``treatment`` (experiments: weights, reranker, sources, section order, bandit,
-    exploration slot; ``experience_app.treatments``). ``segment``: the user's segments
+    exploration slot; ``experience_app.treatments``). ``place``: where a trusted proxy says
+    the reader is (their profile's place wins). ``segment``: the user's segments
     (``features_app.public.user_segment``), the ``engagement_level`` signal."""
     off = treatment.sources_off
     profile, trending, degraded = _gather(user_id, now, degraded)
@@ -321,6 +326,8 @@ def build_feed(
     pool = list(
         dict.fromkeys([*focused, *recent, *fresh_ids, *related, *trending_ids, *learned_ids])
     )
+    # Sponsored campaigns' items are candidates (business rules, rules_app).
+    pool = list(dict.fromkeys([*pool, *rules.campaign_item_ids(now)]))
     anchor_facets_needed = [anchor] if anchor is not None else []
     # Dismissed or hidden lately: their near-copies do not follow the anchor.
     rejected = (
@@ -341,6 +348,12 @@ def build_feed(
     ]
     signals, signals_degraded = _signals([c.item_id for c in candidates], now, degraded)
     degraded = degraded or signals_degraded
+    # Time and place signals (issue 13) travel with the learned scores, per item.
+    for item, values in time_place_signals(
+        user_id, candidates, facets, now=now, degraded=degraded, proxy_place=place
+    ).items():
+        if values:
+            learned.setdefault(item, {}).update(values)
     ranked = rank(
         candidates,
         UserContext(
@@ -360,6 +373,8 @@ def build_feed(
     if model is not None:
         ranked = rerank.rerank(ranked, model)
         ranker = model.label
+    # Business rules (rules_app): blocklists and boosts, before the sections are cut.
+    ranked, rules_removed = rules.adjust_ranked(ranked, facets, now=now)
     in_picked = {c.item_id for c in candidates if picked.intersection(c.category_ids)}
     if interests:
         ranked = picked_first(ranked, in_picked, share=cold_start_share(profile.event_counts))
@@ -440,6 +455,16 @@ def build_feed(
             decisions.append(chosen)
             order = tuple(chosen.payload.get("order") or ()) or order
     sections = [s for s in make_disjoint(drafts) if s.entries]
+    # Business rules: blocklists everywhere, diversity on first pages, sponsored slots.
+    sections = rules.apply(
+        sections,
+        user_id=user_id,
+        by_id=by_id,
+        facets=facets,
+        now=now,
+        degraded=degraded,
+        removed=rules_removed,
+    )
     # The reason of ``for_you`` is chosen once its items are known: it holds for each.
     categories_of = {c.item_id: c.category_ids for c in candidates}
     sections = [
