@@ -301,6 +301,13 @@ def test_the_engagement_level_is_in_every_explanation(segmented, auth_client, ot
     body = auth_client.get(HOME).json()
     explained = [e["explanation"] for s in body["sections"] for e in s["items"]]
     assert explained and all(x["engagement_level"] == 3.0 for x in explained)
+    # ... and in the served log, which the learned reranker trains on.
+    from experience_app.models import ServedFeed
+    from experience_app.services.feed import served_log
+
+    served_log.flush()
+    logged = [i["signals"] for f in ServedFeed.objects.all() for i in f.items]
+    assert logged and all(s["engagement_level"] == 3.0 for s in logged)
     new = other_client.get(HOME).json()
     assert all(
         e["explanation"]["engagement_level"] == 1.0 for s in new["sections"] for e in s["items"]
