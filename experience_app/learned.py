@@ -39,6 +39,8 @@ FEATURES: tuple[str, ...] = (
     "item_hour_lift",
     "region_popularity",
     "language_match",
+    # The current reading session (issue 13, features_app.sessions).
+    "session",
 )
 
 

@@ -17,6 +17,9 @@ Signals (all computed at ``now``, from data known before ``now``):
 - ``seen``: 1 when the item was already shown to the user and not engaged with.
 - ``similarity``: cosine of the item's text embedding to the user's (present only for the
   user's precomputed "similar" candidates, see ``inbo.keys.learned_candidates``).
+- ``session``: session-kNN's score of the item after the user's current reading session,
+  scaled so the best next read is 1 (present only for the session's next reads, see
+  ``features_app.sessions``; passed in through ``learned``).
 - ``hour_match``, ``item_hour_lift``, ``region_popularity``, ``language_match``: the time
   and place signals of :mod:`experience_app.time_place`, passed in per item through
   ``learned`` (absent when unknown or when Redis is away).
@@ -56,6 +59,7 @@ class Weights:
     subscribed: float = 0.5
     seen: float = 1.0
     similarity: float = 0.5
+    session: float = 1.0
     freshness_half_life_hours: float = 24.0
     # Time and place (issue 13, ``experience_app.time_place``): log-lifts, 0 when unknown.
     hour_match: float = 0.0
@@ -73,6 +77,7 @@ class Weights:
             subscribed=settings.EXPERIENCE_WEIGHT_SUBSCRIBED,
             seen=settings.EXPERIENCE_WEIGHT_SEEN,
             similarity=settings.EXPERIENCE_WEIGHT_SIMILARITY,
+            session=settings.EXPERIENCE_WEIGHT_SESSION,
             freshness_half_life_hours=settings.EXPERIENCE_FRESHNESS_HALF_LIFE_HOURS,
             hour_match=settings.EXPERIENCE_WEIGHT_HOUR_MATCH,
             item_hour_lift=settings.EXPERIENCE_WEIGHT_ITEM_HOUR_LIFT,
@@ -144,6 +149,7 @@ def linear_score(values: Mapping[str, float], w: Weights) -> float:
         + w.subscribed * values.get("subscribed", 0.0)
         - w.seen * values.get("seen", 0.0)
         + w.similarity * values.get("similarity", 0.0)
+        + w.session * values.get("session", 0.0)
         + w.hour_match * values.get("hour_match", 0.0)
         + w.item_hour_lift * values.get("item_hour_lift", 0.0)
         + w.region_popularity * values.get("region_popularity", 0.0)
@@ -168,7 +174,7 @@ def rank(
     """Score and order ``candidates`` (best first) for ``user`` at ``now``.
 
     ``learned`` holds, per item, the learned-source scores known for it (``als``,
-    ``similarity``); an item without one simply lacks that feature.
+    ``similarity``, ``session``); an item without one simply lacks that feature.
     """
     w = weights or Weights.from_settings()
     category_taste = dict(user.profile.category_affinity)

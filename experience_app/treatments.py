@@ -26,7 +26,7 @@ from django.db import DatabaseError
 logger = logging.getLogger(__name__)
 
 # Candidate sources a variant may switch off (``Treatment.sources_off``).
-SOURCES = ("focused", "recent", "fresh", "related", "trending", "als", "similar")
+SOURCES = ("focused", "recent", "fresh", "related", "trending", "als", "similar", "session")
 
 
 @dataclass(frozen=True, slots=True)

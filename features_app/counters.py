@@ -6,6 +6,7 @@ a Redis error propagates to the caller, which decides how to degrade.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 import redis
 from django.conf import settings
 
-from features_app import context_counters
+from features_app import context_counters, sessions
 from features_app.contracts import (
     AFFINITY_WEIGHTS,
     POSITIVE_TYPES,
@@ -28,6 +29,8 @@ from features_app.forgetting import Rules
 from inbo import keys
 from inbo import redis as inbo_redis
 from reading_app.public import ItemFacets
+
+logger = logging.getLogger(__name__)
 
 # Decayed sums are stored scaled to the start of an epoch; an epoch lasts this many
 # half-lives (2**200 stays far inside a double's range), and readers add two epochs.
@@ -312,7 +315,16 @@ def apply_batch(
     pipe.eval(
         _APPLY_BATCH, 2, keys.features_counting_paused(), keys.features_applied_batches(), *args
     )
-    return int(pipe.execute()[0])
+    # The reading sessions take the batch's engagements in the same round trip (once per
+    # batch by their own marker: also while counting is paused, as they are no counter).
+    with_sessions = sessions.queue_apply(pipe, batch_id, events, now=time.time())
+    replies = pipe.execute(raise_on_error=False)
+    if isinstance(replies[0], Exception):
+        raise replies[0]
+    if with_sessions and isinstance(replies[1], Exception):
+        # Sessions are a nicety: their fault never holds back the counters (nor repeats them).
+        logger.warning("features.sessions_unavailable batch=%s error=%s", batch_id, replies[1])
+    return int(replies[0])
 
 
 def _decayed_now(values: Iterable[float | None], factor: float) -> list[float]:

@@ -21,6 +21,7 @@ from features_app import (
     forgetting,
     segments,
     services,
+    sessions,
 )
 from features_app.contracts import (
     ENGAGEMENT_LEVELS,
@@ -50,6 +51,7 @@ __all__ = [
     "ENGAGEMENT_LEVELS",
     "ENGAGEMENT_SEGMENTS",
     "ContextCounts",
+    "CurrentSession",
     "EmbedResult",
     "Engagement",
     "EventIn",
@@ -64,6 +66,7 @@ __all__ = [
     "UserSegment",
     "co_read",
     "context_counts",
+    "current_session",
     "embed_items",
     "embed_texts",
     "ensure_partitions",
@@ -84,6 +87,8 @@ __all__ = [
     "provider_embeddings",
     "refresh_user_embeddings",
     "segment_sizes",
+    "session_knn_scores",
+    "session_next_reads",
     "subscribe_forgetting",
     "trending",
     "trending_from_log",
@@ -198,6 +203,24 @@ def co_read(item_id: int, *, since: datetime, limit: int) -> list[int]:
 def last_engaged_item_id(user_id: int, *, since: datetime) -> int | None:
     """The item the user most recently clicked, read or saved since ``since``."""
     return co_reading.last_engaged_item_id(user_id, since=since)
+
+
+# Session-kNN, shared with the offline evaluation (``ml_app.session_models.SessionKNN``).
+session_knn_scores = sessions.knn_scores
+CurrentSession = sessions.CurrentSession
+
+
+def current_session(user_id: int, *, now: datetime) -> sessions.CurrentSession | None:
+    """The user's reading session in progress at ``now`` (items engaged with in order),
+    None when there is none (over after ``EXPERIENCE_SESSION_GAP_MINUTES`` without an
+    engagement): one Redis round trip; a Redis error propagates."""
+    return sessions.current_session(user_id, now=now)
+
+
+def session_next_reads(session: sessions.CurrentSession, *, limit: int) -> list[tuple[int, float]]:
+    """Session-kNN's best next items after ``session`` with scores in [0, 1] (the best 1),
+    its own items left out: one Redis round trip; a Redis error propagates."""
+    return sessions.next_reads(session, limit=limit)
 
 
 def events_store(events: Sequence[EventIn], *, create_partitions: bool = True) -> list[EventIn]:

@@ -335,6 +335,63 @@ def model_generation(kind: str) -> str:
     return _key("learned", "model_generation", kind, 1)
 
 
+# --- features_app: real-time reading sessions (docs/ML.md "Session-based ...") ---------
+# Not under ``inbo:features:``: ephemeral state, never copied by counter snapshots nor
+# rebuilt by a restore. Bounded: a session keeps its last SESSION_MAX_ITEMS items, an item
+# its SESSION_ITEM_MAX_SESSIONS most recent sessions, the index SESSION_INDEX_MAX_SESSIONS
+# sessions (the oldest leave it, and every item list they are in), each for at most
+# SESSION_INDEX_TTL_SECONDS after its last event.
+SESSION_MAX_ITEMS = 50
+SESSION_ITEM_MAX_SESSIONS = 500
+SESSION_INDEX_MAX_SESSIONS = 50_000
+SESSION_INDEX_TTL_SECONDS = 14 * 86400
+SESSION_APPLIED_RETENTION_SECONDS = 3600
+
+
+def session_current(user_id: int) -> str:
+    """Hash ``{"sid": session key, "last": unix time of its last engagement}``: the user's
+    current session. TTL: twice the session gap (read as over once the gap has passed)."""
+    return _key("sessions", "current", user_id, 1)
+
+
+def session_items() -> str:
+    """Hash: session key -> its items in order, comma-separated (the last
+    ``SESSION_MAX_ITEMS``, consecutive repeats collapsed). Entries leave with the index."""
+    return _key("sessions", "items", "global", 1)
+
+
+def session_recent() -> str:
+    """Sorted set: session key -> unix time of its last engagement (the index, capped at
+    ``SESSION_INDEX_MAX_SESSIONS``, entries older than ``SESSION_INDEX_TTL_SECONDS`` pruned)."""
+    return _key("sessions", "recent", "global", 1)
+
+
+def item_sessions(item_id: int | str) -> str:
+    """Sorted set: session key -> unix time it last engaged with the item, the
+    ``SESSION_ITEM_MAX_SESSIONS`` most recent. TTL: ``SESSION_INDEX_TTL_SECONDS``."""
+    return _key("sessions", "item", item_id, 1)
+
+
+def item_sessions_affixes() -> tuple[str, str]:
+    """The text before and after the item id in :func:`item_sessions` (for the Lua scripts,
+    which build an item's key from its id)."""
+    prefix, _, suffix = item_sessions("\x00").partition("\x00")
+    return prefix, suffix
+
+
+def session_scratch() -> str:
+    """Sorted set the neighbour lookup merges item lists into, deleted within the same
+    script (never seen outside it)."""
+    return _key("sessions", "scratch", "global", 1)
+
+
+def session_applied_batches() -> str:
+    """Sorted set of pending-batch ids whose engagements the session state took (score:
+    applied at), so a batch counted again by the sweep is not appended twice; trimmed after
+    ``SESSION_APPLIED_RETENTION_SECONDS``."""
+    return _key("sessions", "applied", "global", 1)
+
+
 # --- experiments_app: bandits -----------------------------------------------------------
 
 

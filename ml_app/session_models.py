@@ -27,7 +27,6 @@ database.
 from __future__ import annotations
 
 import heapq
-import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from features_app.public import session_knn_scores
 from ml_app.datasets.deskdrop import Interaction
 from ml_app.ranking_metrics import hit_rate_at_k, reciprocal_rank
 
@@ -282,30 +282,16 @@ class SessionKNN(SessionModel):
         for item in self.items[-1]:
             self.by_item[item].append(len(self.items) - 1)
 
-    def _weights(self, prefix: Sequence[str]) -> dict[str, float]:
-        if not self.decay:
-            return dict.fromkeys(prefix, 1.0)
-        return {item: (position + 1) / len(prefix) for position, item in enumerate(prefix)}
-
     def recommend(self, prefix: Sequence[str], k: int) -> list[str]:
-        weights = self._weights(prefix)
-        candidates = {index for item in weights for index in self.by_item.get(item, ())}
+        candidates = {index for item in prefix for index in self.by_item.get(item, ())}
         if len(candidates) > self.sample:
             candidates = set(
                 heapq.nlargest(self.sample, candidates, key=lambda i: (self.ends[i], i))
             )
-        similarity: dict[int, float] = {}
-        for index in candidates:
-            shared = self.items[index].intersection(weights)
-            if self.decay:
-                similarity[index] = sum(weights[item] for item in shared)
-            else:
-                similarity[index] = len(shared) / math.sqrt(len(weights) * len(self.items[index]))
-        neighbours = heapq.nlargest(self.k, similarity, key=lambda i: (similarity[i], i))
-        scores: dict[str, float] = defaultdict(float)
-        for index in neighbours:
-            for item in self.items[index]:
-                scores[item] += similarity[index]
+        # The serving function (features_app.sessions.knn_scores): measured is served.
+        scores = session_knn_scores(
+            prefix, {i: self.items[i] for i in candidates}, k=self.k, decay=self.decay
+        )
         return _top(scores, k, prefix[-1], self.popularity)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,12 +14,14 @@ from features_app.contracts import EVENT_TYPE_CHOICES
 from inbo.api.fields import (
     StrictChoiceField,
     StrictIntegerField,
+    StrictRegexField,
     StrictSlugField,
     StrictUUIDField,
 )
 from reading_app.public import ItemCardSerializer
 
 MAX_BATCH = 500
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class TopFeatureSerializer(serializers.Serializer):
@@ -89,6 +92,20 @@ class InteractionSerializer(serializers.Serializer):
     section = StrictChoiceField(choices=SECTION_ORDER, required=False, allow_blank=True)
     position = StrictIntegerField(min_value=0, max_value=10_000, required=False)
     dwell_ms = StrictIntegerField(min_value=0, max_value=86_400_000, required=False)
+    session_id = StrictRegexField(
+        SESSION_ID_PATTERN,
+        required=False,
+        trim_whitespace=False,
+        help_text="The client's reading session (1 to 64 letters, digits, '_' or '-'). Events "
+        "with the same id form one session; without one, the server starts a new session after "
+        "EXPERIENCE_SESSION_GAP_MINUTES (30) without an engagement.",
+    )
+
+    def validate_session_id(self, value: str) -> str:
+        # ``$`` also matches before a final newline: the whole value must match.
+        if not re.fullmatch(SESSION_ID_PATTERN[1:-1], value):
+            raise serializers.ValidationError("This value does not match the required pattern.")
+        return value
 
     def validate_occurred_at(self, value):
         now = timezone.now()

@@ -112,6 +112,7 @@ class InteractionsView(APIView):
                 section=i.get("section") or "",
                 position=i.get("position"),
                 dwell_ms=i.get("dwell_ms"),
+                session_id=i.get("session_id") or "",
             )
             for i in data.validated_data["interactions"]
         ]

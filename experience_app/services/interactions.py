@@ -46,6 +46,8 @@ class InteractionIn:
     section: str = ""
     position: int | None = None
     dwell_ms: int | None = None
+    # The client's reading session id ("" : none, the server's 30-minute gap decides).
+    session_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,7 @@ def interactions_record(
                             "section": i.section or None,
                             "position": i.position,
                             "dwell_ms": i.dwell_ms,
+                            "session": i.session_id or None,
                         }.items()
                         if v is not None
                     }

@@ -212,7 +212,8 @@ def test_because_you_read_names_the_item_and_relates_to_it(auth_client, world, u
     anchor = world["tech_items"][5]
     co_read = make_item(hours_ago=100)  # no shared category, read by the same readers
     ingest(fan, anchor, "read", hours_ago=2)
-    ingest(fan, co_read, "read", hours_ago=2)
+    # Another sitting (not one session): up_next, which claims first, does not take it.
+    ingest(fan, co_read, "read", hours_ago=3)
     assert post_interactions(auth_client, interaction(anchor, "click")).status_code == 200
 
     body = auth_client.get(HOME).json()

@@ -34,17 +34,34 @@ from rules_app import public as rules
 
 logger = logging.getLogger(__name__)
 
-SECTION_ORDER = ("continue_reading", "for_you", "because_you_read", "trending", "fresh")
+SECTION_ORDER = (
+    "continue_reading",
+    "up_next",
+    "for_you",
+    "because_you_read",
+    "trending",
+    "fresh",
+)
 # Which section keeps an item that several could show. ``for_you`` ranks the whole pool and
 # always has more to show: were it before ``fresh`` and ``trending``, its first page would
 # take their newest and most trending items. ``because_you_read`` draws on the categories
 # the user just engaged with, exactly what ``for_you`` now favours: it shows the next ones.
-CLAIM_ORDER = ("continue_reading", "fresh", "trending", "for_you", "because_you_read")
+# ``up_next`` follows what the user is reading right now: it claims its items first.
+CLAIM_ORDER = (
+    "continue_reading",
+    "up_next",
+    "fresh",
+    "trending",
+    "for_you",
+    "because_you_read",
+)
 # Candidate pools: enough to fill every section several pages deep, small enough that a
 # cold build (facets, signals, ranking) stays well under 100 ms.
 TRENDING_POOL = 120
 RECENT_POOL = 200
 RELATED_POOL = 40
+# Session-kNN's next reads after the current session (``up_next`` and the ``session`` signal).
+SESSION_POOL = 40
 CO_READ_WINDOW = timedelta(days=7)
 # Cold start: a user with picked topics gets at least this share of ``for_you`` from them
 # (their subcategories included), ``1 / (1 + n / COLD_START_EVENTS)`` after ``n`` feedback
@@ -222,6 +239,24 @@ def _decision(data: Mapping[str, Any]) -> Decision:
     )
 
 
+def _session(
+    user_id: int, now: datetime, off: bool
+) -> tuple[features.CurrentSession | None, list[tuple[int, float]]]:
+    """The user's current reading session and session-kNN's next reads after it, best
+    first with scores in [0, 1] (two round trips). No session, switched off, or Redis
+    unreachable: nothing, and nothing fails."""
+    if off:
+        return None, []
+    try:
+        session = features.current_session(user_id, now=now)
+        if session is None:
+            return None, []
+        return session, features.session_next_reads(session, limit=SESSION_POOL)
+    except redis.RedisError as exc:
+        logger.warning("experience.session_unavailable user=%s error=%s", user_id, exc)
+        return None, []
+
+
 # The ranking signal each learned source feeds.
 LEARNED_SIGNAL = {"als": "als", "similar": "similarity"}
 
@@ -322,9 +357,15 @@ def build_feed(
         for item, score in pairs:
             learned.setdefault(item, {})[LEARNED_SIGNAL[source]] = round(score, 4)
         learned_ids += [item for item, _ in pairs[: settings.ML_LEARNED_POOL]]
+    session, next_reads = _session(user_id, now, degraded or "session" in off)
+    for item, score in next_reads:
+        learned.setdefault(item, {})["session"] = score
+    session_ids = [item for item, _ in next_reads]
 
     pool = list(
-        dict.fromkeys([*focused, *recent, *fresh_ids, *related, *trending_ids, *learned_ids])
+        dict.fromkeys(
+            [*focused, *recent, *fresh_ids, *related, *trending_ids, *learned_ids, *session_ids]
+        )
     )
     # Sponsored campaigns' items are candidates (business rules, rules_app).
     pool = list(dict.fromkeys([*pool, *rules.campaign_item_ids(now)]))
@@ -411,6 +452,15 @@ def build_feed(
     if anchor is not None and anchor not in muted:
         card = reading.item_cards([anchor]).get(anchor)
         anchor_title = card["title"] if card else ""
+    # ``up_next`` names the session's last item (the read its items follow).
+    session_title = ""
+    if session is not None and session_ids:
+        last = session.items[-1]
+        if last == anchor:  # mostly: the last item engaged with, as the session's
+            session_title = anchor_title
+        else:
+            card = reading.item_cards([last]).get(last)
+            session_title = card["title"] if card else ""
     drafts = [
         Section(
             "continue_reading",
@@ -421,6 +471,21 @@ def build_feed(
                 for item, progress in continuing
                 if item not in excluded
             ),
+        ),
+        Section(
+            "up_next",
+            "Up next",
+            f"You just read “{session_title}”: sessions like yours went on to these."
+            if session_title
+            else "",
+            # Ordered by the session score, shown as the entry's score (as progress is).
+            tuple(
+                Entry(i, score, by_id[i].signals, by_id[i].top_features)
+                for i, score in next_reads
+                if i in by_id
+            )
+            if session_title
+            else (),
         ),
         Section("for_you", "For you", "", _entries(ranked)),
         Section(
