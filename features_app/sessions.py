@@ -217,9 +217,15 @@ def queue_apply(
     return True
 
 
-def apply(events: Sequence[EventIn], *, now: float, batch_id: int | None = None) -> None:
+def apply(
+    events: Sequence[EventIn],
+    *,
+    now: float,
+    batch_id: int | None = None,
+    client: redis.Redis | None = None,
+) -> None:
     """Add ``events``' engagements to the session state now (one round trip)."""
-    pipe = _client().pipeline(transaction=False)
+    pipe = (client or _client()).pipeline(transaction=False)
     if queue_apply(pipe, batch_id, events, now=now):
         pipe.execute()
 
@@ -275,10 +281,12 @@ def _ids(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x)
 
 
-def current_session(user_id: int, *, now: datetime) -> CurrentSession | None:
+def current_session(
+    user_id: int, *, now: datetime, client: redis.Redis | None = None
+) -> CurrentSession | None:
     """The user's session still in progress at ``now`` (its last engagement within the
     gap), None if there is none: one round trip."""
-    pipe = _client().pipeline(transaction=False)
+    pipe = (client or _client()).pipeline(transaction=False)
     pipe.eval(_CURRENT, 2, keys.session_current(user_id), keys.session_items())
     (reply,) = pipe.execute()
     if not reply:
@@ -291,11 +299,13 @@ def current_session(user_id: int, *, now: datetime) -> CurrentSession | None:
     return CurrentSession(key, found, last_active) if found else None
 
 
-def next_reads(session: CurrentSession, *, limit: int) -> list[tuple[int, float]]:
+def next_reads(
+    session: CurrentSession, *, limit: int, client: redis.Redis | None = None
+) -> list[tuple[int, float]]:
     """Session-kNN's ``limit`` best next items after ``session``, scores scaled to [0, 1]
     (the best is 1), items of the session left out: one round trip."""
     query = list(dict.fromkeys(reversed(session.items)))[:QUERY_ITEMS]
-    pipe = _client().pipeline(transaction=False)
+    pipe = (client or _client()).pipeline(transaction=False)
     pipe.eval(
         _NEIGHBOURS,
         2 + len(query),

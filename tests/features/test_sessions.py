@@ -152,3 +152,27 @@ def test_sessions_idle_longer_than_the_retention_leave_the_index():
 
     assert list(stored_sessions()) == [f"2:g:{int(later.timestamp())}"]
     assert not inbo_redis.state().exists(keys.item_sessions(10))
+
+
+def test_the_timing_command_measures_in_a_scratch_database_only(redis_server, capsys):
+    from django.conf import settings
+    from django.core.management import CommandError, call_command
+
+    scratch = redis_server.url(3)
+    call_command(
+        "session_timing",
+        "--sessions",
+        "40",
+        "--items",
+        "15",
+        "--trials",
+        "3",
+        "--redis-url",
+        scratch,
+    )
+
+    out = capsys.readouterr().out
+    assert "40 sessions written" in out and "session of 10 item(s)" in out
+    assert inbo_redis.state().dbsize() == 0  # nothing reached the application's state
+    with pytest.raises(CommandError, match="REDIS_STATE_URL"):
+        call_command("session_timing", "--redis-url", settings.REDIS_STATE_URL)
