@@ -376,10 +376,15 @@ def user_segment(user_id: int) -> UserSegment | None:
     return segments.user_segment(user_id)
 
 
-def user_segment_decode(user_id: int, raw: str | bytes | None) -> UserSegment | None:
-    """:func:`user_segment` from a value the caller already read with its own Redis round
-    trip (``inbo.keys.user_segment(user_id)``; ``None``: absent or Redis away)."""
-    return segments.decode(user_id, raw)
+def user_segment_decode(
+    user_id: int, raw: str | bytes | None, *, copies_complete: bool | None = None
+) -> UserSegment | None:
+    """:func:`user_segment` from values the caller read in its own Redis round trip:
+    ``raw`` (``inbo.keys.user_segment(user_id)``, ``None``: absent) and whether
+    ``inbo.keys.segments_written()`` exists (``copies_complete``). Without ``raw``: None
+    when the copies are complete (the user was never segmented), else PostgreSQL (Redis lost
+    them, or is away: pass False); ``copies_complete=None`` checks with one EXISTS."""
+    return segments.decode(user_id, raw, copies_complete=copies_complete)
 
 
 def segment_sizes(*, clusters: bool = False) -> dict[str, int]:

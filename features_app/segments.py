@@ -287,6 +287,8 @@ def _write_redis(assignments: Sequence[SegmentAssignment], job: jobs.Job) -> boo
                 pipe.set(keys.user_segment(a.user_id), value, ex=ttl)
             pipe.execute()
             job.renew()
+        computed_at = assignments[0].computed_at.timestamp() if assignments else time.time()
+        client.set(keys.segments_written(), f"{computed_at:.3f}", ex=ttl)
     except redis.RedisError as exc:
         # PostgreSQL holds the segments; the request path reads it while Redis has none.
         logger.warning("features.segments_redis_skipped error=%s", type(exc).__name__)
@@ -415,10 +417,27 @@ def _counts(counts: Counter[str]) -> str:
 # --- serving --------------------------------------------------------------------------
 
 
-def decode(user_id: int, raw: str | bytes | None) -> UserSegment | None:
-    """The user's segments from the Redis copy ``raw`` (as read with ``keys.user_segment``),
-    else from PostgreSQL (one query by primary key); None when never segmented."""
-    if raw:
+def _copies_complete() -> bool:
+    """Redis holds the last run's copies (``keys.segments_written``)."""
+    try:
+        return bool(inbo_redis.state().exists(keys.segments_written()))
+    except redis.RedisError:
+        return False
+
+
+def decode(
+    user_id: int, raw: str | bytes | None, *, copies_complete: bool | None = None
+) -> UserSegment | None:
+    """The user's segments from the Redis copy ``raw`` (as read with ``keys.user_segment``).
+    Without one: None when Redis holds the last run's copies (``copies_complete``; checked
+    with one EXISTS when not given), so the user was not segmented; else PostgreSQL (one
+    query by primary key)."""
+    if not raw:
+        if copies_complete is None:
+            copies_complete = _copies_complete()
+        if copies_complete:
+            return None
+    else:
         try:
             data = json.loads(raw)
             cluster = data["c"]
@@ -431,6 +450,10 @@ def decode(user_id: int, raw: str | bytes | None) -> UserSegment | None:
             )
         except (ValueError, KeyError, TypeError):
             logger.warning("features.segment_unreadable user=%s", user_id)
+    return _from_db(user_id)
+
+
+def _from_db(user_id: int) -> UserSegment | None:
     row = (
         SegmentAssignment.objects.filter(user_id=user_id)
         .values_list("engagement", "cluster", "cluster_label", "computed_at")
@@ -442,12 +465,15 @@ def decode(user_id: int, raw: str | bytes | None) -> UserSegment | None:
 
 
 def user_segment(user_id: int) -> UserSegment | None:
-    """The user's segments: one Redis GET, PostgreSQL when Redis has none or is away."""
+    """The user's segments: one Redis round trip, PostgreSQL when Redis lost them or is away."""
     try:
-        raw = inbo_redis.state().get(keys.user_segment(user_id))
+        pipe = inbo_redis.state().pipeline(transaction=False)
+        pipe.get(keys.user_segment(user_id))
+        pipe.exists(keys.segments_written())
+        raw, complete = pipe.execute()
     except redis.RedisError:
-        raw = None
-    return decode(user_id, raw)
+        raw, complete = None, False
+    return decode(user_id, raw, copies_complete=bool(complete))
 
 
 def latest_sizes(kind: str = SegmentSize.Kind.ENGAGEMENT) -> dict[str, int]:

@@ -416,6 +416,14 @@ def user_segment(user_id: int) -> str:
     return _key("features", "segment", user_id, 1)
 
 
+def segments_written() -> str:
+    """Unix time (string) of the segmentation run whose copies Redis holds, written once all
+    of them are: while it exists, a user without ``user_segment`` was not segmented, and the
+    request path asks PostgreSQL only when it is gone (Redis lost its data). TTL:
+    ``USER_SEGMENT_TTL_SECONDS``."""
+    return _key("features", "segments_written", "global", 1)
+
+
 # --- rules_app: sponsored campaigns ---------------------------------------------------------
 
 # Kept this long past a campaign's end (its delivery stays readable for reports).

@@ -193,14 +193,22 @@ def test_a_run_writes_the_day_sizes_and_the_redis_copy():
     )
 
 
-def test_the_serving_read_falls_back_to_postgresql():
+def test_the_serving_read_falls_back_to_postgresql_when_redis_lost_the_segments(
+    django_assert_num_queries,
+):
     user = _user()
-    assert features.user_segment(user.pk) is None
+    assert features.user_segment(user.pk) is None  # before the first run
     compute_segments(now=NOW)
-    inbo_redis.state().delete(keys.user_segment(user.pk))
-    segment = features.user_segment(user.pk)
+    later = _user()  # joined after the run: not segmented, known without a query
+    with django_assert_num_queries(0):
+        assert features.user_segment(later.pk) is None
+        assert features.user_segment_decode(later.pk, None) is None
+    inbo_redis.state().delete(keys.user_segment(user.pk), keys.segments_written())
+    with django_assert_num_queries(1):
+        segment = features.user_segment(user.pk)
     assert segment is not None and segment.engagement == "dormant"
-    assert features.user_segment_decode(user.pk, b"{not json") == segment
+    assert features.user_segment_decode(user.pk, b"{not json", copies_complete=True) == segment
+    assert features.user_segment_decode(user.pk, None, copies_complete=False) == segment
 
 
 def test_the_command_reports_progress_and_writes_history(capsys):
@@ -282,7 +290,9 @@ def test_targeting_by_segment_assigns_only_matching_users(
             (user.pk,)
         ]
         # Without the Redis copy the segment comes from PostgreSQL: still targeted.
-        inbo_redis.state().delete(keys.user_segment(user.pk), keys.feed(user.pk))
+        inbo_redis.state().delete(
+            keys.user_segment(user.pk), keys.segments_written(), keys.feed(user.pk)
+        )
         assert auth_client.get(HOME).json()["experiments"] == {"regulars-only": "treat"}
     finally:
         serving.reset_cache()

@@ -172,11 +172,15 @@ def _feed_context(
 
 
 def _segment_treatment(
-    user_id: int, now: datetime, platform: str | None, raw: str | bytes | None
+    user_id: int,
+    now: datetime,
+    platform: str | None,
+    raw: str | bytes | None,
+    copies_complete: bool,
 ) -> tuple[features.UserSegment | None, treatments.Treatment]:
-    """The user's segment (``raw``: as read with the cache; PostgreSQL when absent) and the
-    treatment of their experiments, which may target it."""
-    segment = features.user_segment_decode(user_id, raw)
+    """The user's segment (``raw``: as read with the cache; PostgreSQL when Redis lost it or
+    is away) and the treatment of their experiments, which may target it."""
+    segment = features.user_segment_decode(user_id, raw, copies_complete=copies_complete)
     return segment, treatments.resolve(user_id, _feed_context(now, platform, segment))
 
 
@@ -191,9 +195,10 @@ def home_json(
 
     A cache hit costs one Redis round trip to read (metadata, the first pages as encoded
     JSON, their served-log items, the feedback generation, the user's segment), two small
-    queries (items that must never come back; a third, by primary key, for a user Redis
-    holds no segment for) and one pipelined write of the served log and hit counter; the
-    cached JSON is sent as it is unless one of its items must be taken out.
+    queries (items that must never come back; a third, by primary key, only before the first
+    segmentation run or when Redis lost the segments) and one pipelined write of the served
+    log and hit counter; the cached JSON is sent as it is unless one of its items must be
+    taken out.
 
     The user's running experiments (``treatments.resolve``, in-process, no query on the
     common path) decide how the feed is built; a cached feed built under another treatment
@@ -210,15 +215,18 @@ def home_json(
     treatment: treatments.Treatment | None = None
     segment: features.UserSegment | None = None
     try:
-        meta_raw, pages_raw, served_raw, current, segment_raw = client.mget(
+        meta_raw, pages_raw, served_raw, current, segment_raw, written = client.mget(
             keys.feed(user_id),
             keys.feed_pages(user_id),
             keys.feed_served(user_id),
             keys.feed_generation(user_id),
             keys.user_segment(user_id),
+            keys.segments_written(),
         )
         # The segment comes with the cache read: the user's experiments may target it.
-        segment, treatment = _segment_treatment(user_id, now, platform, segment_raw)
+        segment, treatment = _segment_treatment(
+            user_id, now, platform, segment_raw, written is not None
+        )
         generation = str(current or "0")
         if meta_raw and pages_raw and served_raw:
             meta = json.loads(meta_raw)
@@ -233,7 +241,7 @@ def home_json(
         redis_ok = False
         logger.warning("experience.cache_unavailable user=%s error=%s", user_id, exc)
     if treatment is None:  # Redis is away: the segment from PostgreSQL
-        segment, treatment = _segment_treatment(user_id, now, platform, None)
+        segment, treatment = _segment_treatment(user_id, now, platform, None, False)
 
     if meta is not None:
         # Checked on every hit: feedback given while Redis was unreachable could not mark
