@@ -375,6 +375,8 @@ SPECTACULAR_SETTINGS = {
         "ExperimentStatusEnum": "experiments_app.models.Experiment.Status",
         # What a reader mutes or removes from their learned profile (user control).
         "ReaderTargetKindEnum": "experience_app.models.ReaderMute.Kind",
+        # Named too, or drf-spectacular reports the two "kind" enums as a collision.
+        "RuleKindEnum": "rules_app.models.Rule.Kind",
     },
     # Request, response and error examples for every operation, kept in one module keyed by
     # operationId (inbo/api/examples.py) rather than spread over the views.

@@ -296,15 +296,13 @@ def build_feed(
     (``features_app.public.user_segment``), the ``engagement_level`` signal."""
     off = treatment.sources_off
     profile, trending, degraded = _gather(user_id, now, degraded)
-    interests = selectors.interest_category_ids(user_id=user_id)
+    # Muted providers and topics leave every section (user control): read with the picks.
+    interests, muted_providers, muted_categories = selectors.interests_and_mutes(user_id=user_id)
     subscribed = reading.subscribed_provider_ids(user_id=user_id)
     excluded = selectors.never_again_item_ids(user_id=user_id)
     excluded |= reading.completed_item_ids(user_id=user_id)
     rotate_after = settings.EXPERIENCE_ROTATE_AFTER_IMPRESSIONS
     excluded |= {item for item, n in profile.seen.items() if n >= rotate_after}
-    # Muted providers and topics (and their subtopics) leave every section (user control).
-    muted_providers, muted_categories = selectors.muted_ids(user_id=user_id)
-    interests -= muted_categories
 
     since = now - timedelta(days=settings.EXPERIENCE_CANDIDATE_DAYS)
     continuing = reading.in_progress(
@@ -319,8 +317,12 @@ def build_feed(
     )[:5]
     # A topic matches items tagged with its subcategories: ``picked`` is the picked topics
     # and their children, ``children`` maps the children of every topic named below.
-    named_topics = interests | set(taste)
+    named_topics = interests | set(taste) | muted_categories
     children = reading.child_category_parents(named_topics) if named_topics else {}
+    # A muted topic takes its subtopics with it.
+    muted_categories |= {c for c, p in children.items() if p in muted_categories}
+    interests -= muted_categories
+    taste = [c for c in taste if c not in muted_categories]
     interest_parents = {c: p for c, p in children.items() if p in interests}
     picked = interests | set(interest_parents)
     focus = set(taste) | picked
