@@ -6,10 +6,12 @@ Two steps, called by ``experience_app``'s feed build through ``rules_app.public`
    providers, items and title keywords leave; boosts change scores (``rule_boost`` in the
    signals: the change) and the ranking is sorted again.
 2. :func:`finish`, on the disjoint sections: blocked items leave the sections that were not
-   cut from the ranking (``continue_reading``); each section's first page is capped per
-   provider and per category (``rule_demoted`` on the items pushed past it) and, with a
-   lambda and item embeddings, ordered by MMR (``rule_mmr_sim``: the item's largest
-   similarity to those above it); sponsored campaigns take their slots of ``for_you``
+   cut from the ranking (``continue_reading``); each section's first page (but
+   ``continue_reading``'s and ``fresh``'s) is capped per provider and per category
+   (``rule_demoted`` on the items pushed past it, ``rule_cap_relaxed`` on those left over
+   a cap for want of others) and, with a lambda and item embeddings, ordered by MMR
+   (``rule_mmr_sim``: the item's largest similarity to those above it); sponsored
+   campaigns take their slots of ``for_you``
    (``sponsored``: 1, ``campaign``: its id). A section that lost items to a blocklist
    names how many in its first item's ``rule_removed``.
 
@@ -29,10 +31,9 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from django.conf import settings
 
-from features_app import public as features
 from reading_app import public as reading
-from rules_app import pacing
-from rules_app.snapshot import Campaign, Diversity, Rules
+from rules_app import memo, pacing
+from rules_app.snapshot import Boost, Campaign, Diversity, Rules
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ S = TypeVar("S", bound=SectionLike)
 
 # Sections whose order is the ranking's, where MMR may reorder the first page.
 MMR_SECTIONS = ("for_you", "because_you_read")
-# The user's own unfinished reads are never capped nor reordered.
-UNCAPPED = ("continue_reading",)
+# Never capped nor reordered: the user's own unfinished reads, and the newest issues of
+# the newsletters they chose to follow.
+UNCAPPED = ("continue_reading", "fresh")
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
@@ -69,12 +71,6 @@ def _replace(obj: Any, **changes: Any) -> Any:
 
 def _with(entry: Any, **signals: float) -> Any:
     return _replace(entry, signals={**entry.signals, **signals})
-
-
-def _titles(item_ids: Sequence[int]) -> dict[int, str]:
-    if not item_ids:
-        return {}
-    return {i: d.title for i, d in reading.item_search_data(item_ids, body_chars=1).items()}
 
 
 def blocked_ids(
@@ -90,26 +86,24 @@ def blocked_ids(
         known = {**facets, **reading.item_facets(missing, cached=True)} if missing else facets
         out |= {i for i in item_ids if i in known and known[i].provider_id in providers}
     if pattern is not None:
-        titles = _titles([i for i in item_ids if i not in out])
+        titles = memo.titles.get([i for i in item_ids if i not in out])
         out |= {i for i, title in titles.items() if pattern.search(title)}
     return out
 
 
-def _boosted(scored: T, facet: Any, rules: Rules, now: datetime) -> T:
+def _boosted(scored: T, facet: Any, index: Mapping[tuple[str, int], list[Boost]]) -> T:
+    """``scored`` with the boosts matching its item, provider or categories applied in
+    rule order (``index``: the live boosts by target)."""
+    hits = list(index.get(("item", scored.item_id), ()))
+    if facet is not None:
+        hits += index.get(("provider", facet.provider_id), ())
+        for category in facet.category_ids:
+            hits += index.get(("category", category), ())
+    if not hits:
+        return scored
     score = scored.score
-    for boost in rules.boosts:
-        if not boost.window.holds(now):
-            continue
-        if boost.target == "item":
-            hit = scored.item_id == boost.target_id
-        elif facet is None:
-            hit = False
-        elif boost.target == "provider":
-            hit = facet.provider_id == boost.target_id
-        else:
-            hit = boost.target_id in facet.category_ids
-        if hit:
-            score = score * boost.value if boost.multiply else score + boost.value
+    for boost in sorted(hits, key=lambda b: b.id):
+        score = score * boost.value if boost.multiply else score + boost.value
     if score == scored.score:
         return scored
     delta = round(score - scored.score, 4)
@@ -124,8 +118,12 @@ def adjust_ranked(
         return ranked, 0
     gone = blocked_ids(rules, [s.item_id for s in ranked], facets, now)
     kept = [s for s in ranked if s.item_id not in gone]
-    if any(b.window.holds(now) for b in rules.boosts):
-        boosted = [_boosted(s, facets.get(s.item_id), rules, now) for s in kept]
+    index: dict[tuple[str, int], list[Boost]] = {}
+    for boost in rules.boosts:
+        if boost.window.holds(now):
+            index.setdefault((boost.target, boost.target_id), []).append(boost)
+    if index:
+        boosted = [_boosted(s, facets.get(s.item_id), index) for s in kept]
         if any(b is not s for b, s in zip(boosted, kept, strict=True)):
             # Stable: items the boosts left alone keep the ranking's order among equals.
             kept = sorted(boosted, key=lambda s: -s.score)
@@ -151,43 +149,37 @@ def first_page(
     vectors, by maximal marginal relevance (lambda * relevance - (1 - lambda) * the largest
     similarity to the items above; relevance is the score scaled to [0, 1] over the items
     looked at). Items passed over for a cap are marked ``rule_demoted`` and follow the
-    first page, in their order; when too few other items are left to fill the page within
-    the caps, they leave the section instead (the first item's ``rule_capped`` counts
-    them): a first page never holds more than the caps allow."""
+    first page, in their order. When too few other items are left to fill the page within
+    the caps, the first of those passed over fill it, marked ``rule_cap_relaxed``: a
+    section never loses items to a cap."""
     mmr = mmr_lambda is not None and bool(vectors)
     window = list(entries)
     if not window:
         return tuple(entries)
-    sims = None
+    matrix = None
     relevance = [0.0] * len(window)
     if mmr and vectors is not None:
         dim = len(next(iter(vectors.values())))
-        matrix = np.zeros((len(window), dim), dtype=np.float32)
-        for row, e in enumerate(window):
-            if e.item_id in vectors:
-                matrix[row] = vectors[e.item_id]
-        sims = matrix @ matrix.T
+        zero = np.zeros(dim, dtype=np.float32)
+        matrix = np.vstack([vectors.get(e.item_id, zero) for e in window])
         scores = [e.score for e in window]
         low, high = min(scores), max(scores)
         relevance = [(s - low) / (high - low) if high > low else 1.0 for s in scores]
     lam = float(mmr_lambda or 0.0)
-    pool = list(range(len(window)))
+    gains = np.asarray(relevance, dtype=np.float64) * lam
+    closest = np.zeros(len(window), dtype=np.float64)  # largest similarity to those chosen
+    open_ = np.ones(len(window), dtype=bool)
     chosen: list[int] = []
     deferred: list[int] = []
     similarity: dict[int, float] = {}
     providers: dict[int, int] = {}
     categories: dict[int, int] = {}
-    while len(chosen) < page and pool:
-        if sims is not None:
-
-            def gain(i: int) -> float:
-                top = max((float(sims[i, j]) for j in chosen), default=0.0)
-                return lam * relevance[i] - (1.0 - lam) * top
-
-            pick = max(pool, key=lambda i: (gain(i), -i))
+    while len(chosen) < page and open_.any():
+        if matrix is not None:
+            pick = int(np.argmax(np.where(open_, gains - (1.0 - lam) * closest, -np.inf)))
         else:
-            pick = pool[0]
-        pool.remove(pick)
+            pick = int(np.argmax(open_))
+        open_[pick] = False
         facet = facets.get(window[pick].item_id)
         if facet is not None:
             over = max_per_provider is not None and (
@@ -203,17 +195,23 @@ def first_page(
             providers[facet.provider_id] = providers.get(facet.provider_id, 0) + 1
             for c in facet.category_ids:
                 categories[c] = categories.get(c, 0) + 1
-        if sims is not None and chosen and window[pick].item_id in (vectors or {}):
-            similarity[pick] = round(max(float(sims[pick, j]) for j in chosen), 4)
+        if matrix is not None:
+            if chosen and window[pick].item_id in (vectors or {}):
+                similarity[pick] = round(float(closest[pick]), 4)
+            # Similarities to the item just chosen only (a page is ~10 of ~50 items).
+            closest = np.maximum(closest, matrix @ matrix[pick])
         chosen.append(pick)
+    pool = [int(i) for i in np.flatnonzero(open_)]
     out = [
         _with(window[i], rule_mmr_sim=similarity[i]) if i in similarity else window[i]
         for i in chosen
     ]
     if len(chosen) < page and deferred:
-        if out:
-            out[0] = _with(out[0], rule_capped=float(len(deferred)))
-        return tuple(out)
+        # Too few other items to fill the page within the caps: the best of those passed
+        # over fill it (marked), rather than the section losing its depth.
+        short = page - len(chosen)
+        out += [_with(window[i], rule_cap_relaxed=1.0) for i in deferred[:short]]
+        deferred = deferred[short:]
     demoted = set(deferred)
     out += [
         _with(window[i], rule_demoted=1.0) if i in demoted else window[i]
@@ -350,7 +348,7 @@ def _diversify(sections: list[S], rule: Diversity, facets: Mapping[int, Any], pa
     vectors: dict[int, np.ndarray] = {}
     if rule.mmr_lambda is not None:
         wanted = [e.item_id for s in capped if s.key in MMR_SECTIONS for e in s.entries]
-        vectors = features.item_embeddings(wanted) if wanted else {}
+        vectors = memo.vectors.get(wanted) if wanted else {}
     missing = [e.item_id for s in capped for e in s.entries if e.item_id not in facets]
     if missing:
         facets = {**facets, **reading.item_facets(missing, cached=True)}

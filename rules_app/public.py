@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from rules_app import engine, snapshot
+from rules_app import engine, memo, services, snapshot
 from rules_app.engine import S, Scored, T
 
 
@@ -57,5 +57,13 @@ def apply(
 
 
 def forget() -> None:
-    """Drop the process's rules; the next call loads them (tests, benchmarks)."""
+    """Drop the process's rules and its memos of item titles and embeddings; the next call
+    loads them (tests, benchmarks)."""
     snapshot.forget()
+    memo.clear()
+
+
+def rule_create(data: Mapping[str, Any], *, user: Any) -> int:
+    """Create a rule as the API does (validated: ``InvalidInput``/``Conflict``), recorded
+    with its author; its id (scripts and benchmarks)."""
+    return int(services.rule_create(data, user=user).id)
