@@ -107,17 +107,16 @@ def _described(
     )
 
 
-def _segment(user_id: int) -> dict[str, Any] | None:
+def _segment(user_id: int, reset_at: datetime | None) -> dict[str, Any] | None:
     """The reader's engagement segment and interest cluster, in words (None until the
-    segmentation has placed them)."""
-    lookup = getattr(features, "user_segment", None)  # features_app's segments (issue 13)
-    if lookup is None:
-        return None
-    segment = lookup(user_id)
+    segmentation has placed them). A cluster computed before a reset describes the taste
+    the reader asked to forget: it is left out until the next run."""
+    segment = features.user_segment(user_id)
     if segment is None:
         return None
     engagement = str(segment.engagement)
-    label = segment.cluster_label or ""
+    stale = reset_at is not None and segment.computed_at <= reset_at
+    label = "" if stale else segment.cluster_label or ""
     return {
         "engagement": engagement,
         "engagement_summary": _ENGAGEMENT_WORDS.get(engagement, ""),
@@ -178,6 +177,7 @@ def profile_read(*, user_id: int, now: datetime | None = None) -> dict[str, Any]
     providers, skipped_providers = _described(
         learned.provider_affinity, names[ReaderMute.Kind.PROVIDER], _PROVIDER_WORDS
     )
+    own_settings = _settings(user_id)
     summary = [row["summary"] for row in (*categories[:3], *providers[:2])]
     if not summary:
         summary = ["INBO has not learned your taste yet: read, save or dismiss a few stories."]
@@ -193,8 +193,8 @@ def profile_read(*, user_id: int, now: datetime | None = None) -> dict[str, Any]
         "picked_topics": reading.categories_by_id(interest_category_ids(user_id=user_id)),
         "subscriptions": len(reading.subscribed_provider_ids(user_id=user_id)),
         "mutes": mutes_list(user_id=user_id),
-        "segment": _segment(user_id),
-        "settings": _settings(user_id),
+        "segment": _segment(user_id, own_settings["recommendations_reset_at"]),
+        "settings": own_settings,
     }
 
 

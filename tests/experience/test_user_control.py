@@ -12,6 +12,7 @@ from experience_app.models import ReaderForget, ReaderMute
 from experience_app.services import reader_control
 from features_app import public as features
 from features_app import reconcile
+from features_app.segments import compute_segments
 from inbo import keys
 from inbo import redis as inbo_redis
 from tests.experience.utils import (
@@ -104,6 +105,22 @@ def test_the_profile_says_what_was_learned_in_words(auth_client, world):
     assert body["settings"]["timezone"] == "UTC"
     assert body["settings"]["recommendations_reset_at"] is None
     assert body["learned"]["degraded"] is False
+
+
+def test_the_segment_is_said_in_words_and_a_reset_drops_the_stale_cluster(auth_client, world):
+    assert auth_client.get(PROFILE).json()["segment"] is None  # never segmented
+    _read(auth_client, world["lab_items"][:3], "read")
+    compute_segments(now=timezone.now())
+
+    segment = auth_client.get(PROFILE).json()["segment"]
+    assert segment["engagement"] == "new"
+    assert segment["engagement_summary"].startswith("You are new here")
+    assert "Science" in segment["interest_cluster"]
+    assert segment["interest_cluster_summary"].startswith("What you read is closest to readers")
+
+    auth_client.post(RESET)
+    after = auth_client.get(PROFILE).json()["segment"]
+    assert after["engagement"] == "new" and after["interest_cluster"] is None
 
 
 def test_a_new_reader_is_told_nothing_was_learned_yet(auth_client, world):
