@@ -480,3 +480,42 @@ def test_a_reader_cannot_unmute_for_another(auth_client, other_client, world):
     assert response.status_code == 404
     assert ReaderMute.objects.count() == 1
     assert auth_client.get(MUTES).json()["mutes"] == []
+
+
+# --- cost ----------------------------------------------------------------------------------
+
+
+def _queries(client, url) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_the_profile_costs_a_fixed_number_of_queries(auth_client, world, django_assert_num_queries):
+    """One of each (learned category and provider, picked topic, muted provider and topic)
+    costs what many do."""
+    _read(auth_client, world["lab_items"][:1])
+    auth_client.put(INTERESTS, {"categories": ["food"]}, format="json")
+    auth_client.post(MUTES, {"kind": "provider", "id": world["quarks"].id}, format="json")
+    auth_client.post(MUTES, {"kind": "category", "id": world["physics"].id}, format="json")
+    few = _queries(auth_client, PROFILE)
+    _read(auth_client, world["food_items"] + world["physics_items"])
+    auth_client.put(INTERESTS, {"categories": ["food", "science", "physics"]}, format="json")
+    auth_client.post(MUTES, {"kind": "category", "id": world["food"].id}, format="json")
+    auth_client.post(MUTES, {"kind": "provider", "id": world["kitchen"].id}, format="json")
+    with django_assert_num_queries(few):
+        auth_client.get(PROFILE)
+
+
+def test_mutes_cost_the_home_no_query_of_their_own(auth_client, world):
+    _read(auth_client, world["lab_items"][:2])
+    auth_client.put(INTERESTS, {"categories": ["food"]}, format="json")
+    auth_client.get(HOME)  # warm the process's caches (facets): both builds below are alike
+    auth_client.patch(PROFILE, {"timezone": "UTC"}, format="json")  # forgets the cached feed
+    without = _queries(auth_client, HOME)
+    auth_client.post(MUTES, {"kind": "provider", "id": world["kitchen"].id}, format="json")
+    auth_client.post(MUTES, {"kind": "category", "id": world["physics"].id}, format="json")
+    assert _queries(auth_client, HOME) == without
