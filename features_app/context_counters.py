@@ -34,6 +34,7 @@ from inbo import redis as inbo_redis
 
 if TYPE_CHECKING:
     from features_app.counters import Decay, Op
+    from features_app.forgetting import Rules
 
 ALL = "all"
 # Country codes as stamped (validated against ISO 3166-1 where the place is resolved);
@@ -56,8 +57,10 @@ def event_country(event: EventIn) -> str | None:
     return value if isinstance(value, str) and _COUNTRY.match(value) else None
 
 
-def batch_ops(events: Sequence[EventIn], decay: Decay) -> list[Op]:
-    """The writes that count the opens of one batch (see the module docstring)."""
+def batch_ops(events: Sequence[EventIn], decay: Decay, *, forget: Rules | None = None) -> list[Op]:
+    """The writes that count the opens of one batch (see the module docstring). A user's
+    hours leave out the events they reset (``forget``); the items' hours and the regional
+    sums count every open, as the item counters do."""
     user_hours: dict[int, Counter[str]] = defaultdict(Counter)
     item_hours: dict[int, Counter[str]] = defaultdict(Counter)
     all_hours: Counter[str] = Counter()
@@ -67,7 +70,9 @@ def batch_ops(events: Sequence[EventIn], decay: Decay) -> list[Op]:
         if e.event_type != EventType.CLICK:
             continue
         how = local_how(e)
-        user_hours[e.user_id][str(how)] += 1
+        rule = forget.get(e.user_id) if forget else None
+        if rule is None or not rule.all(e.occurred_at.timestamp()):
+            user_hours[e.user_id][str(how)] += 1
         item_hours[e.item_id][str(how % 24)] += 1
         all_hours[str(how % 24)] += 1
         ts = e.occurred_at.timestamp()

@@ -216,7 +216,7 @@ def batch_ops(
         touched_users.add(user_id)
     for user_id in touched_users:
         ops.append(("ex", keys.user_seen(user_id), "", keys.USER_STATE_TTL_SECONDS))
-    ops += context_counters.batch_ops(ordered, decay)  # time and place (issue 13)
+    ops += context_counters.batch_ops(ordered, decay, forget=forget)  # time and place (issue 13)
     return ops
 
 

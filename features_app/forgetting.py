@@ -109,6 +109,7 @@ def forget_now(record: Forgetting) -> bool:
                 keys.user_affinity(user_id),
                 keys.user_seen(user_id),
                 keys.user_counts(user_id),
+                keys.user_hours(user_id),  # their reading hours (issue 13, time signals)
                 *(keys.learned_candidates(source, user_id) for source in keys.LEARNED_SOURCES),
             )
         else:

@@ -307,3 +307,15 @@ def test_an_unknown_time_zone_in_a_profile_reads_as_utc(auth_client, user):
     post_interactions(auth_client, interaction(item, "click", occurred_at=at.isoformat()))
     how = UserEvent.objects.get(user_id=user.id, item_id=item.id).context["local_how"]
     assert how == at.weekday() * 24 + at.hour
+
+
+def test_a_reset_forgets_the_readers_hours_not_the_items(auth_client, user):
+    item = make_item()
+    post_interactions(auth_client, interaction(item, "click"))
+    state = inbo_redis.state()
+    assert state.exists(keys.user_hours(user.id))
+
+    assert auth_client.post("/api/v1/me/profile/reset/").status_code == 200
+
+    assert not state.exists(keys.user_hours(user.id))
+    assert state.exists(keys.item_hours(item.id))  # what the crowd reads when stays
