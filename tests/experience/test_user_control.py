@@ -519,3 +519,12 @@ def test_mutes_cost_the_home_no_query_of_their_own(auth_client, world):
     auth_client.post(MUTES, {"kind": "provider", "id": world["kitchen"].id}, format="json")
     auth_client.post(MUTES, {"kind": "category", "id": world["physics"].id}, format="json")
     assert _queries(auth_client, HOME) == without
+
+
+def test_reading_the_profile_is_not_throttled_and_changing_it_is(auth_client, settings):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "reader_control": "1/min"}
+    assert auth_client.patch(PROFILE, {"timezone": "UTC"}, format="json").status_code == 200
+    response = auth_client.patch(PROFILE, {"timezone": "UTC"}, format="json")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "throttled"
+    assert all(auth_client.get(url).status_code == 200 for url in (PROFILE, PROFILE, MUTES))

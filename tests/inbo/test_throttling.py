@@ -159,6 +159,7 @@ SCOPES = [
     ("search", "get", "/api/v1/search/", {"q": "rockets"}),
     ("search_click", "post", "/api/v1/search/clicks/", {}),
     ("interactions", "post", "/api/v1/experience/interactions/", {}),
+    ("reader_control", "post", "/api/v1/me/profile/reset/", {}),
 ]
 
 
@@ -208,6 +209,9 @@ def test_throttled_operations_document_429():
         ("/api/v1/search/", "get"),
         ("/api/v1/search/clicks/", "post"),
         ("/api/v1/experience/interactions/", "post"),
+        ("/api/v1/me/profile/", "patch"),
+        ("/api/v1/me/profile/reset/", "post"),
+        ("/api/v1/me/mutes/", "post"),
         ("/api/v1/auth/token/", "post"),
         ("/api/v1/auth/register/", "post"),
     ]:
