@@ -11,9 +11,9 @@ Two steps, called by ``experience_app``'s feed build through ``rules_app.public`
    (``rule_demoted`` on the items pushed past it, ``rule_cap_relaxed`` on those left over
    a cap for want of others) and, with a lambda and item embeddings, ordered by MMR
    (``rule_mmr_sim``: the item's largest similarity to those above it); sponsored
-   campaigns take their slots of ``for_you``
-   (``sponsored``: 1, ``campaign``: its id). A section that lost items to a blocklist
-   names how many in its first item's ``rule_removed``.
+   campaigns take their slots of ``for_you`` (``sponsored``: 1, ``campaign``: its id); a
+   running campaign's items show nowhere else, nor unlabelled. A section that lost items
+   to a blocklist names how many in its first item's ``rule_removed``.
 
 Entries and scored items are the caller's frozen dataclasses: anything with ``item_id``,
 ``score`` and ``signals``, copied with :func:`dataclasses.replace`; sections are anything
@@ -323,6 +323,17 @@ def finish(
             lost[s.key] = lost.get(s.key, 0) + len(s.entries) - len(kept)
             s = _replace(s, entries=kept)
         out.append(s)
+    # A running campaign's items show only as sponsored, in their slots: never unlabelled
+    # (they are candidates because of the campaign; paced out, capped, below the floor or
+    # without Redis, they are not shown at all).
+    promoted = {i for c in rules.campaigns if c.window.holds(now) for i in c.item_ids}
+    if promoted:
+        out = [
+            _replace(s, entries=tuple(e for e in s.entries if e.item_id not in promoted))
+            if any(e.item_id in promoted for e in s.entries)
+            else s
+            for s in out
+        ]
     diversity = _diversity_at(rules, now)
     if diversity is not None:
         out = _diversify(out, diversity, facets, page)

@@ -195,8 +195,9 @@ def test_a_campaign_item_takes_its_slot_labelled_sponsored(auth_client, user, st
 def test_a_user_sees_a_campaign_at_most_its_cap_a_day(auth_client, user, staff, world):
     sponsored = make_item(hours_ago=200, provider=world["quiet"])
     c = campaign(staff, sponsored, user_cap_per_day=2)
-    shown = [any(e["sponsored"] for e in for_you(home(auth_client, user))) for _ in range(3)]
-    assert shown == [True, True, False]
+    bodies = [home(auth_client, user) for _ in range(3)]
+    assert [any(e["sponsored"] for e in for_you(b)) for b in bodies] == [True, True, False]
+    assert sponsored.id not in all_ids(bodies[2])
     assert pacing.delivered([c.id]) == {c.id: 2}
     # Another reader is not capped by the first one's impressions.
     other = UserFactory()
@@ -214,6 +215,7 @@ def test_the_relevance_floor_keeps_a_campaign_from_readers_it_does_not_suit(
     c = campaign(staff, sponsored, relevance_floor=100.0)
     body = home(auth_client, user)
     assert not any(e["sponsored"] for s in body["sections"] for e in s["items"])
+    assert sponsored.id not in all_ids(body)  # never shown unlabelled either
     assert pacing.delivered([c.id]) == {c.id: 0}
 
 
