@@ -83,7 +83,7 @@ class SectionPageView(APIView):
     def get(self, request: Request, key: str) -> Response:
         # The section is checked before the cursor: an unknown one is a 404 whatever follows.
         cursor = request.query_params.get("cursor") or ""
-        return Response(feed.section_page(request.user.pk, key, cursor))
+        return Response(feed.section_page(request.user.pk, key, cursor, place=proxy_place(request)))
 
 
 class InteractionsView(APIView):

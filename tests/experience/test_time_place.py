@@ -26,6 +26,7 @@ from tests.experience.utils import (
     interaction,
     make_item,
     post_interactions,
+    section_url,
 )
 from tests.factories import CategoryFactory, UserFactory
 
@@ -319,3 +320,19 @@ def test_a_reset_forgets_the_readers_hours_not_the_items(auth_client, user):
 
     assert not state.exists(keys.user_hours(user.id))
     assert state.exists(keys.item_hours(item.id))  # what the crowd reads when stays
+
+
+def test_a_section_page_built_again_keeps_the_proxy_place(auth_client, user, proxied):
+    item, elsewhere = make_item(), make_item()
+    crowd = UserFactory()
+    for _ in range(3):
+        ingest(crowd, item, "click", country="DE")
+        ingest(crowd, elsewhere, "click", country="US")
+    # No cached feed: the page is cut from a feed built for this request.
+    signals = {}
+    for key in ("trending", "for_you"):
+        page = auth_client.get(
+            section_url(key), HTTP_X_FORWARDED_FOR="198.51.100.7", **{META: "DE"}
+        ).json()
+        signals |= {e["item"]["id"]: e["explanation"] for e in page["items"]}
+    assert signals[item.id]["region_popularity"] > 0 > signals[elsewhere.id]["region_popularity"]

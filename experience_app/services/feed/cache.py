@@ -371,9 +371,17 @@ def _current_version(client: Any, user_id: int) -> str | None:
     return str(meta["version"])
 
 
-def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = None) -> dict:
+def section_page(
+    user_id: int,
+    key: str,
+    cursor: str,
+    *,
+    now: datetime | None = None,
+    place: Place | None = None,
+) -> dict:
     """A further page of one section, from the feed version the cursor came from; an empty
-    cursor is the first page, from the user's current feed."""
+    cursor is the first page, from the user's current feed (``place``: as for home, when the
+    feed must be built again)."""
     if key not in SECTION_ORDER:
         raise NotFound("No such section.", details={"section": key})
     version: str | None = None
@@ -401,7 +409,12 @@ def section_page(user_id: int, key: str, cursor: str, *, now: datetime | None = 
         segment = features.user_segment(user_id)
         treatment = treatments.resolve(user_id, _feed_context(now, None, segment))
         feed = build_feed(
-            user_id, now=now, degraded=not redis_ok, treatment=treatment, segment=segment
+            user_id,
+            now=now,
+            degraded=not redis_ok,
+            treatment=treatment,
+            place=place,
+            segment=segment,
         )
         treatments.served(user_id, treatment, feed.decisions, request_id=str(request_id), now=now)
     section = feed.section(key)
