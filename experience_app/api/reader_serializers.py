@@ -33,7 +33,8 @@ class ReaderSettingsSerializer(serializers.Serializer):
     timezone = StrictCharField(
         max_length=64, required=False, help_text="IANA time zone name, e.g. `Europe/Paris`."
     )
-    country = StrictCharField(
+    country = StrictRegexField(
+        r"^[A-Za-z]{2}$",
         max_length=2,
         required=False,
         allow_blank=True,
@@ -47,7 +48,8 @@ class ReaderSettingsSerializer(serializers.Serializer):
         help_text="Subdivision code within the country (letters, digits, `-`; at most 16), "
         "e.g. `NY`; needs a country; empty clears it.",
     )
-    language = StrictCharField(
+    language = StrictRegexField(
+        r"^[A-Za-z]{2}$",
         max_length=2,
         required=False,
         allow_blank=True,
@@ -77,7 +79,11 @@ class ReaderSettingsSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(self.initial_data) - set(self.fields))
         if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown[:10]})
+            # Refused, not ignored: a misspelt setting must not pass for a saved one.
+            names = ", ".join(repr(str(name)[:40]) for name in unknown[:5])
+            raise serializers.ValidationError(
+                f"Unknown field(s): {names}; one of " + ", ".join(self.fields) + "."
+            )
         if not attrs:
             raise serializers.ValidationError(
                 "Send at least one of: " + ", ".join(self.fields) + "."

@@ -85,6 +85,13 @@ SEMANTIC_400: dict[str, tuple[str, set[str], str]] = {
     ),
     "subscriptions_create": ("invalid", {"provider"}, "a newsletter that does not exist"),
     "me_interests_update": ("invalid", {"categories"}, "a category that does not exist"),
+    "me_profile_partial_update": (
+        "invalid",
+        {"timezone", "country", "region", "language", "non_field_errors"},
+        "a zone, country or language not in its list, a region without a country, an empty "
+        "body or an unknown field",
+    ),
+    "me_mutes_create": ("invalid", {"id"}, "past the number of mutes a reader may have"),
     "experiments_create": (
         "invalid",
         {"variants", "config", "layer", "key"},

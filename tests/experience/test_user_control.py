@@ -190,7 +190,8 @@ def test_settings_are_edited_normalised_and_shown(auth_client, world):
         ({"language": "xx"}, "language"),
         ({"language": "eng"}, "language"),
         ({"language": ["en"]}, "language"),
-        ({"theme": "dark"}, "theme"),
+        ({"theme": "dark"}, "non_field_errors"),
+        ({"timezone": "UTC", "thmezone": "UTC"}, "non_field_errors"),
         ({}, "non_field_errors"),
     ],
 )
