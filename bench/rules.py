@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import random
@@ -275,6 +276,19 @@ def main() -> None:
         measure(user_id, now, 3)  # loads the rules once
         for n in spent:
             spent[n].clear()
+        # Full collections (generation 2) pause whatever code runs when they start: count
+        # them, so that a p95 they make is read as such.
+        pauses: list[float] = []
+        started: list[float] = []
+
+        def on_gc(phase, info):
+            if info["generation"] == 2:
+                if phase == "start":
+                    started.append(time.perf_counter())
+                elif started:
+                    pauses.append((time.perf_counter() - started.pop()) * 1000)
+
+        gc.callbacks.append(on_gc)
         on: list[float] = []
         off: list[float] = []
         sizes_on: list[int] = []
@@ -286,6 +300,7 @@ def main() -> None:
                 setattr(rules, n, timed(n))
             times, sizes_on = measure(user_id, now, 1)
             on += times
+        gc.callbacks.remove(on_gc)
         for n, fn in originals.items():
             setattr(rules, n, fn)
         per_build = [sum(v) for v in zip(*spent.values(), strict=True)]
@@ -298,6 +313,11 @@ def main() -> None:
         ratio = statistics.median(on) / statistics.median(off)
         share = statistics.median(per_build) / statistics.median(on)
         print(f"ratio with/without rules (medians): {ratio:.2f}x; rules' share: {share:.0%}")
+        if pauses:
+            print(
+                f"full GC collections during the rounds: {len(pauses)}, "
+                f"{statistics.median(pauses):.0f} ms each (median): they make the p95s"
+            )
         if profiler is not None:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     finally:
