@@ -249,3 +249,47 @@ def test_the_list_is_paginated(staff_client):
     page = staff_client.get(RULES, {"page_size": 2}).json()
     assert page["count"] == 3 and len(page["results"]) == 2 and page["next"]
     assert staff_client.get(RULES, {"page_size": 0}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        [],
+        "rule",
+        {"name": None, "kind": "block"},
+        {"name": "r", "kind": ["block"]},
+        {"name": "r", "kind": "block", "target": "item", "target_id": "7"},
+        {"name": "r", "kind": "block", "target": "item", "target_id": 2**70},
+        {"name": "r", "kind": "block", "target": "item", "target_id": True},
+        {"name": "r", "kind": "block", "target": "keyword", "keyword": 5},
+        {"name": "r", "kind": "block", "target": "keyword", "keyword": "a\x00b"},
+        {"name": "x" * 500, "kind": "diversity", "max_per_provider": 2},
+        {
+            "name": "r",
+            "kind": "boost",
+            "target": "item",
+            "target_id": 1,
+            "mode": "add",
+            "value": "1e999",
+        },
+        {"name": "r", "kind": "sponsored", "item_ids": "1,2", "positions": {"a": 1}},
+        {"name": "r", "kind": "sponsored", "item_ids": [0], "positions": [-1]},
+        {"name": "r", "kind": "sponsored", "starts_at": "yesterday", "ends_at": 5},
+        {"name": "r", "kind": "diversity", "mmr_lambda": "nan"},
+    ],
+)
+def test_malformed_input_is_a_400_never_a_500(staff_client, body):
+    response = staff_client.post(RULES, body, format="json")
+    assert response.status_code == 400, response.content
+    assert error(response)["code"] == "invalid"
+
+
+def test_an_id_out_of_range_is_a_404(staff_client):
+    for path in (url(2**70), url(0), url(2**70, "versions/")):
+        response = staff_client.get(path)
+        assert response.status_code in (404, 200), path
+        if response.status_code == 200:  # an empty history
+            assert response.json()["count"] == 0
+    assert staff_client.patch(url(2**70), {"budget": 1}, format="json").status_code == 404
+    assert staff_client.delete(url(2**70)).status_code == 404
