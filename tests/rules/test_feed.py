@@ -384,3 +384,19 @@ def test_a_first_page_without_enough_variety_is_filled_and_marked():
     )
     assert [e.item_id for e in short] == [1, 2, 3, 4]
     assert short[2].signals == short[3].signals == {"rule_cap_relaxed": 1.0}
+
+
+def test_the_exploration_slot_never_draws_a_campaign_item(user, staff, world):
+    from experience_app.treatments import Treatment
+
+    sponsored = make_item(hours_ago=1, provider=world["quiet"])
+    campaign(staff, sponsored, user_cap_per_day=1000)
+    treatment = Treatment(explore={"position": 2, "pool": 50, "max_age_hours": 500.0})
+    feed = build_feed(user.id, now=timezone.now(), treatment=treatment)
+    explored = [d for d in feed.decisions if d.kind == "explore"]
+    assert explored  # the slot drew from a pool
+    for decision in explored:
+        assert decision.arm != str(sponsored.id)
+        assert sponsored.id not in {c["item_id"] for c in decision.candidates}
+    shown = [e for s in feed.sections for e in s.entries if e.item_id == sponsored.id]
+    assert len(shown) == 1 and shown[0].signals["sponsored"] == 1.0

@@ -427,6 +427,8 @@ def build_feed(
         # claimed there, not shown in the slot).
         page = settings.EXPERIENCE_SECTION_PAGE_SIZE
         claimed = {i for i, _ in continuing} | set(trending_ids[:page]) | set(fresh_ids[:page])
+        # A running campaign's items are never drawn: they show only in their sponsored slots.
+        claimed |= set(rules.campaign_item_ids(now))
         ranked, explored = explore_slot(
             ranked, treatment.explore, now=now, candidates=candidates, exclude=claimed
         )
