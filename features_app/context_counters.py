@@ -5,8 +5,9 @@ open (a ``click`` event):
 
 - the user's opens by local hour of week (168 fields at most);
 - each item's opens by the reader's local hour of day (24 fields), and every item's;
-- decayed opens per item by the reader's country, and by everyone (``all``), with their
-  totals: the regional popularity the feed compares with the global one.
+- decayed opens per item by the reader's country, and the totals per country and for
+  everyone (``all``): the regional popularity the feed compares with the global one (an
+  item's opens by everyone are its decayed clicks, ``keys.decayed``).
 
 The local time and the place come with the event (``UserEvent.context``: ``local_how``,
 ``country``), stamped by whoever recorded it (``experience_app`` knows the reader's time
@@ -77,10 +78,11 @@ def batch_ops(events: Sequence[EventIn], decay: Decay, *, forget: Rules | None =
         all_hours[str(how % 24)] += 1
         ts = e.occurred_at.timestamp()
         epoch, mass = decay.epoch(ts), decay.scale(ts)
-        for place in (ALL, event_country(e)):
-            if place is not None:
-                regional[place, epoch][str(e.item_id)] += mass
-                totals[epoch][place] += mass
+        totals[epoch][ALL] += mass
+        country = event_country(e)
+        if country is not None:
+            regional[country, epoch][str(e.item_id)] += mass
+            totals[epoch][country] += mass
     ops: list[Op] = []
     for user_id, counts in user_hours.items():
         key = keys.user_hours(user_id)
@@ -145,10 +147,13 @@ def context_counts(
     for item_id in ids:
         pipe.hgetall(keys.item_hours(item_id))
     places = (country, ALL) if country and ids else ()
-    for place in places:
-        for e in epochs:
-            pipe.zmscore(keys.region_clicks(place, decay.half_life_hours, e), [str(i) for i in ids])
     if places:
+        members = [str(i) for i in ids]
+        for e in epochs:
+            pipe.zmscore(keys.region_clicks(places[0], decay.half_life_hours, e), members)
+        # Everyone's opens are the decayed clicks ranking already keeps (same decay).
+        for e in epochs:
+            pipe.zmscore(keys.decayed("clicks", decay.half_life_hours, e), members)
         for e in epochs:
             pipe.hmget(keys.region_totals(decay.half_life_hours, e), list(places))
     replies = pipe.execute()
@@ -163,7 +168,7 @@ def context_counts(
         everywhere = [
             sum((rest[2 + j][i] or 0.0) * factors[j] for j in range(2)) for i in range(len(ids))
         ]
-        regional = {item: (here[i], everywhere[i]) for i, item in enumerate(ids)}
+        regional = {item: (here[i], max(here[i], everywhere[i])) for i, item in enumerate(ids)}
         tot = rest[4:6]
         region_total = (
             sum(float(tot[j][0] or 0.0) * factors[j] for j in range(2)),

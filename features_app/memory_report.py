@@ -42,11 +42,22 @@ ITEM_THINGS = (
     "decayed_expected",
     "item_first_seen",
     "dirty_items",
+    # Time and place (issue 13): items' hours, every item's hours, opens per country.
+    "item_hours",
+    "hours",
+    "region_clicks",
+    "region_totals",
 )
-USER_THINGS = ("user_counts", "user_affinity", "user_seen")
+USER_THINGS = ("user_counts", "user_affinity", "user_seen", "user_hours")
 # How the naive layout increments each compact field (what a one-key-per-counter
 # implementation would call); first-seen times are written once.
-_FLOAT_THINGS = {"user_affinity", "decayed_clicks", "decayed_expected"}
+_FLOAT_THINGS = {
+    "user_affinity",
+    "decayed_clicks",
+    "decayed_expected",
+    "region_clicks",
+    "region_totals",
+}
 _SET_THINGS = {"item_first_seen"}
 CONFIG_NAMES = (
     "hash-max-listpack-entries",

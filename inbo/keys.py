@@ -119,9 +119,9 @@ def hours_global() -> str:
 
 
 def region_clicks(country: str, half_life_hours: float, epoch: int) -> str:
-    """Sorted set of decayed opens per item by readers in ``country`` (ISO 3166-1 alpha-2,
-    or ``all`` for every reader), stored as :func:`decayed` stores them; at most
-    ``REGION_ITEMS_MAX`` members. TTL: two epochs."""
+    """Sorted set of decayed opens per item by readers in ``country`` (ISO 3166-1 alpha-2),
+    stored as :func:`decayed` stores them (everyone's are ``decayed("clicks", ...)``); at
+    most ``REGION_ITEMS_MAX`` members. TTL: two epochs."""
     return _key("features", "region_clicks", f"{country}h{half_life_hours:g}e{epoch}", 1)
 
 

@@ -336,3 +336,20 @@ def test_a_section_page_built_again_keeps_the_proxy_place(auth_client, user, pro
         ).json()
         signals |= {e["item"]["id"]: e["explanation"] for e in page["items"]}
     assert signals[item.id]["region_popularity"] > 0 > signals[elsewhere.id]["region_popularity"]
+
+
+def test_a_countrys_regional_set_keeps_its_most_read_items_only(monkeypatch):
+    monkeypatch.setattr(keys, "REGION_ITEMS_MAX", 3)
+    items = [make_item() for _ in range(5)]
+    crowd = UserFactory()
+    # Most read first: a later item enters the full set only when its opens outweigh the
+    # (decayed) opens of the set's least read item.
+    for n, item in reversed(list(enumerate(items, start=1))):
+        for _ in range(n):
+            ingest(crowd, item, "click", country="BR")
+    counts = features.context_counts(
+        crowd.id, [i.id for i in items], country="BR", now=timezone.now()
+    )
+    kept = [i.id for i in items if counts.regional[i.id][0] > 0]
+    assert kept == [i.id for i in items[2:]]  # the three most read
+    assert counts.regional[items[0].id][1] == pytest.approx(1, rel=1e-3)  # everyone's stays
