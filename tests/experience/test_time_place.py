@@ -353,3 +353,23 @@ def test_a_countrys_regional_set_keeps_its_most_read_items_only(monkeypatch):
     kept = [i.id for i in items if counts.regional[i.id][0] > 0]
     assert kept == [i.id for i in items[2:]]  # the three most read
     assert counts.regional[items[0].id][1] == pytest.approx(1, rel=1e-3)  # everyone's stays
+
+
+def test_a_country_and_language_set_in_the_profile_take_effect_on_the_next_home(auth_client, user):
+    item, elsewhere = make_item(language="pt"), make_item(language="en")
+    crowd = UserFactory()
+    for _ in range(3):
+        ingest(crowd, item, "click", country="BR")
+        ingest(crowd, elsewhere, "click", country="US")
+    before = entry(auth_client.get(HOME).json(), item.id)["explanation"]
+    assert "region_popularity" not in before and "language_match" not in before
+
+    response = auth_client.patch(
+        "/api/v1/me/profile/", {"country": "BR", "language": "pt"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+
+    body = auth_client.get(HOME).json()
+    assert body["cached"] is False
+    after = entry(body, item.id)["explanation"]
+    assert after["region_popularity"] > 0 and after["language_match"] == 1.0
