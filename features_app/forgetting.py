@@ -97,8 +97,8 @@ def rules(user_ids: Collection[int] | None = None) -> dict[int, UserForgetting]:
 def forget_now(record: Forgetting) -> bool:
     """Take from Redis now what ``record`` forgets (the recount keeps it out later): the
     category's or provider's affinity field, or for a reset the user's affinity, seen
-    memory, event counts and learned candidates, and their stored user embedding. False
-    when Redis is away (the next reconcile takes it out)."""
+    memory, event counts, reading hours, session in progress and learned candidates, and
+    their stored user embedding. False when Redis is away (the next reconcile takes it out)."""
     user_id = record.user_id
     if record.everything:
         UserEmbedding.objects.filter(user_id=user_id).delete()
@@ -110,6 +110,7 @@ def forget_now(record: Forgetting) -> bool:
                 keys.user_seen(user_id),
                 keys.user_counts(user_id),
                 keys.user_hours(user_id),  # their reading hours (issue 13, time signals)
+                keys.session_current(user_id),  # their session in progress (up_next)
                 *(keys.learned_candidates(source, user_id) for source in keys.LEARNED_SOURCES),
             )
         else:

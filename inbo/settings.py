@@ -515,6 +515,18 @@ EXPERIENCE_WEIGHT_SESSION = env_float("EXPERIENCE_WEIGHT_SESSION", 1.0)
 # Without a client session id, a new session starts after this much inactivity.
 EXPERIENCE_SESSION_GAP_MINUTES = env_int("EXPERIENCE_SESSION_GAP_MINUTES", 30)
 
+# Operators' switch for issue 13's personalization parts, each off on its own without a
+# deploy of code: any of "session" (the up_next source and signal), "time_place" (the time
+# and place signals) and "rules" (business rules). `make bench` measures the home with all
+# three off, then on, in the same run.
+EXPERIENCE_PERSONALIZATION_OFF = frozenset(env_list("EXPERIENCE_PERSONALIZATION_OFF", []))
+_unknown_off = EXPERIENCE_PERSONALIZATION_OFF - {"session", "time_place", "rules"}
+if _unknown_off:
+    raise ImproperlyConfigured(
+        f"EXPERIENCE_PERSONALIZATION_OFF: unknown {sorted(_unknown_off)} "
+        "(known: session, time_place, rules)"
+    )
+
 # --- Learned ranking (issue 11, docs/ML.md) -----------------------------------------------
 # Serve the active reranker version when there is one (false: always the linear ranking).
 ML_RERANKER_ENABLED = env_bool("ML_RERANKER_ENABLED", True)

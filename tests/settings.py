@@ -25,3 +25,7 @@ THROTTLE_RATES = {scope: "100000/min" for scope in THROTTLE_RATES}  # noqa: F405
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": THROTTLE_RATES}  # noqa: F405
 WHITENOISE_AUTOREFRESH = True  # no collectstatic in tests
 WHITENOISE_USE_FINDERS = True  # ...so static files come from the apps (pytest turns DEBUG off)
+# The business rules' version is checked once an hour in tests (5 s in production): a query
+# count must not depend on how long a test ran. tests/rules/ checks on every request.
+RULES_REFRESH_SECONDS = 3600.0
+RULES_RELOAD_SECONDS = 3600.0

@@ -135,3 +135,23 @@ def test_with_redis_stopped_the_home_is_served_without_up_next(
     body = response.json()
     assert body["degraded"] is True
     assert "up_next" not in sections(body)
+
+
+def test_a_reset_of_recommendations_ends_the_session_in_progress(auth_client, world):
+    post_interactions(auth_client, interaction(world["start"], "click"))
+    assert "up_next" in sections(auth_client.get(HOME).json())
+
+    assert auth_client.post("/api/v1/me/profile/reset/").status_code in (200, 204)
+
+    assert "up_next" not in sections(auth_client.get(HOME).json())
+
+
+def test_operators_can_switch_the_session_source_off(auth_client, world, settings):
+    post_interactions(auth_client, interaction(world["start"], "click"))
+    settings.EXPERIENCE_PERSONALIZATION_OFF = frozenset({"session", "time_place", "rules"})
+
+    body = auth_client.get(HOME).json()
+
+    assert "up_next" not in sections(body)
+    explanations = [e["explanation"] for s in body["sections"] for e in s["items"]]
+    assert explanations and not any("session" in x or "hour_match" in x for x in explanations)

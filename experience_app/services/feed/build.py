@@ -295,6 +295,9 @@ def build_feed(
     the reader is (their profile's place wins). ``segment``: the user's segments
     (``features_app.public.user_segment``), the ``engagement_level`` signal."""
     off = treatment.sources_off
+    # Parts an operator switched off (settings.EXPERIENCE_PERSONALIZATION_OFF).
+    disabled = settings.EXPERIENCE_PERSONALIZATION_OFF
+    with_rules = "rules" not in disabled
     profile, trending, degraded = _gather(user_id, now, degraded)
     # Muted providers and topics leave every section (user control): read with the picks.
     interests, muted_providers, muted_categories = selectors.interests_and_mutes(user_id=user_id)
@@ -359,7 +362,9 @@ def build_feed(
         for item, score in pairs:
             learned.setdefault(item, {})[LEARNED_SIGNAL[source]] = round(score, 4)
         learned_ids += [item for item, _ in pairs[: settings.ML_LEARNED_POOL]]
-    session, next_reads = _session(user_id, now, degraded or "session" in off)
+    session, next_reads = _session(
+        user_id, now, degraded or "session" in off or "session" in disabled
+    )
     for item, score in next_reads:
         learned.setdefault(item, {})["session"] = score
     session_ids = [item for item, _ in next_reads]
@@ -370,7 +375,8 @@ def build_feed(
         )
     )
     # Sponsored campaigns' items are candidates (business rules, rules_app).
-    pool = list(dict.fromkeys([*pool, *rules.campaign_item_ids(now)]))
+    campaign_ids = rules.campaign_item_ids(now) if with_rules else []
+    pool = list(dict.fromkeys([*pool, *campaign_ids]))
     anchor_facets_needed = [anchor] if anchor is not None else []
     # Dismissed or hidden lately: their near-copies do not follow the anchor.
     rejected = (
@@ -392,11 +398,12 @@ def build_feed(
     signals, signals_degraded = _signals([c.item_id for c in candidates], now, degraded)
     degraded = degraded or signals_degraded
     # Time and place signals (issue 13) travel with the learned scores, per item.
-    for item, values in time_place_signals(
-        user_id, candidates, facets, now=now, degraded=degraded, proxy_place=place
-    ).items():
-        if values:
-            learned.setdefault(item, {}).update(values)
+    if "time_place" not in disabled:
+        for item, values in time_place_signals(
+            user_id, candidates, facets, now=now, degraded=degraded, proxy_place=place
+        ).items():
+            if values:
+                learned.setdefault(item, {}).update(values)
     ranked = rank(
         candidates,
         UserContext(
@@ -417,7 +424,9 @@ def build_feed(
         ranked = rerank.rerank(ranked, model)
         ranker = model.label
     # Business rules (rules_app): blocklists and boosts, before the sections are cut.
-    ranked, rules_removed = rules.adjust_ranked(ranked, facets, now=now)
+    rules_removed = 0
+    if with_rules:
+        ranked, rules_removed = rules.adjust_ranked(ranked, facets, now=now)
     in_picked = {c.item_id for c in candidates if picked.intersection(c.category_ids)}
     if interests:
         ranked = picked_first(ranked, in_picked, share=cold_start_share(profile.event_counts))
@@ -428,7 +437,7 @@ def build_feed(
         page = settings.EXPERIENCE_SECTION_PAGE_SIZE
         claimed = {i for i, _ in continuing} | set(trending_ids[:page]) | set(fresh_ids[:page])
         # A running campaign's items are never drawn: they show only in their sponsored slots.
-        claimed |= set(rules.campaign_item_ids(now))
+        claimed |= set(campaign_ids)
         ranked, explored = explore_slot(
             ranked, treatment.explore, now=now, candidates=candidates, exclude=claimed
         )
@@ -525,15 +534,16 @@ def build_feed(
             order = tuple(chosen.payload.get("order") or ()) or order
     sections = [s for s in make_disjoint(drafts) if s.entries]
     # Business rules: blocklists everywhere, diversity on first pages, sponsored slots.
-    sections = rules.apply(
-        sections,
-        user_id=user_id,
-        by_id=by_id,
-        facets=facets,
-        now=now,
-        degraded=degraded,
-        removed=rules_removed,
-    )
+    if with_rules:
+        sections = rules.apply(
+            sections,
+            user_id=user_id,
+            by_id=by_id,
+            facets=facets,
+            now=now,
+            degraded=degraded,
+            removed=rules_removed,
+        )
     # The reason of ``for_you`` is chosen once its items are known: it holds for each.
     categories_of = {c.item_id: c.category_ids for c in candidates}
     sections = [
