@@ -59,14 +59,17 @@ def never_again_item_ids(*, user_id: int) -> set[int]:
 REJECT_TYPES = (EventType.DISMISS, EventType.HIDE)
 
 
-def rejected_item_ids(*, user_id: int, since: datetime) -> set[int]:
-    """Items the user dismissed or hid since ``since``."""
+def rejected_item_ids(*, user_id: int, since: datetime, limit: int = 200) -> set[int]:
+    """Items the user dismissed or hid since ``since``, the latest ``limit`` of them (what a
+    feed build compares candidates with stays bounded whatever a client reports)."""
     return set(
         ExperienceInteraction.objects.filter(
             user_id=user_id,
             occurred_at__gte=since,
             interaction_type__in=[t.value for t in REJECT_TYPES],
-        ).values_list("item_id", flat=True)
+        )
+        .order_by("-occurred_at")
+        .values_list("item_id", flat=True)[:limit]
     )
 
 

@@ -515,6 +515,9 @@ EXPERIENCE_WEIGHT_SESSION = env_float("EXPERIENCE_WEIGHT_SESSION", 1.0)
 # Without a client session id, a new session starts after this much inactivity.
 EXPERIENCE_SESSION_GAP_MINUTES = env_int("EXPERIENCE_SESSION_GAP_MINUTES", 30)
 
+# "Because you read" leaves out items whose text embedding is this close (cosine) to an item
+# the reader dismissed or hid in the candidate window: near-copies by meaning (issue 13).
+EXPERIENCE_NEAR_COPY_SIMILARITY = env_float("EXPERIENCE_NEAR_COPY_SIMILARITY", 0.85)
 # Operators' switch for issue 13's personalization parts, each off on its own without a
 # deploy of code: any of "session" (the up_next source and signal), "time_place" (the time
 # and place signals) and "rules" (business rules). `make bench` measures the home with all

@@ -185,3 +185,53 @@ def test_because_you_read_never_leads_with_a_near_copy_of_a_dismissed_item(auth_
     assert set(shown) <= {i.id for i in related}
     scores = [e["score"] for e in because["items"]]
     assert scores == sorted(scores, reverse=True)  # same categories: by rank score
+
+
+@override_settings(EXPERIENCE_SECTION_PAGE_SIZE=3, EXPERIENCE_NEAR_COPY_SIMILARITY=0.85)
+def test_because_you_read_drops_what_says_what_a_dismissed_item_said(auth_client):
+    """Near-copies by meaning: another newsletter's item whose text embedding is close to a
+    dismissed item's leaves ``because_you_read``; a related item on another subject stays."""
+    import numpy as np
+
+    from features_app.embeddings import MODEL_VERSION, to_bytes
+    from features_app.models import ItemEmbedding
+
+    tech, food = CategoryFactory(name="Tech"), CategoryFactory(name="Food")
+    crowd = UserFactory()
+    for n in range(8):  # popular food fills trending and the first page of for_you
+        item = make_item(hours_ago=2 + n, categories=[food])
+        for _ in range(3):
+            ingest(crowd, item, "click", hours_ago=1)
+    anchor = make_item(hours_ago=30, categories=[tech])
+    dismissed = make_item(hours_ago=20, categories=[tech])
+    same_story = make_item(hours_ago=1, categories=[tech])  # another provider, same text
+    other_story = make_item(hours_ago=2, categories=[tech])
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=384)
+    unrelated = rng.normal(size=384)
+    for item, vector in (
+        (dismissed, base),
+        (same_story, base + 0.2 * rng.normal(size=384)),
+        (other_story, unrelated),
+    ):
+        ItemEmbedding.objects.create(
+            item_id=item.id,
+            model_version=MODEL_VERSION,
+            vector=to_bytes((vector / np.linalg.norm(vector)).astype(np.float32)),
+            text_hash="x",
+        )
+    assert dismissed.provider_id != same_story.provider_id
+    post_interactions(auth_client, interaction(anchor, "click"))
+    before = ids(sections(auth_client.get(HOME).json())["because_you_read"])
+    assert same_story.id in before and other_story.id in before
+    post_interactions(auth_client, interaction(dismissed, "dismiss"))
+
+    shown = ids(sections(auth_client.get(HOME).json())["because_you_read"])
+
+    assert other_story.id in shown
+    assert same_story.id not in shown
+
+
+def test_without_similar_keeps_items_without_vectors():
+    ranked = [Scored(1, 1.0), Scored(2, 0.5)]
+    assert build.without_similar(ranked, [99]) == ranked

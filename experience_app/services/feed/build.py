@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import redis
 from django.conf import settings
 
@@ -456,6 +457,8 @@ def build_feed(
         if anchor is not None and anchor in facets
         else []
     )
+    if because and rejected:
+        because = without_similar(because, rejected)
     trending_rank = {item: i for i, item in enumerate(trending_ids)}
 
     # Name what the user showed most taste for, then what they picked at onboarding.
@@ -652,6 +655,28 @@ def related_order(
         and anchor_categories.intersection(facets[i].category_ids)
     ]
     return [s for s in [*first, *sorted(rest, key=closeness)] if not near_copy(s.item_id)]
+
+
+# ``because_you_read`` items whose text says what a dismissed or hidden item said (cosine
+# of their text embeddings at least EXPERIENCE_NEAR_COPY_SIMILARITY) are near-copies too; the
+# first this many of the section are checked (its first pages), one query for the vectors.
+NEAR_COPY_CHECK = 60
+
+
+def without_similar(ranked: list[Scored], rejected: Iterable[int]) -> list[Scored]:
+    """``ranked`` less the items among its first ``NEAR_COPY_CHECK`` whose text embedding
+    is within ``EXPERIENCE_NEAR_COPY_SIMILARITY`` (cosine) of a ``rejected`` item's. Items or
+    rejected items without a vector are kept (the provider/category rule still holds)."""
+    head = [s.item_id for s in ranked[:NEAR_COPY_CHECK]]
+    rejected = list(rejected)
+    vectors = features.item_embeddings([*rejected, *head])
+    references = [vectors[r] for r in rejected if r in vectors]
+    if not references:
+        return ranked
+    matrix = np.stack(references)  # unit-length rows: a dot product is the cosine
+    threshold = settings.EXPERIENCE_NEAR_COPY_SIMILARITY
+    near = {i for i in head if i in vectors and float((matrix @ vectors[i]).max()) >= threshold}
+    return [s for s in ranked if s.item_id not in near] if near else ranked
 
 
 def for_you_reason(
