@@ -20,7 +20,12 @@ and stops it at the end. Phases, in order:
    experiments running (started through experiments_app's services, the server restarted so
    its processes read them; bench/experiments.py): builds log exposures and bandit decisions,
    hits check the user's treatment; compared by app CPU per request with the linear path;
-6. ``ingest`` — ``POST /api/v1/experience/interactions/``, batches of fresh interactions,
+6. ``home_cold_personalized`` and ``home_warm_personalized`` — issue 13's per-request parts:
+   phases 2-5 run with them switched off (``EXPERIENCE_PERSONALIZATION_OFF``), this one with
+   them on and 20 business rules, sessions in progress, profiles with a time zone and a
+   country for the measured users (bench/personalization.py); compared by app CPU per
+   request with the linear path;
+7. ``ingest`` — ``POST /api/v1/experience/interactions/``, batches of fresh interactions,
    with the server restarted as ONE worker process (4 threads, as the image runs it).
 
 Prints a table with the ratios to the ceiling and writes var/bench/results.json.
@@ -40,7 +45,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from bench import experiments, learned
+from bench import experiments, learned, personalization
 from bench.common import ROOT, VAR, env_int, say, setup_django
 from bench.server import BASE, BIND, CPUS, WRK_THREADS, Server, wrk
 
@@ -142,7 +147,12 @@ def home_answer(token: str) -> dict:
     request = urllib.request.Request(BASE + HOME, headers={"Authorization": f"Token {token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         answer = json.loads(response.read())
-    return {"ranker": str(answer["ranker"]), "experiments": dict(answer.get("experiments") or {})}
+    return {
+        "ranker": str(answer["ranker"]),
+        "experiments": dict(answer.get("experiments") or {}),
+        "sections": [s["key"] for s in answer["sections"]],
+        "sponsored": sum(bool(e.get("sponsored")) for s in answer["sections"] for e in s["items"]),
+    }
 
 
 def cached_feeds(user_ids: list[int]) -> int:
@@ -310,11 +320,12 @@ def ratios(figures: dict) -> dict:
     cost = {name: sum(f["cpu_ms_per_request"].values()) for name, f in figures.items()}
     paths = ("home_warm", "home_cold", "home_warm_learned", "home_cold_learned")
     paths += ("home_warm_experiments", "home_cold_experiments")
+    paths += ("home_warm_personalized", "home_cold_personalized")
     for name in paths:
         out[f"{name}_cpu_cost_ratio"] = round(cost["ceiling"] / max(cost[name], 1e-9), 3)
     # The learned path and the experiments path against the linear path, same run: app CPU
     # per request, and the whole cost (app + PostgreSQL + Redis) beside it.
-    for path in ("learned", "experiments"):
+    for path in ("learned", "experiments", "personalized"):
         for kind in ("cold", "warm"):
             linear, other = figures[f"home_{kind}"], figures[f"home_{kind}_{path}"]
             app = other["cpu_ms_per_request"]["app"] / max(
@@ -352,9 +363,11 @@ def table(results: dict) -> str:
         ("home warm", "home_warm"),
         ("learned warm", "home_warm_learned"),
         ("exp. warm", "home_warm_experiments"),
+        ("pers. warm", "home_warm_personalized"),
         ("home cold", "home_cold"),
         ("learned cold", "home_cold_learned"),
         ("exp. cold", "home_cold_experiments"),
+        ("pers. cold", "home_cold_personalized"),
         ("home cold sat.", "home_cold_saturated"),
         ("ingest (1 proc)", "ingest"),
     )
@@ -391,6 +404,7 @@ def table(results: dict) -> str:
     )
     lines += learned.report(f, r)
     lines += experiments.report(f, r)
+    lines += personalization.report(f, r)
     lines.append("")
     lines.append("targets:")
     for t in results["targets"]:
@@ -457,10 +471,12 @@ def main() -> None:
     # Disjoint quarters (2,450 users each in the default world, several times what a cold
     # run of 20 s serves): nothing one cold run cached for its users serves another.
     cold_users = shuffled[WARM_USERS:]
-    quarter = len(cold_users) // 4
-    cold_linear, cold_saturated = cold_users[:quarter], cold_users[quarter : 2 * quarter]
-    cold_learned = cold_users[2 * quarter : 3 * quarter]
-    cold_experiments = cold_users[3 * quarter :]
+    fifth = len(cold_users) // 5
+    cold_linear, cold_saturated = cold_users[:fifth], cold_users[fifth : 2 * fifth]
+    cold_learned = cold_users[2 * fifth : 3 * fifth]
+    cold_experiments = cold_users[3 * fifth : 4 * fifth]
+    cold_personalized = cold_users[4 * fifth :]
+    personalized_ids = [u for u, _ in [*cold_personalized, *warm_users]]
     say(
         f"{len(users):,} users, {len(items):,} published items; gunicorn {WORKERS} workers x "
         f"{THREADS} thread(s) on {BIND}; wrk {WRK_THREADS} thread, {CONNECTIONS} connections "
@@ -470,7 +486,9 @@ def main() -> None:
     learned_ids = [u for u, _ in [*cold_learned, *warm_users]]
     # The linear path: no learned candidates and no reranker (bench/learned.py says why).
     learned.candidates_forget([u for u, _ in users])
-    server = Server(WORKERS, THREADS, {**env, "ML_RERANKER_ENABLED": "false"})
+    # Phases before the personalized one: issue 13's per-request parts off ("before").
+    off = {"EXPERIENCE_PERSONALIZATION_OFF": personalization.PARTS}
+    server = Server(WORKERS, THREADS, {**env, **off, "ML_RERANKER_ENABLED": "false"})
     try:
         server.start()
         figures["ceiling"] = run_ceiling(
@@ -487,7 +505,7 @@ def main() -> None:
         label = learned.reranker_activate()
         written = learned.candidates_write(learned_ids, learned.candidate_pool())
         say(f"learned path: reranker {label} active, {written:,} learned candidate lists")
-        server = Server(WORKERS, THREADS, {**env, "ML_RERANKER_ENABLED": "true"})
+        server = Server(WORKERS, THREADS, {**env, **off, "ML_RERANKER_ENABLED": "true"})
         server.start()
         figures["home_cold_learned"] = run_cold(
             server, cold_learned, COLD_CONNECTIONS, "home_cold_learned"
@@ -500,7 +518,7 @@ def main() -> None:
         # server restarted so that its processes read them on their first request.
         started = experiments.start()
         say("experiments path: " + ", ".join(f"{k} (layer {v})" for k, v in started.items()))
-        server = Server(WORKERS, THREADS, {**env, "ML_RERANKER_ENABLED": "false"})
+        server = Server(WORKERS, THREADS, {**env, **off, "ML_RERANKER_ENABLED": "false"})
         server.start()
         figures["home_cold_experiments"] = run_cold(
             server, cold_experiments, COLD_CONNECTIONS, "home_cold_experiments", experiments.logged
@@ -513,6 +531,17 @@ def main() -> None:
             if sorted(figures[name]["experiments"]) != sorted(experiments.EXPERIMENTS):
                 say(f"  warning: {name} answered experiments {figures[name]['experiments']}")
         experiments.forget()
+        # The personalized path: the linear path's settings with issue 13's parts on.
+        created = personalization.start(personalized_ids, datetime.now(UTC))
+        say("personalized path: " + ", ".join(f"{v:,} {k}" for k, v in created.items()))
+        server = Server(WORKERS, THREADS, {**env, "ML_RERANKER_ENABLED": "false"})
+        server.start()
+        figures["home_cold_personalized"] = run_cold(
+            server, cold_personalized, COLD_CONNECTIONS, "home_cold_personalized"
+        )
+        figures["home_warm_personalized"] = run_warm(server, warm_users, "home_warm_personalized")
+        server.stop()
+        personalization.forget(personalized_ids)
         server = Server(INGEST_WORKERS, INGEST_THREADS, env)
         server.start()
         figures["ingest"] = run_ingest(server, shuffled, items)
@@ -521,6 +550,7 @@ def main() -> None:
         learned.candidates_forget(learned_ids)
         learned.reranker_retire()
         experiments.forget()
+        personalization.forget(personalized_ids)
         forget_feeds([u for u, _ in users])
         forget_snapshots()
     results = {

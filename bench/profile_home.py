@@ -1,6 +1,6 @@
 """Where a home request spends its time, on the benchmark world (in process, no server).
 
-    python -m bench.profile_home [--cold] [--requests N] [--cprofile] [--top N]
+    python -m bench.profile_home [--cold] [--personalized] [--requests N] [--cprofile] [--top N]
 
 Calls ``GET /api/v1/experience/home/`` through Django's test client (middleware, token
 authentication, view, renderer) for ``N`` bench users, warm (their feeds built first) or
@@ -8,7 +8,9 @@ authentication, view, renderer) for ``N`` bench users, warm (their feeds built f
 of each step of the feed (the calls ``experience_app.services.feed`` makes, timed by
 wrapping them), every SQL statement grouped by shape with its count and total time, the
 Redis round trips, and with ``--cprofile`` the functions that took the most time (which
-slows the Python parts down, so the step times are measured without it). Needs the
+slows the Python parts down, so the step times are measured without it). ``--personalized``
+sets up what `make bench`'s personalized path has (20 rules, the users' profiles and
+sessions in progress; bench/personalization.py) and removes it at the end. Needs the
 benchmark's Redis running (``bench/run.sh`` starts it; see docs/BENCHMARKS.md).
 """
 
@@ -38,7 +40,13 @@ def _shape(sql: str) -> str:
 # are looked up at call time, so wrapping them reaches the feed's calls.)
 STEPS = {
     "experience_app.services.feed.cache": ("build_feed", "_never_again"),
-    "experience_app.services.feed.build": ("rank",),
+    "experience_app.services.feed.build": (
+        "rank",
+        "time_place_signals",
+        "_session",
+        "without_similar",
+    ),
+    "rules_app.public": ("campaign_item_ids", "adjust_ranked", "apply"),
     "experience_app.services.feed.served_log": ("push", "store"),
     "features_app.public": (
         "user_profile",
@@ -96,6 +104,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--cprofile", action="store_true", help="also profile functions")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--personalized", action="store_true", help="rules, profiles and sessions in progress"
+    )
     args = parser.parse_args()
     setup_django()
     import redis
@@ -108,6 +119,12 @@ def main() -> None:
     client = Client()
     ids = [u for u, _ in users]
     forget_feeds(ids)
+    if args.personalized:
+        from datetime import UTC, datetime
+
+        from bench import personalization
+
+        personalization.start(ids, datetime.now(UTC))
     if not args.cold:
         for _, token in users:
             client.get(HOME, HTTP_AUTHORIZATION=f"Token {token}")
@@ -163,6 +180,8 @@ def main() -> None:
     redis.Redis.execute_command = original_command  # type: ignore[method-assign]
     restore()
     forget_feeds(ids)
+    if args.personalized:
+        personalization.forget(ids)
 
     n = len(walls)
     ms = sorted(w * 1000 for w in walls)

@@ -67,3 +67,8 @@ def rule_create(data: Mapping[str, Any], *, user: Any) -> int:
     """Create a rule as the API does (validated: ``InvalidInput``/``Conflict``), recorded
     with its author; its id (scripts and benchmarks)."""
     return int(services.rule_create(data, user=user).id)
+
+
+def rule_delete(rule_id: int, *, user: Any) -> None:
+    """Delete a rule as the API does (recorded with its author; scripts and benchmarks)."""
+    services.rule_delete(rule_id, user=user)
