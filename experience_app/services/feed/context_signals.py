@@ -52,9 +52,11 @@ def time_place_signals(
         return out
     hour = reader.local_how(now) % 24
     all_hours = [counts.all_hours.get(h, 0.0) for h in range(24)]
-    matrix = np.array(
-        [[counts.item_hours.get(item, {}).get(h, 0.0) for h in range(24)] for item in ids]
-    )
+    matrix = np.zeros((len(ids), 24))
+    for i, item in enumerate(ids):  # only the hours an item was opened at (sparse)
+        for h, n in counts.item_hours.get(item, {}).items():
+            if h < 24:
+                matrix[i, h] = n
     lifts = time_place.hour_lifts(matrix, all_hours)
     matches = time_place.hour_match(time_place.user_hour_share(counts.user_hours, all_hours), lifts)
     now_lifts = time_place.item_hour_lift(lifts, hour)
