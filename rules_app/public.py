@@ -72,3 +72,10 @@ def rule_create(data: Mapping[str, Any], *, user: Any) -> int:
 def rule_delete(rule_id: int, *, user: Any) -> None:
     """Delete a rule as the API does (recorded with its author; scripts and benchmarks)."""
     services.rule_delete(rule_id, user=user)
+
+
+def version(now: datetime) -> int:
+    """The version of the rules this process serves (in process; the version check at most
+    every ``RULES_REFRESH_SECONDS``): a feed cached under another version is built again, so
+    a block or a campaign reaches every reader's next home."""
+    return snapshot.current(now).version

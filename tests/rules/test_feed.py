@@ -400,3 +400,19 @@ def test_the_exploration_slot_never_draws_a_campaign_item(user, staff, world):
         assert sponsored.id not in {c["item_id"] for c in decision.candidates}
     shown = [e for s in feed.sections for e in s.entries if e.item_id == sponsored.id]
     assert len(shown) == 1 and shown[0].signals["sponsored"] == 1.0
+
+
+def test_a_new_block_reaches_a_cached_home_at_once(auth_client, user, staff, world):
+    """A cached home built before a rule changed is built again: a block (a takedown) does
+    not wait for the feed cache to expire."""
+    first = auth_client.get(HOME).json()
+    assert auth_client.get(HOME).json()["cached"] is True
+    shown = [i for i in all_ids(first) if i != world["started"].id]
+    target = shown[0]
+
+    rule(staff, kind="block", target="item", target_id=target)
+    body = auth_client.get(HOME).json()
+
+    assert body["cached"] is False
+    assert target not in all_ids(body)
+    assert auth_client.get(HOME).json()["cached"] is True  # and cached again under it

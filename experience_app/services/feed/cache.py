@@ -41,6 +41,7 @@ from inbo import keys
 from inbo import redis as inbo_redis
 from inbo.errors import InvalidCursor, NotFound
 from reading_app import public as reading
+from rules_app import public as rules
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +238,8 @@ def home_json(
                 meta = None  # built before an experiment started or stopped
             elif meta is not None and meta.get("place", "") != _place_tag(place):
                 meta = None  # built for a reader the proxy placed elsewhere
+            elif meta is not None and meta.get("rules", 0) != _rules_version(now):
+                meta = None  # built before a business rule changed (a block, a campaign)
     except redis.RedisError as exc:
         redis_ok = False
         logger.warning("experience.cache_unavailable user=%s error=%s", user_id, exc)
@@ -307,6 +310,7 @@ def home_json(
         "decisions_json": _compact(feed.decisions),
         "ids": [i["item_id"] for i in items],
         "place": _place_tag(place),
+        "rules": _rules_version(now),
     }
     degraded = feed.degraded or not redis_ok
     experiments_json, decisions_json = _experiments_json(meta)
@@ -347,6 +351,13 @@ def home_json(
             served = served_record(True)
     served_log.store(served)
     return _body(request_id, meta, degraded, False, pages_json)
+
+
+def _rules_version(now: datetime) -> int:
+    """The business rules' version the feed is built under (0: rules switched off)."""
+    if "rules" in settings.EXPERIENCE_PERSONALIZATION_OFF:
+        return 0
+    return rules.version(now)
 
 
 def _place_tag(place: Place | None) -> str:
