@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -62,11 +63,27 @@ MMR_SECTIONS = ("for_you", "because_you_read")
 # Never capped nor reordered: the user's own unfinished reads, and the newest issues of
 # the newsletters they chose to follow.
 UNCAPPED = ("continue_reading", "fresh")
+# Keyword blocks: the newest items of the candidate window whose titles are read once per
+# rules load (:func:`_keyword_window`).
+KEYWORD_WINDOW_ITEMS = 5000
+
+
+# The init fields of the caller's dataclasses, by type: :func:`_replace` runs once per
+# boosted or marked item, where ``dataclasses.replace`` would look them up every time.
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
-    """A copy of the caller's frozen dataclass with ``changes``."""
-    return dataclasses.replace(obj, **changes)
+    """A copy of the caller's frozen dataclass with ``changes`` (``dataclasses.replace``
+    without its per-call look-up of the fields)."""
+    cls = type(obj)
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(obj) if f.init)
+        _INIT_FIELDS[cls] = names
+    if not changes.keys() <= set(names):
+        return dataclasses.replace(obj, **changes)  # raises as it does
+    return cls(**{n: changes[n] if n in changes else getattr(obj, n) for n in names})
 
 
 def _with(entry: Any, **signals: float) -> Any:
@@ -80,34 +97,95 @@ def blocked_ids(
     providers, items, pattern = rules.blocks_at(now)
     if not (providers or items or pattern):
         return set()
-    out = {i for i in item_ids if i in items}
+    out = items.intersection(item_ids)
     if providers:
         missing = [i for i in item_ids if i not in facets]
         known = {**facets, **reading.item_facets(missing, cached=True)} if missing else facets
-        out |= {i for i in item_ids if i in known and known[i].provider_id in providers}
+        for i in item_ids:
+            facet = known.get(i)
+            if facet is not None and facet.provider_id in providers:
+                out.add(i)
     if pattern is not None:
-        titles = memo.titles.get([i for i in item_ids if i not in out])
-        out |= {i for i, title in titles.items() if pattern.search(title)}
+        window, matched = _keyword_window(rules, pattern, now)
+        rest = []
+        for i in item_ids:
+            if i in out:
+                continue
+            if i in window:
+                if i in matched:
+                    out.add(i)
+            else:
+                rest.append(i)
+        if rest:
+            titles = memo.titles.get(rest)
+            out |= {i for i, title in titles.items() if pattern.search(title)}
     return out
 
 
-def _boosted(scored: T, facet: Any, index: Mapping[tuple[str, int], list[Boost]]) -> T:
+def _keyword_window(
+    rules: Rules, pattern: re.Pattern[str], now: datetime
+) -> tuple[frozenset[int], frozenset[int]]:
+    """The candidate window's newest published items (at most ``KEYWORD_WINDOW_ITEMS``)
+    and those of them whose title ``pattern`` matches: read once per rules load (for this
+    pattern), so that a cold build reads no title but of the items published since, or
+    older than the window. A title edited reaches the rules with their next reload
+    (``RULES_RELOAD_SECONDS``), as it reaches the title memo within its TTL."""
+    found = rules.derived.get(("keyword_window", pattern.pattern))
+    if found is None:
+        since = now - timedelta(days=settings.EXPERIENCE_CANDIDATE_DAYS)
+        ids = reading.recent_item_ids(since=since, limit=KEYWORD_WINDOW_ITEMS)
+        titles = memo.titles.get(ids) if ids else {}
+        matched = frozenset(i for i, title in titles.items() if pattern.search(title))
+        found = (frozenset(titles), matched)
+        rules.derived[("keyword_window", pattern.pattern)] = found
+    return found
+
+
+def _boost_index(rules: Rules, now: datetime) -> dict[tuple[str, int], tuple[Boost, ...]]:
+    """The boosts live at ``now`` by (target, target id), in rule order; built once per
+    set of live boosts."""
+    live = tuple(b for b in rules.boosts if b.window.holds(now))
+    key = ("boosts", tuple(b.id for b in live))
+    index = rules.derived.get(key)
+    if index is None:
+        grouped: dict[tuple[str, int], list[Boost]] = {}
+        for boost in sorted(live, key=lambda b: b.id):
+            grouped.setdefault((boost.target, boost.target_id), []).append(boost)
+        index = {k: tuple(v) for k, v in grouped.items()}
+        rules.derived[key] = index
+    return index
+
+
+def _boosted(
+    scored: T,
+    facet: Any,
+    index: Mapping[tuple[str, int], tuple[Boost, ...]],
+    providers: Mapping[int, tuple[Boost, ...]],
+    categories: Mapping[int, tuple[Boost, ...]],
+) -> T:
     """``scored`` with the boosts matching its item, provider or categories applied in
-    rule order (``index``: the live boosts by target)."""
-    hits = list(index.get(("item", scored.item_id), ()))
+    rule order (``index``: the live boosts by target; ``providers``, ``categories``: those
+    of these targets by id)."""
+    hits: tuple[Boost, ...] = index.get(("item", scored.item_id), ())
     if facet is not None:
-        hits += index.get(("provider", facet.provider_id), ())
-        for category in facet.category_ids:
-            hits += index.get(("category", category), ())
+        if providers:
+            hits += providers.get(facet.provider_id, ())
+        if categories:
+            for category in facet.category_ids:
+                hits += categories.get(category, ())
     if not hits:
         return scored
     score = scored.score
-    for boost in sorted(hits, key=lambda b: b.id):
+    for boost in sorted(hits, key=_boost_id) if len(hits) > 1 else hits:
         score = score * boost.value if boost.multiply else score + boost.value
     if score == scored.score:
         return scored
     delta = round(score - scored.score, 4)
     return _replace(scored, score=score, signals={**scored.signals, "rule_boost": delta})
+
+
+def _boost_id(boost: Boost) -> int:
+    return boost.id
 
 
 def adjust_ranked(
@@ -116,14 +194,13 @@ def adjust_ranked(
     """``ranked`` less blocked items, boosted and sorted again; and how many left."""
     if not rules.blocks and not rules.boosts:
         return ranked, 0
-    gone = blocked_ids(rules, [s.item_id for s in ranked], facets, now)
-    kept = [s for s in ranked if s.item_id not in gone]
-    index: dict[tuple[str, int], list[Boost]] = {}
-    for boost in rules.boosts:
-        if boost.window.holds(now):
-            index.setdefault((boost.target, boost.target_id), []).append(boost)
+    gone = blocked_ids(rules, [s.item_id for s in ranked], facets, now) if rules.blocks else ()
+    kept = [s for s in ranked if s.item_id not in gone] if gone else list(ranked)
+    index = _boost_index(rules, now) if rules.boosts else {}
     if index:
-        boosted = [_boosted(s, facets.get(s.item_id), index) for s in kept]
+        providers = {k[1]: v for k, v in index.items() if k[0] == "provider"}
+        categories = {k[1]: v for k, v in index.items() if k[0] == "category"}
+        boosted = [_boosted(s, facets.get(s.item_id), index, providers, categories) for s in kept]
         if any(b is not s for b, s in zip(boosted, kept, strict=True)):
             # Stable: items the boosts left alone keep the ranking's order among equals.
             kept = sorted(boosted, key=lambda s: -s.score)
@@ -174,12 +251,16 @@ def first_page(
     similarity: dict[int, float] = {}
     providers: dict[int, int] = {}
     categories: dict[int, int] = {}
-    while len(chosen) < page and open_.any():
+    left = len(window)  # open
+    in_order = 0  # without MMR: the next open item is the next one in order
+    while len(chosen) < page and left:
         if matrix is not None:
             pick = int(np.argmax(np.where(open_, gains - (1.0 - lam) * closest, -np.inf)))
         else:
-            pick = int(np.argmax(open_))
+            pick = in_order
+            in_order += 1
         open_[pick] = False
+        left -= 1
         facet = facets.get(window[pick].item_id)
         if facet is not None:
             over = max_per_provider is not None and (
@@ -201,7 +282,11 @@ def first_page(
             # Similarities to the item just chosen only (a page is ~10 of ~50 items).
             closest = np.maximum(closest, matrix @ matrix[pick])
         chosen.append(pick)
-    pool = [int(i) for i in np.flatnonzero(open_)]
+    pool = (
+        [int(i) for i in np.flatnonzero(open_)]
+        if matrix is not None
+        else list(range(in_order, len(window)))
+    )
     out = [
         _with(window[i], rule_mmr_sim=similarity[i]) if i in similarity else window[i]
         for i in chosen

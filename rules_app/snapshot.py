@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Max
@@ -97,6 +98,9 @@ class Rules:
     _keywords: dict[tuple[int, ...], re.Pattern[str] | None] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # What the engine derives from these rules once per load (the live boosts by target,
+    # the keyword verdicts of the candidate window), by what it depends on.
+    derived: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def empty(self) -> bool:

@@ -106,6 +106,41 @@ def test_keywords_match_whole_words_whatever_the_case():
         assert not pattern.search(title), title
 
 
+def test_keyword_verdicts_of_the_candidate_window_are_read_once_per_load(staff, world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from rules_app import engine, memo, snapshot
+
+    war = make_item(hours_ago=1, title="War at sea", provider=world["quiet"])
+    rule(staff, kind="block", target="keyword", keyword="war")
+    now = timezone.now()
+    rules_now = snapshot.current(now)
+    ids = [war.id, *(i.id for i in world["quiet_items"])]
+    assert engine.blocked_ids(rules_now, ids, {}, now) == {war.id}
+    memo.clear()  # a process that has not seen these candidates: no title is read again
+    with CaptureQueriesContext(connection) as queries:
+        assert engine.blocked_ids(rules_now, ids, {}, now) == {war.id}
+    assert len(queries) == 0
+    # An item published after the window was read is checked on its own title.
+    later = make_item(hours_ago=0.5, title="Another war story", provider=world["quiet"])
+    calm = make_item(hours_ago=0.5, title="Peace talks", provider=world["quiet"])
+    assert engine.blocked_ids(rules_now, [*ids, later.id, calm.id], {}, now) == {war.id, later.id}
+
+
+def test_an_item_published_after_the_rules_loaded_is_blocked_by_keyword(
+    auth_client, user, staff, world
+):
+    rule(staff, kind="block", target="keyword", keyword="war")
+    first = make_item(hours_ago=1, title="War at sea", provider=world["quiet"])
+    assert first.id not in all_ids(home(auth_client, user))
+    later = make_item(hours_ago=0.5, title="Another war story", provider=world["quiet"])
+    calm = make_item(hours_ago=0.5, title="Peace talks", provider=world["quiet"])
+    served = all_ids(home(auth_client, user))
+    assert later.id not in served and first.id not in served
+    assert calm.id in served
+
+
 # --- boosts -----------------------------------------------------------------------------------
 
 
