@@ -14,7 +14,8 @@ call builds the feed: the cold path, where rules run):
    pass the feed through untouched), alternating round by round in one process;
 2. times the rules' own calls inside the builds with rules (``campaign_item_ids``,
    ``adjust_ranked``, ``apply``: what a build spends in rules_app); ``--profile`` prints
-   where they spend it.
+   where they spend it; ``--unseen`` empties the rules' memos of titles and embeddings
+   before each build with rules (the builds of one reader otherwise always hit them).
 
 Prints the median and p95 of each, the sizes of the sections built (the depth of each
 section; its first page is sent), and the ratio of the cold home with rules to the one without,
@@ -218,6 +219,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--profile", action="store_true", help="cProfile the rules' calls")
+    parser.add_argument(
+        "--unseen",
+        action="store_true",
+        help="forget the rules' memos of titles and embeddings before each build with rules:"
+        " a process that has not seen the candidates (new items, another reader's)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inbo.settings")
     state = os.environ.get("REDIS_STATE_URL", "")
@@ -298,6 +305,8 @@ def main() -> None:
             off += measure(user_id, now, 1)[0]
             for n in spent:
                 setattr(rules, n, timed(n))
+            if args.unseen:
+                rules.forget_memos()
             times, sizes_on = measure(user_id, now, 1)
             on += times
         gc.callbacks.remove(on_gc)

@@ -63,6 +63,12 @@ def forget() -> None:
     memo.clear()
 
 
+def forget_memos() -> None:
+    """Drop the process's memos of item titles and embeddings, keeping its rules: the next
+    build reads them as a process that has not seen its candidates does (benchmarks)."""
+    memo.clear()
+
+
 def rule_create(data: Mapping[str, Any], *, user: Any) -> int:
     """Create a rule as the API does (validated: ``InvalidInput``/``Conflict``), recorded
     with its author; its id (scripts and benchmarks)."""
