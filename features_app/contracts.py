@@ -129,7 +129,8 @@ class Forgetting:
 
     Recorded by experience_app (a removed interest, a reset) and honoured wherever the
     feature store counts a user's taste from the log: the recount of reconcile and restore,
-    the user embeddings, and the PostgreSQL fallback (see ``features_app.forgetting``).
+    the user embeddings, the PostgreSQL fallback, the interest clusters of segments and,
+    through ``events_between(remembered=True)``, ALS (see ``features_app.forgetting``).
     """
 
     user_id: int

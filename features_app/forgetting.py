@@ -6,30 +6,39 @@ cannot import them, so the owner subscribes a *source* once, in ``AppConfig.read
 Whoever counts a user's taste from the log asks :func:`rules` and passes the result to
 ``counters.batch_ops``: the recount of reconcile and restore, the user embeddings and the
 PostgreSQL fallback then leave the forgotten contributions out, so a removed interest does
-not come back. Ingestion counts without rules (one query per batch saved): an event from
-before a removal that arrives after it (an offline client, a pending batch) counts until
-the next reconcile takes it out again.
+not come back. Readers of the raw log filter it in SQL instead: :func:`remembered` (ALS,
+through ``public.events_between(remembered=True)``) and the segments' interest clusters
+(``segments._AFFINITY_RULED``). Ingestion counts without rules (one query per batch
+saved): an event from before a removal that arrives after it (an offline client, a
+pending batch) counts until the next reconcile takes it out again.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import redis
+from django.db import connection
+from django.db.models import BooleanField, QuerySet
+from django.db.models.expressions import RawSQL
 
 from features_app.contracts import Forgetting
-from features_app.models import UserEmbedding
+from features_app.models import UserEmbedding, UserEvent
 from inbo import keys
 from inbo import redis as inbo_redis
+from reading_app.public import item_facets
 
 # ``source(user_ids)``: the Forgetting records of those users (None: of every user).
 ForgettingSource = Callable[[Collection[int] | None], Iterable[Forgetting]]
 _sources: list[ForgettingSource] = []
 
 _NEVER = -math.inf
+FACETS_BATCH = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +101,82 @@ def rules(user_ids: Collection[int] | None = None) -> dict[int, UserForgetting]:
     if user_ids is not None and not user_ids:
         return {}
     return compile_rules(r for source in _sources for r in source(user_ids))
+
+
+def at(ts: float) -> datetime:
+    """A rule's time as the datetime it was recorded at (microseconds survive the float)."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+# Kept: events after their user's reset and after the latest removal that covers their
+# (user, item) (the item's provider or one of its categories). The times travel as two JSON
+# objects, {user: time} and {user: {item: time}}, looked up per row (a binary search over
+# the keys): a cost that does not depend on the plan the estimates lead to, where an anti
+# join against arrays turned into a nested loop on an unanalysed table.
+_REMEMBERED = """{t}.occurred_at > COALESCE(
+    GREATEST((%s::jsonb ->> {t}.user_id::text)::timestamptz,
+             (%s::jsonb -> ({t}.user_id::text) ->> ({t}.item_id::text))::timestamptz),
+    '-infinity'::timestamptz)"""
+
+
+def remembered(
+    events: QuerySet[UserEvent],
+    *,
+    since: datetime,
+    until: datetime,
+    user_ids: Collection[int] | None = None,
+) -> QuerySet[UserEvent]:
+    """``events`` (of ``[since, until)``, of ``user_ids`` when given) less what readers
+    asked to forget, filtered in SQL: whatever a reset covers, and each event on an item
+    whose provider or one of whose categories the reader removed later (an event counts
+    whole or not at all, for readers of the log that learn from the (user, item) pair: ALS).
+
+    One query finds the items the readers with a removal touched in the window; their
+    facets come in batches; the times travel as JSON (``_REMEMBERED``)."""
+    forget = rules(user_ids)
+    if not forget:
+        return events
+    resets = {u: r.everything for u, r in forget.items() if r.everything > _NEVER}
+    partial = [u for u, r in forget.items() if r.categories or r.providers]
+    pairs: list[tuple[int, int, float]] = []
+    if partial:
+        touched = list(
+            UserEvent.objects.filter(
+                user_id__in=partial, occurred_at__gte=since, occurred_at__lt=until
+            )
+            .order_by()
+            .values_list("user_id", "item_id")
+            .distinct()
+        )
+        items = sorted({i for _, i in touched})
+        facets = {}
+        for start in range(0, len(items), FACETS_BATCH):
+            facets.update(item_facets(items[start : start + FACETS_BATCH]))
+        for user_id, item_id in touched:
+            rule, facet = forget[user_id], facets.get(item_id)
+            if facet is None:
+                continue
+            before = max(
+                (rule.categories.get(c, _NEVER) for c in facet.category_ids),
+                default=_NEVER,
+            )
+            before = max(before, rule.providers.get(facet.provider_id, _NEVER))
+            if before > rule.everything:  # else the reset covers it already
+                pairs.append((user_id, item_id, before))
+    if not resets and not pairs:
+        return events
+    by_pair: dict[str, dict[str, str]] = defaultdict(dict)
+    for user_id, item_id, before in pairs:
+        by_pair[str(user_id)][str(item_id)] = at(before).isoformat()
+    by_user = {str(u): at(ts).isoformat() for u, ts in resets.items()}
+    table = connection.ops.quote_name(UserEvent._meta.db_table)
+    return events.filter(
+        RawSQL(
+            _REMEMBERED.format(t=table),
+            (json.dumps(by_user), json.dumps(by_pair)),
+            output_field=BooleanField(),
+        )
+    )
 
 
 def forget_now(record: Forgetting) -> bool:

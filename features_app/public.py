@@ -328,12 +328,20 @@ def events_between(
     through_id: int | None = None,
     limit: int | None = None,
     chunk_size: int = 5000,
+    remembered: bool = False,
 ) -> Iterator[EventRow]:
     """Events with ``since <= occurred_at < until`` (only the months asked for are read),
     of ``event_types`` and ``user_ids`` when given, with ``after_id < id <= through_id``,
     as light tuples (:data:`EventRow`), streamed from a server-side cursor. Ordered by id
-    only when ``limit`` is given (the first ``limit`` after ``after_id``)."""
+    only when ``limit`` is given (the first ``limit`` after ``after_id``).
+
+    ``remembered=True`` leaves out, in SQL, what readers asked to forget (ADR 0023): every
+    event before their reset, and every event on an item of a category or a provider they
+    removed, before the removal (``features_app.forgetting.remembered``). Whoever learns a
+    reader's taste from the log passes it (ALS training and fold-in)."""
     qs = UserEvent.objects.filter(occurred_at__gte=since, occurred_at__lt=until)
+    if remembered:
+        qs = forgetting.remembered(qs, since=since, until=until, user_ids=user_ids)
     if event_types is not None:
         qs = qs.filter(event_type__in=list(event_types))
     if user_ids is not None:

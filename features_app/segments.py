@@ -12,7 +12,8 @@ One run (:func:`compute_segments`, beat ``inbo.features.compute_segments`` and
   or events with a dwell of ``SEGMENTS_DEEP_DWELL_MS`` or more, per click, at most 1;
 * **interest clusters**, k-means (``scipy.cluster.vq.kmeans2``, fixed seed) over each user's
   category-affinity vector (event weights of ``AFFINITY_WEIGHTS`` summed per item in SQL,
-  mapped to categories, negatives dropped, unit length); each cluster is named by its top
+  mapped to categories, negatives dropped, unit length; what a reader asked to forget left
+  out as reconcile leaves it out, ADR 0023); each cluster is named by its top
   categories and numbered in the order of its name, so a cluster keeps its id while its
   taste stays.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import warnings
 from collections import Counter
@@ -42,7 +44,7 @@ from django.utils import timezone
 from scipy import sparse
 from scipy.cluster.vq import kmeans2
 
-from features_app import jobs
+from features_app import forgetting, jobs
 from features_app.contracts import AFFINITY_WEIGHTS, Engagement, EventType, UserSegment
 from features_app.models import SegmentAssignment, SegmentSize, UserEvent
 from inbo import keys
@@ -101,13 +103,35 @@ FROM figures
 ORDER BY user_id
 """
 
-# Each user's summed event weight per item in the window (impressions weigh nothing).
+# Each user's summed event weight per item in the window (impressions weigh nothing), for
+# the users without a forgetting rule.
 _AFFINITY = """
 SELECT user_id, item_id, SUM(CASE event_type {cases} ELSE 0 END) AS weight
 FROM {events}
 WHERE occurred_at >= %(window_start)s AND occurred_at <= %(now)s
   AND event_type = ANY(%(active_types)s)
+  AND NOT (user_id = ANY(%(ruled)s::bigint[]))
 GROUP BY user_id, item_id
+"""
+
+# The same for the users with a reset or a removed category, also split by ``cut``: the
+# first of the user's rule times at or after the event (NULL: after all of them). Every
+# event of a row then stands on the same side of each of the user's rules, so the rows are
+# few and a rule asks about ``cut`` exactly as reconcile asks about each event's time. The
+# times travel as one JSON object {user: [time, ...]}: each event looks up its own user's.
+_AFFINITY_RULED = """
+SELECT user_id, item_id, cut, SUM(CASE event_type {cases} ELSE 0 END) AS weight
+FROM (
+    SELECT e.user_id, e.item_id, e.event_type,
+           (SELECT MIN(c.at::timestamptz)
+            FROM jsonb_array_elements_text(%(cuts)s::jsonb -> (e.user_id::text)) AS c(at)
+            WHERE c.at::timestamptz >= e.occurred_at) AS cut
+    FROM {events} e
+    WHERE e.occurred_at >= %(window_start)s AND e.occurred_at <= %(now)s
+      AND e.event_type = ANY(%(active_types)s)
+      AND e.user_id = ANY(%(ruled)s::bigint[])
+) ruled
+GROUP BY user_id, item_id, cut
 """
 
 
@@ -178,32 +202,62 @@ def engagement_figures(now: datetime) -> list[Figures]:
 # --- interest clusters ----------------------------------------------------------------
 
 
+def _rule_cuts(forget: forgetting.Rules) -> str:
+    """Each ruled user's reset and category-removal times, as JSON {user: [time, ...]}
+    (providers play no part in a category vector)."""
+    return json.dumps(
+        {
+            str(user_id): sorted(
+                forgetting.at(ts).isoformat()
+                for ts in {rule.everything, *rule.categories.values()} - {-math.inf}
+            )
+            for user_id, rule in forget.items()
+        }
+    )
+
+
 def affinity_matrix(now: datetime) -> tuple[list[int], list[int], np.ndarray]:
     """(user ids, category ids, users x categories affinities) over the window: the event
     weights per (user, item) come from SQL, items map to their categories through
     ``reading_app``'s facets; negative taste is dropped, rows have unit length (users
-    without positive taste are left out)."""
+    without positive taste are left out).
+
+    What a reader asked to forget (ADR 0023) is left out as reconcile leaves it out of their
+    affinity: everything before a reset, and an event's weight towards a removed category
+    before the removal (its other categories keep it). The few readers with a rule are
+    summed apart, split at their rule times (``_AFFINITY_RULED``)."""
     cases = " ".join(
         f"WHEN '{kind.value}' THEN {float(weight)!r}"
         for kind, weight in AFFINITY_WEIGHTS.items()
         if weight
     )
-    sql = _AFFINITY.format(cases=cases, events=connection.ops.quote_name(UserEvent._meta.db_table))
+    table = connection.ops.quote_name(UserEvent._meta.db_table)
+    forget = {
+        u: r for u, r in forgetting.rules().items() if r.everything > -math.inf or r.categories
+    }
     params: dict[str, Any] = {
         "now": now,
         "window_start": now - timedelta(days=settings.SEGMENTS_WINDOW_DAYS),
         "active_types": _ACTIVE_TYPES,
+        "ruled": sorted(forget),
+        "cuts": _rule_cuts(forget),
     }
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_AFFINITY.format(cases=cases, events=table), params)
         rows = cursor.fetchall()
-    if not rows:
+        ruled: list[tuple[int, int, datetime | None, float]] = []
+        if forget:
+            cursor.execute(_AFFINITY_RULED.format(cases=cases, events=table), params)
+            ruled = cursor.fetchall()
+    if not rows and not ruled:
         return [], [], np.zeros((0, 0))
-    users = np.array([r[0] for r in rows], dtype=np.int64)
-    items = np.array([r[1] for r in rows], dtype=np.int64)
+    users = np.array([r[0] for r in rows] + [r[0] for r in ruled], dtype=np.int64)
+    items = np.array([r[1] for r in rows] + [r[1] for r in ruled], dtype=np.int64)
     weights = np.array([float(r[2]) for r in rows], dtype=np.float64)
     user_ids, user_index = np.unique(users, return_inverse=True)
     item_ids, item_index = np.unique(items, return_inverse=True)
+    user_index, ruled_user_index = user_index[: len(rows)], user_index[len(rows) :]
+    item_index = item_index[: len(rows)]
     facets: dict[int, tuple[int, ...]] = {}
     ids = [int(i) for i in item_ids]
     for start in range(0, len(ids), FACETS_BATCH):
@@ -222,6 +276,11 @@ def affinity_matrix(now: datetime) -> tuple[list[int], list[int], np.ndarray]:
         (weights, (user_index, item_index)), shape=(len(user_ids), len(ids))
     )
     matrix = np.asarray((by_user @ by_item).todense(), dtype=np.float64)
+    for (user_id, item_id, cut, weight), row in zip(ruled, ruled_user_index, strict=True):
+        rule, ts = forget[user_id], cut.timestamp() if cut is not None else math.inf
+        for category_id in facets.get(item_id, ()):
+            if not rule.category(category_id, ts):
+                matrix[row, column[category_id]] += float(weight)
     np.maximum(matrix, 0.0, out=matrix)
     norms = np.linalg.norm(matrix, axis=1)
     keep = norms > 0

@@ -326,12 +326,14 @@ def active_artifact() -> tuple[int, AlsArtifact] | None:
 def user_window_events(
     user_ids: Iterable[int], *, now: datetime, days: int, weights: Mapping[str, float]
 ) -> UserEvents:
-    """The users' positive and negative events of the training window ending at ``now``."""
+    """The users' positive and negative events of the training window ending at ``now``,
+    less what they asked to forget (a reset, a removed interest: ADR 0023)."""
     rows = features.events_between(
         now - timedelta(days=days),
         now,
         event_types=[t.value for t in (*POSITIVE, *NEGATIVE)],
         user_ids=sorted(set(user_ids)),
+        remembered=True,
     )
     return collect(rows, weights)
 

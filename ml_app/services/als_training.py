@@ -2,7 +2,9 @@
 
 :func:`train_als` (nightly beat task ``inbo.ml.train_als`` and ``manage.py train_als``):
 
-1. reads the window ``[now - days, now)`` of ``UserEvent`` once: every (user, item) pair's
+1. reads the window ``[now - days, now)`` of ``UserEvent`` once, less what readers asked to
+   forget (before a reset; on an item of a removed category or provider before the
+   removal: ``features.events_between(remembered=True)``, ADR 0023): every (user, item) pair's
    confidence is the sum of its positive events' weights (click, read by depth, save,
    share; ``als_candidates.event_confidence``), scaled by ``log1p`` (``ML_ALS_CONFIDENCE``);
    impressions, dismissals and hides add nothing (a dismissed item is only never proposed);
@@ -86,8 +88,10 @@ def read_window(
     later: defaultdict[int, set[int]] = defaultdict(set)
     seen: defaultdict[int, set[int]] = defaultdict(set)
     window = Window()
+    # What readers asked to forget (a reset, a removed interest) is left out in SQL, so the
+    # nightly model does not learn it back (ADR 0023).
     rows = features.events_between(
-        since, now, event_types=[t.value for t in (*POSITIVE, *NEGATIVE)]
+        since, now, event_types=[t.value for t in (*POSITIVE, *NEGATIVE)], remembered=True
     )
     for event_id, user_id, item_id, event_type, occurred_at, context in rows:
         window.events += 1

@@ -123,6 +123,22 @@ def test_the_segment_is_said_in_words_and_a_reset_drops_the_stale_cluster(auth_c
     assert after["engagement"] == "new" and after["interest_cluster"] is None
 
 
+def test_the_next_segmentation_honours_a_removed_category_and_a_reset(auth_client, world):
+    _read(auth_client, world["lab_items"][:3], "read")
+    _read(auth_client, world["food_items"][:1])
+    compute_segments(now=timezone.now())
+    assert auth_client.get(PROFILE).json()["segment"]["interest_cluster"] == "Science"
+
+    auth_client.delete(f"/api/v1/me/profile/categories/{world['science'].id}/")
+    compute_segments(now=timezone.now())  # the hourly run recounts from the whole log
+    assert auth_client.get(PROFILE).json()["segment"]["interest_cluster"] == "Food"
+
+    auth_client.post(RESET)
+    compute_segments(now=timezone.now())
+    after = auth_client.get(PROFILE).json()["segment"]
+    assert after["engagement"] == "new" and after["interest_cluster"] is None
+
+
 def test_a_new_reader_is_told_nothing_was_learned_yet(auth_client, world):
     body = auth_client.get(PROFILE).json()
     assert body["learned"]["categories"] == [] and body["learned"]["providers"] == []

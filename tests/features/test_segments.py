@@ -7,14 +7,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
 from features_app import public as features
+from features_app.contracts import Forgetting
 from features_app.models import SegmentAssignment, SegmentSize, UserEvent
 from features_app.partitions import ensure_partitions
-from features_app.segments import compute_segments
+from features_app.segments import affinity_matrix, compute_segments
 from inbo import keys
 from inbo import redis as inbo_redis
 from tests.factories import CategoryFactory, ItemFactory, UserFactory
@@ -165,6 +167,68 @@ def test_clusters_group_a_synthetic_population_by_taste_and_name_it():
     with override_settings(SEGMENTS_CLUSTERS=3):
         again = compute_segments(now=NOW + timedelta(minutes=5))
     assert again.clusters == run.clusters
+
+
+# --- what readers asked to forget (ADR 0023) ------------------------------------------
+
+
+@pytest.fixture
+def forget():
+    """Records of removals and resets, served through a subscribed source."""
+    records: list[Forgetting] = []
+
+    def source(user_ids):
+        return [r for r in records if user_ids is None or r.user_id in user_ids]
+
+    features.subscribe_forgetting(source)
+    yield records
+    features.unsubscribe_forgetting(source)
+
+
+def test_a_removed_category_or_a_reset_no_longer_pulls_the_readers_cluster(forget):
+    tech, cooking = CategoryFactory(name="Technology"), CategoryFactory(name="Cooking")
+    items: dict[int, list] = {}
+    for category in (tech, cooking):
+        items[category.pk] = [ItemFactory() for _ in range(4)]
+        for item in items[category.pk]:
+            item.categories.set([category])
+        for n in range(5):  # readers of one taste, to cluster around
+            user = _user()
+            for item in items[category.pk]:
+                _events(user, item, "click", [1 + n / 10])
+    both = ItemFactory()
+    both.categories.set([tech, cooking])
+    # Ten days ago a lot of technology (and a read filed under both); since, some cooking.
+    reader, twin, reset = _user(), _user(), _user()
+    for user in (reader, twin, reset):
+        for item in items[tech.pk]:
+            _events(user, item, "click", [10])
+        _events(user, both, "read", [9])
+        _events(user, items[cooking.pk][0], "click", [2])
+    _events(reader, items[tech.pk][0], "click", [1])  # after the removal: counts again
+    forget.append(
+        Forgetting(user_id=reader.pk, before=NOW - timedelta(days=5), category_id=tech.pk)
+    )
+    forget.append(Forgetting(user_id=reset.pk, before=NOW - timedelta(days=1)))
+
+    with override_settings(SEGMENTS_CLUSTERS=2):
+        run = compute_segments(now=NOW)
+
+    rows = SegmentAssignment.objects.in_bulk([reader.pk, twin.pk, reset.pk])
+    assert run.clusters[rows[twin.pk].cluster] == "Technology"  # no rule: as before
+    assert run.clusters[rows[reader.pk].cluster] == "Cooking"
+    assert rows[reset.pk].cluster is None  # nothing left to cluster
+    # Exactly what reconcile keeps: the read still counts towards Cooking, the click after
+    # the removal towards Technology, nothing earlier towards Technology.
+    user_ids, category_ids, matrix = affinity_matrix(NOW)
+    vector = matrix[user_ids.index(reader.pk)]
+    expected = np.zeros(len(category_ids))
+    expected[category_ids.index(tech.pk)] = 1.0
+    expected[category_ids.index(cooking.pk)] = 2.0 + 1.0
+    assert np.allclose(vector, expected / np.linalg.norm(expected))
+    assert reset.pk not in user_ids
+    twin_vector = matrix[user_ids.index(twin.pk)]
+    assert twin_vector[category_ids.index(tech.pk)] > twin_vector[category_ids.index(cooking.pk)]
 
 
 # --- the run's writes and the serving read --------------------------------------------

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from experience_app import public as experience
 from experience_app.models import ModelVersion
+from experience_app.services import reader_control
 from features_app import public as features
 from features_app.contracts import EventIn, EventType
 from inbo import keys
@@ -265,3 +266,69 @@ def test_home_shows_als_candidates_with_their_signal_and_never_trains(
     ]
     assert explained
     assert ModelVersion.objects.count() == versions
+
+
+# --- what readers asked to forget (ADR 0023) -------------------------------------------
+
+
+def test_after_a_reset_training_and_fold_in_learn_nothing_from_the_forgotten_history(world):
+    user, twin = world["A"]["users"][:2]
+    reader_control.recommendations_reset(user_id=user.id)
+    result = _train(world["now"])
+    assert result.promoted
+    assert not _zset(user)  # nothing left to learn from: no candidates
+    assert user.id not in AlsArtifact.from_bytes(result.version.artifact).user_ids
+    own = {item.id for item in world["A"]["items"]}
+    twin_set = _zset(twin)  # other readers keep theirs
+    assert twin_set and max(twin_set, key=twin_set.__getitem__) in own
+
+    # They then save two B items: the fold-in learns from those alone.
+    now = timezone.now()
+    picked = world["B"]["items"][:2]
+    features.events_record([event(user, item, "save", now) for item in picked])
+    weights = confidence_weights()
+    events = als_candidates.user_window_events(
+        [user.id], now=now + timedelta(seconds=1), days=10, weights=weights
+    )
+    assert set(events.pairs) == {(user.id, item.id) for item in picked}
+    assert als_candidates.als_fold_in(now=now + timedelta(seconds=1)).written == 1
+    after = _zset(user)
+    others = {i.id for i in world["B"]["items"][2:]}
+    assert max(after, key=after.__getitem__) in others
+    assert sum(s for i, s in after.items() if i in others) > sum(
+        s for i, s in after.items() if i in own
+    )
+
+
+def test_a_removed_category_or_provider_is_left_out_of_what_als_learns(world):
+    user, other = world["A"]["users"][0], world["B"]["users"][0]
+    now = timezone.now()
+    features.events_record([event(user, world["B"]["items"][0], "click", now - timedelta(hours=1))])
+    first = world["A"]["items"][0]
+    before = als_candidates.user_window_events(
+        [user.id], now=now, days=10, weights=confidence_weights()
+    )
+    assert (user.id, first.id) in before.pairs
+
+    reader_control.interest_forget(user_id=user.id, kind="provider", target_id=first.provider_id)
+    events = als_candidates.user_window_events(
+        [user.id], now=now, days=10, weights=confidence_weights()
+    )
+    assert set(before.pairs) - set(events.pairs) == {(user.id, first.id)}
+
+    category_a = world["A"]["items"][0].categories.get()
+    reader_control.interest_forget(user_id=user.id, kind="category", target_id=category_a.id)
+    events = als_candidates.user_window_events(
+        [user.id], now=now, days=10, weights=confidence_weights()
+    )
+    assert set(events.pairs) == {(user.id, world["B"]["items"][0].id)}  # only the B click
+
+    result = _train(now)
+    assert result.promoted
+    zset = _zset(user)
+    b_items = {i.id for i in world["B"]["items"][1:]}
+    assert max(zset, key=zset.__getitem__) in b_items  # pulled to B, not back to A
+    other_set = _zset(other)
+    assert other_set and max(other_set, key=other_set.__getitem__) in b_items
+    a_user = _zset(world["A"]["users"][1])  # another A reader still gets A items
+    assert max(a_user, key=a_user.__getitem__) in {i.id for i in world["A"]["items"]}
