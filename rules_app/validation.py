@@ -135,7 +135,7 @@ def _sponsored(rule: dict[str, Any], errors: dict[str, list[str]]) -> None:
     elif len(set(positions)) != len(positions):
         _need(errors, "positions", "A position is named twice.")
     floor = rule["relevance_floor"]
-    if floor is not None and not -1e6 < floor < 1e6:
+    if floor is not None and not -1e6 <= floor <= 1e6:
         _need(errors, "relevance_floor", "A floor between -1e6 and 1e6.")
 
 

@@ -30,6 +30,16 @@ class StrictUUIDField(serializers.UUIDField):
         return uuid.UUID(data)
 
 
+# Text that must say something, for the schema: no NUL (PostgreSQL text cannot hold one) and at
+# least one character that is not whitespace as Python's str.strip() sees it, so that the schema
+# and a trimmed, not blank CharField agree on what "blank" is (experiments_app spells the same).
+_WHITESPACE = (
+    "\\t\\n\\u000b\\f\\r \\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+NOT_BLANK_PATTERN = f"^[^\\u0000]*[^\\u0000{_WHITESPACE}][^\\u0000]*$"
+
+
 class _JSONType(serializers.Field):
     """Only values of the JSON type the schema declares, checked before DRF coerces them.
 
@@ -74,3 +84,21 @@ class StrictIntegerField(_JSONType, serializers.IntegerField):
 
     json_types = (int,)
     json_type_name = "integer"
+
+
+class StrictFloatField(_JSONType, serializers.FloatField):
+    """A JSON number: no ``"1.5"``, no ``"nan"``, no ``true``."""
+
+    json_types = (int, float)
+    json_type_name = "number"
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean: no ``"true"``, no ``1`` (DRF's field takes both)."""
+
+    default_error_messages = {"wrong_type": "Must be a JSON boolean."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("wrong_type")
+        return data

@@ -4,14 +4,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from inbo.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField
+from inbo.api.fields import (
+    NOT_BLANK_PATTERN,
+    StrictBooleanField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictFloatField,
+    StrictIntegerField,
+)
 from rules_app.models import Rule, RuleVersion
-from rules_app.validation import MAX_ITEMS
+from rules_app.validation import MAX_ADDEND, MAX_ITEMS, MAX_MULTIPLIER
 
 MAX_ID = 2**63 - 1
+MAX_NAME = 120
 MAX_POSITIONS = 20
+# Slots are on the first page of for_you (rules_app.validation checks it again, for the admin).
+LAST_POSITION = settings.EXPERIENCE_SECTION_PAGE_SIZE - 1
 
 
 def _id(**kwargs):
@@ -19,24 +33,61 @@ def _id(**kwargs):
 
 
 def _count(maximum: int, **kwargs):
-    return StrictIntegerField(min_value=0, max_value=maximum, allow_null=True, **kwargs)
+    """A budget or a cap: 0 is never one (null leaves it unset)."""
+    return StrictIntegerField(min_value=1, max_value=maximum, allow_null=True, **kwargs)
 
 
-def _float(**kwargs):
-    return serializers.FloatField(min_value=-1e6, max_value=1e6, allow_null=True, **kwargs)
+def _float(minimum: float = -1e6, maximum: float = 1e6, **kwargs):
+    return StrictFloatField(min_value=minimum, max_value=maximum, allow_null=True, **kwargs)
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": NOT_BLANK_PATTERN, "minLength": 1, "maxLength": MAX_NAME}
+)
+class NameField(StrictCharField):
+    """A rule's name, trimmed: no NUL, not blank (the schema's pattern says the same)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=MAX_NAME, **kwargs)
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 0, "maximum": LAST_POSITION},
+        "maxItems": MAX_POSITIONS,
+        "uniqueItems": True,
+    }
+)
+class PositionsField(serializers.ListField):
+    """Slot positions on the first page, each named once."""
+
+    default_error_messages = {"repeated": "A position is named twice."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        child = StrictIntegerField(min_value=0, max_value=LAST_POSITION)
+        super().__init__(child=child, max_length=MAX_POSITIONS, **kwargs)
+
+    def to_internal_value(self, data: Any) -> list[int]:
+        values = super().to_internal_value(data)
+        if len(set(values)) != len(values):
+            self.fail("repeated")
+        return values
 
 
 class RuleInSerializer(serializers.Serializer):
-    name = StrictCharField(max_length=120)
+    name = NameField()
     kind = StrictChoiceField(choices=Rule.Kind.choices)
-    active = serializers.BooleanField(required=False)
+    active = StrictBooleanField(required=False)
     starts_at = serializers.DateTimeField(required=False, allow_null=True)
     ends_at = serializers.DateTimeField(required=False, allow_null=True)
     target = StrictChoiceField(choices=Rule.Target.choices, required=False, allow_blank=True)
     target_id = _id(required=False)
     keyword = StrictCharField(max_length=100, required=False, allow_blank=True)
     mode = StrictChoiceField(choices=Rule.Mode.choices, required=False, allow_blank=True)
-    value = _float(required=False)
+    # The bounds of either mode (a factor up to MAX_MULTIPLIER, an addend from -MAX_ADDEND);
+    # the mode's own range is rules_app.validation's.
+    value = _float(-MAX_ADDEND, MAX_MULTIPLIER, required=False)
     provider_id = _id(required=False)
     item_ids = serializers.ListField(
         child=StrictIntegerField(min_value=1, max_value=MAX_ID),
@@ -44,16 +95,12 @@ class RuleInSerializer(serializers.Serializer):
         required=False,
     )
     budget = _count(10**9, required=False)
-    positions = serializers.ListField(
-        child=StrictIntegerField(min_value=0, max_value=1000),
-        max_length=MAX_POSITIONS,
-        required=False,
-    )
+    positions = PositionsField(required=False)
     user_cap_per_day = _count(10**6, required=False)
     relevance_floor = _float(required=False)
     max_per_provider = _count(1000, required=False)
     max_per_category = _count(1000, required=False)
-    mmr_lambda = _float(required=False)
+    mmr_lambda = _float(0.0, 1.0, required=False)
 
 
 class RuleSerializer(serializers.ModelSerializer):

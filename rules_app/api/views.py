@@ -113,7 +113,11 @@ class RuleVersionListView(StaffOnly, generics.ListAPIView):
         summary="A rule's changes (staff only)",
         description="Who changed it, when, what changed; newest first. Kept after deletion.",
         parameters=[RULE_ID],
-        responses={200: RuleVersionSerializer(many=True), **error_responses(400, 401, 403)},
+        # 404: a path whose id is not a number (an unknown id is an empty history).
+        responses={
+            200: RuleVersionSerializer(many=True),
+            **error_responses(400, 401, 403, 404),
+        },
         tags=TAGS,
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
