@@ -11,11 +11,13 @@ deleted resource gone. Four identities take turns:
 * a reader with a token (and subscriptions, saves, progress and interests, so that lists and
   detail pages answer with real rows): every operation except the two that revoke tokens
   (staff-only ones answer 403);
-* a staff member: the staff-only operations;
+* a staff member: the staff-only operations (search analytics, the experiments and the business
+  rules APIs);
 * a leaver, signed in again before each request: the logout operations, which revoke it.
 
-Path parameters and a few body fields (item ids, provider slugs, search ids) are sometimes
-swapped for real ones, so that generated requests reach real rows and not only 404s. A
+Path parameters and a few body fields (item ids, provider slugs, search ids, experiment keys,
+rule ids and the provider, target and item ids a rule names) are sometimes swapped for real
+ones, so that generated requests reach real rows and not only 404s. A
 schema-valid request that the server refuses for a reason no schema can carry passes only
 as listed in SEMANTIC_400; an unsubscribed subscription still reads as "cancelled" (its
 documented soft delete). Throttling stays on, at rates no run reaches (tests/api/conftest.py).
@@ -36,6 +38,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -56,7 +59,8 @@ SEED = int(os.environ.get("FUZZ_SEED", "20240901"))
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "70"))
 
 STAFF_ONLY = ["search_analytics_retrieve"]
-STAFF_ONLY_PREFIX = "experiments_"  # the staff experiments API, every operation of it
+# The staff experiments and business-rules APIs, every operation of each.
+STAFF_ONLY_PREFIXES = ("experiments_", "rules_")
 REVOKES_TOKEN = ["auth_logout_create", "auth_logout_all_create"]
 
 # Schema-valid requests that some operations refuse (400) for reasons a JSON Schema cannot
@@ -106,7 +110,39 @@ SEMANTIC_400: dict[str, tuple[str, set[str], str]] = {
         "weights not summing to 100, not one control, a repeated key, a config the services "
         "refuse or jsonb cannot store (NUL)",
     ),
+    # A rule's fields depend on its kind (for a change, the stored rule's kind and fields
+    # merged with the ones sent), on each other and on the catalog. A 409 (a contradiction with
+    # another active rule) is documented and accepted for valid input as it is.
+    "rules_create": (
+        "invalid",
+        {
+            "starts_at",
+            "ends_at",
+            "provider_id",
+            "item_ids",
+            "budget",
+            "user_cap_per_day",
+            "positions",
+            "target",
+            "target_id",
+            "keyword",
+            "mode",
+            "value",
+            "max_per_provider",
+        },
+        "a field the kind needs missing (a campaign's dates, items, budget, cap and slots; a "
+        "target and its id or keyword; a boost's mode and value; one of diversity's caps), a "
+        "target the kind does not take, a value out of its mode's range, an end not after the "
+        "start, a keyword not made of words once spaces are collapsed, a provider, item or "
+        "category that does not exist",
+    ),
 }
+SEMANTIC_400["rules_partial_update"] = (
+    "invalid",
+    SEMANTIC_400["rules_create"][1],
+    "as rules_create, checked on the stored rule with the changes applied (a new kind needs "
+    "fields of its own)",
+)
 
 
 def _named_fields(details: Any) -> set[str]:
@@ -211,7 +247,7 @@ def _valid_as(pool: str, value: Any) -> bool:
     """Whether ``value`` is well-formed for the pool's field (only those are swapped)."""
     if isinstance(value, bool):
         return False
-    if pool in ("item_id", "id"):
+    if pool in ("item_id", "id", "rule_id", "provider_id", "target_id"):
         return (isinstance(value, int) and value >= 1) or (
             isinstance(value, str) and re.fullmatch(r"[0-9]{1,12}", value) is not None
         )
@@ -226,7 +262,13 @@ def _valid_as(pool: str, value: Any) -> bool:
 
 
 # Body fields that name rows, and the pool of real values each draws from.
-BODY_POOLS = {"provider": "provider", "id": "item_id", "search_id": "search_id"}
+BODY_POOLS = {
+    "provider": "provider",
+    "id": "item_id",
+    "search_id": "search_id",
+    "provider_id": "provider_id",  # a rule's
+    "target_id": "target_id",  # a rule's: a provider, item or category
+}
 
 
 def _with_real_ids(schema: Any, real: dict[str, list[Any]]) -> None:
@@ -266,9 +308,18 @@ def _with_real_ids(schema: Any, real: dict[str, list[Any]]) -> None:
                 )
         if isinstance(body, dict):
             names = [n for n in body if n in BODY_POOLS]
-            if names:
-                return st.tuples(*(swap(BODY_POOLS[n], body[n]) for n in names)).map(
-                    lambda values: {**body, **dict(zip(names, values, strict=True))}
+            items = body.get("item_ids")  # a rule's items
+            items = items if isinstance(items, list) else []
+            if names or items:
+                return st.tuples(
+                    st.tuples(*(swap(BODY_POOLS[n], body[n]) for n in names)),
+                    st.tuples(*(swap("item_id", i) for i in items)),
+                ).map(
+                    lambda values: {
+                        **body,
+                        **dict(zip(names, values[0], strict=True)),
+                        **({"item_ids": list(values[1])} if items else {}),
+                    }
                 )
         return st.just(body)
 
@@ -432,6 +483,45 @@ def _seed_experiments(base_url: str, token: str) -> list[str]:
     return ["fuzz-draft", "fuzz-running"]
 
 
+def _seed_rules(base_url: str, token: str, catalog: Catalog) -> list[int]:
+    """A rule of each kind (and an inactive one) made through the staff API; their ids."""
+    api = requests.Session()
+    api.headers["Authorization"] = f"Token {token}"
+    now = datetime.now(UTC)
+    bodies = [
+        {
+            "name": "fuzz campaign",
+            "kind": "sponsored",
+            "starts_at": (now - timedelta(days=1)).isoformat(),
+            "ends_at": (now + timedelta(days=6)).isoformat(),
+            "item_ids": [catalog.items[0].pk],
+            "budget": 1000,
+            "positions": [2],
+            "user_cap_per_day": 3,
+        },
+        {"name": "fuzz block", "kind": "block", "target": "keyword", "keyword": "giveaway"},
+        {
+            "name": "fuzz boost",
+            "kind": "boost",
+            "target": "category",
+            "target_id": catalog.categories[0].pk,
+            "mode": "multiply",
+            "value": 1.5,
+        },
+        {"name": "fuzz variety", "kind": "diversity", "max_per_provider": 2, "mmr_lambda": 0.7},
+        {
+            "name": "fuzz paused",
+            "kind": "block",
+            "active": False,
+            "target": "provider",
+            "target_id": catalog.providers[2].pk,
+        },
+    ]
+    answers = [api.post(f"{base_url}/api/v1/rules/", json=body) for body in bodies]
+    assert all(a.status_code == 201 for a in answers), [a.text for a in answers]
+    return [a.json()["id"] for a in answers]
+
+
 def test_schemathesis_finds_no_server_error_and_no_contract_violation(
     http_server, catalog: Catalog
 ):
@@ -449,6 +539,11 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(
         "slug": [p.slug for p in catalog.providers],
         "provider": [p.slug for p in catalog.providers],
         "key": _seed_experiments(base_url, staff_token),
+        "rule_id": _seed_rules(base_url, staff_token, catalog),
+        "provider_id": [p.pk for p in catalog.providers],
+        "target_id": [p.pk for p in catalog.providers]
+        + [i.pk for i in catalog.items]
+        + [c.pk for c in catalog.categories],
         "search_id": [
             requests.get(f"{base_url}/api/v1/search/", params={"q": q}, timeout=10).json()[
                 "search_id"
@@ -463,7 +558,7 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(
         for item in raw_schema["paths"].values()
         for operation in item.values()
         if isinstance(operation, dict)
-        and operation.get("operationId", "").startswith(STAFF_ONLY_PREFIX)
+        and operation.get("operationId", "").startswith(STAFF_ONLY_PREFIXES)
     ]
     tally = Tally()
     quiet = logging.getLogger("django.request")
