@@ -21,6 +21,7 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from experiments_app.models import GUARDRAIL_METRICS, Experiment, Layer, Metric, Variant
 from experiments_app.services.validation import PLATFORMS, VariantSpec
+from features_app import public as features
 from inbo.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField
 
 MAX_VARIANTS = 8
@@ -131,7 +132,7 @@ class _JSONObjectField(serializers.Field):
         "type": "object",
         "properties": {
             "new_users_days": {"type": "integer", "minimum": 1, "maximum": MAX_NEW_USERS_DAYS},
-            "segment": {"type": "string", "pattern": KEY_PATTERN, "maxLength": 64},
+            "segment": {"type": "string", "enum": list(features.ENGAGEMENT_SEGMENTS)},
             "platform": {"type": "string", "enum": list(PLATFORMS)},
         },
         "additionalProperties": False,

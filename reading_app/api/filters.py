@@ -13,7 +13,7 @@ from rest_framework.exceptions import ValidationError
 
 from inbo.api.dates import clamp
 from inbo.api.schema import BOOLEAN_OR_EMPTY, DATE_OR_DATETIME_OR_EMPTY
-from reading_app.models import Category, Item, Provider
+from reading_app.models import Category, Item, Provider, Subscription
 
 
 def _by_category(queryset: QuerySet, name: str, value: str) -> QuerySet:
@@ -87,3 +87,19 @@ class ItemFilter(django_filters.FilterSet):
     class Meta:
         model = Item
         fields = ("provider", "category", "language", "published_after", "published_before")
+
+
+@extend_schema_field(
+    {"type": "string", "enum": [*Subscription.Status.values, ""], "example": "active"}
+)
+class StatusFilter(django_filters.ChoiceFilter):
+    """One of the subscription statuses (anything else is a 400 naming the field); empty
+    means no filter, as for every filter, and the schema says so."""
+
+
+class SubscriptionFilter(django_filters.FilterSet):
+    status = StatusFilter(choices=Subscription.Status.choices)
+
+    class Meta:
+        model = Subscription
+        fields = ("status",)

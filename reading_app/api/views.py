@@ -13,7 +13,7 @@ from inbo.api.pagination import NewestFirstCursorPagination
 from inbo.api.schema import error_responses
 from inbo.errors import NotFound
 from reading_app import selectors
-from reading_app.api.filters import ItemFilter, ProviderFilter
+from reading_app.api.filters import ItemFilter, ProviderFilter, SubscriptionFilter
 from reading_app.api.serializers import (
     ItemDetailSerializer,
     ItemListSerializer,
@@ -104,7 +104,7 @@ class SubscriptionViewSet(
     """The signed-in user's subscriptions; anyone else's answer 404."""
 
     serializer_class = SubscriptionSerializer
-    filterset_fields = ("status",)
+    filterset_class = SubscriptionFilter
     lookup_value_regex = r"[0-9]+"
 
     def get_queryset(self):

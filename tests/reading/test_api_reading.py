@@ -84,6 +84,8 @@ def test_subscriptions_list_and_status_filter(auth_client, user):
     assert everything["count"] == 2
     assert {s["id"] for s in everything["results"]} == {active.id, cancelled.id}
     assert [s["id"] for s in only_active["results"]] == [active.id]
+    # Empty means no filter, as for every filter, and the schema lists "" among the values.
+    assert auth_client.get(SUBSCRIPTIONS, {"status": ""}).json()["count"] == 2
 
 
 def test_other_users_subscriptions_are_never_listed(auth_client, user, other_user):
