@@ -54,6 +54,7 @@ def _staff():
 
 def _rules(now) -> int:
     """The 20 rules (bench/rules.py's mix) on the world's providers, categories and items."""
+    from bench.rules import rule_specs
     from reading_app.public import recent_item_ids
     from rules_app.public import rule_create
 
@@ -61,40 +62,7 @@ def _rules(now) -> int:
     providers = _ids("SELECT id FROM reading_app_provider ORDER BY id LIMIT 40")
     categories = _ids("SELECT id FROM reading_app_category ORDER BY id LIMIT 12")
     items = recent_item_ids(since=now - timedelta(days=7), limit=500)
-    day = timedelta(days=1)
-    paced = {
-        "starts_at": now - day,
-        "ends_at": now + 9 * day,
-        "budget": 10**8,
-        "user_cap_per_day": 10**6,
-        "relevance_floor": -100.0,
-    }
-    specs: list[dict] = [
-        {"kind": "sponsored", "provider_id": providers[20], "positions": [1], **paced},
-        {"kind": "sponsored", "item_ids": items[400:405], "positions": [5], **paced},
-        {"kind": "block", "target": "provider", "target_id": providers[30]},
-        {"kind": "block", "target": "provider", "target_id": providers[31]},
-        {"kind": "block", "target": "item", "target_id": items[7]},
-        {"kind": "block", "target": "keyword", "keyword": "crypto giveaway"},
-        {"kind": "block", "target": "keyword", "keyword": "war"},
-    ]
-    for i in range(12):
-        target = ("provider", "category", "item")[i % 3]
-        target_id = {"provider": providers[i], "category": categories[i], "item": items[50 + i]}
-        specs.append(
-            {
-                "kind": "boost",
-                "target": target,
-                "target_id": target_id[target],
-                "mode": "multiply" if i % 2 else "add",
-                "value": 1.3 if i % 2 else 0.2,
-                "starts_at": now - day if i % 4 == 0 else None,
-                "ends_at": now + day if i % 4 == 0 else None,
-            }
-        )
-    specs.append(
-        {"kind": "diversity", "max_per_provider": 3, "max_per_category": 4, "mmr_lambda": 0.7}
-    )
+    specs = rule_specs(providers, categories, items, now)
     for n, spec in enumerate(specs):
         rule_create({"name": f"{RULE_PREFIX}{n}", **spec}, user=staff)
     return len(specs)

@@ -140,27 +140,21 @@ def seed(now):
     return reader.id, staff, provider_ids, item_ids
 
 
-def twenty_rules(staff, providers, items, now) -> list[int]:
-    """2 campaigns, 5 blocks, 12 boosts and 1 diversity rule, as the API creates them."""
-    from rules_app.public import rule_create
-
+def rule_specs(providers, categories, items, now) -> list[dict]:
+    """The 20 rules' data as the API takes it: 2 campaigns, 5 blocks (2 of them keywords),
+    12 boosts (3 dated) and 1 diversity rule, on the given ids (``providers``: 40,
+    ``categories``: 12, ``items``: 500). bench/personalization.py uses them too."""
     day = timedelta(days=1)
-    specs = [
-        {"kind": "sponsored", "provider_id": providers[20], "positions": [1]},
-        {"kind": "sponsored", "item_ids": items[400:405], "positions": [5]},
-    ]
-    specs = [
-        {
-            **s,
-            "starts_at": now - day,
-            "ends_at": now + 9 * day,
-            "budget": 10**8,
-            "user_cap_per_day": 10**6,
-            "relevance_floor": -100.0,
-        }
-        for s in specs
-    ]
-    specs += [
+    paced = {
+        "starts_at": now - day,
+        "ends_at": now + 9 * day,
+        "budget": 10**8,
+        "user_cap_per_day": 10**6,
+        "relevance_floor": -100.0,
+    }
+    specs: list[dict] = [
+        {"kind": "sponsored", "provider_id": providers[20], "positions": [1], **paced},
+        {"kind": "sponsored", "item_ids": items[400:405], "positions": [5], **paced},
         {"kind": "block", "target": "provider", "target_id": providers[30]},
         {"kind": "block", "target": "provider", "target_id": providers[31]},
         {"kind": "block", "target": "item", "target_id": items[7]},
@@ -169,16 +163,12 @@ def twenty_rules(staff, providers, items, now) -> list[int]:
     ]
     for i in range(12):
         target = ("provider", "category", "item")[i % 3]
-        target_id = {"provider": providers[i], "item": items[50 + i]}.get(target)
-        if target == "category":
-            from reading_app import public as reading
-
-            target_id = reading.category_ids_by_slug([f"topic-{i}"])[f"topic-{i}"]
+        target_id = {"provider": providers[i], "category": categories[i], "item": items[50 + i]}
         specs.append(
             {
                 "kind": "boost",
                 "target": target,
-                "target_id": target_id,
+                "target_id": target_id[target],
                 "mode": "multiply" if i % 2 else "add",
                 "value": 1.3 if i % 2 else 0.2,
                 "starts_at": now - day if i % 4 == 0 else None,
@@ -188,6 +178,17 @@ def twenty_rules(staff, providers, items, now) -> list[int]:
     specs.append(
         {"kind": "diversity", "max_per_provider": 3, "max_per_category": 4, "mmr_lambda": 0.7}
     )
+    return specs
+
+
+def twenty_rules(staff, providers, items, now) -> list[int]:
+    """2 campaigns, 5 blocks, 12 boosts and 1 diversity rule, as the API creates them."""
+    from reading_app import public as reading
+    from rules_app.public import rule_create
+
+    slugs = [f"topic-{i}" for i in range(12)]
+    by_slug = reading.category_ids_by_slug(slugs)
+    specs = rule_specs(providers, [by_slug[s] for s in slugs], items, now)
     return [rule_create({"name": f"bench {n}", **s}, user=staff) for n, s in enumerate(specs)]
 
 
