@@ -527,15 +527,26 @@ def test_the_profile_costs_a_fixed_number_of_queries(auth_client, world, django_
         auth_client.get(PROFILE)
 
 
-def test_mutes_cost_the_home_no_query_of_their_own(auth_client, world):
+def test_mutes_cost_the_home_no_query_of_their_own(auth_client, user, world):
+    from experience_app.services.feed import invalidate
+
+    def build() -> int:
+        """Queries of a home that builds its feed; the least of two builds, so that a
+        process cache refreshing on its clock during one of them is not counted."""
+        counts = []
+        for _ in range(2):
+            invalidate(user.id)
+            counts.append(_queries(auth_client, HOME))
+        return min(counts)
+
     _read(auth_client, world["lab_items"][:2])
     auth_client.put(INTERESTS, {"categories": ["food"]}, format="json")
     auth_client.get(HOME)  # warm the process's caches (facets): both builds below are alike
-    auth_client.patch(PROFILE, {"timezone": "UTC"}, format="json")  # forgets the cached feed
-    without = _queries(auth_client, HOME)
+    auth_client.patch(PROFILE, {"timezone": "UTC"}, format="json")
+    without = build()
     auth_client.post(MUTES, {"kind": "provider", "id": world["kitchen"].id}, format="json")
     auth_client.post(MUTES, {"kind": "category", "id": world["physics"].id}, format="json")
-    assert _queries(auth_client, HOME) == without
+    assert build() == without
 
 
 def test_reading_the_profile_is_not_throttled_and_changing_it_is(auth_client, settings):
