@@ -40,6 +40,36 @@ wait_for() {
   return 1
 }
 
+# pg_stat_statements (what `manage.py db_report` reads, docs/OPERATIONS.md "Index
+# discipline") is loaded at server start only: a local cluster that does not preload it gets
+# it once, by ALTER SYSTEM and one restart. Runs before anything opens a connection; a
+# remote DATABASE_URL or a server this machine does not manage is left alone.
+ensure_pg_stat_statements() {
+  case "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/}" in
+    *@127.0.0.1:5432/* | *@localhost:5432/* | *@127.0.0.1/* | *@localhost/*) ;;
+    *) return 0 ;;
+  esac
+  local preload version item list=""
+  preload="$(psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -XAtqc \
+    'SHOW shared_preload_libraries' 2>/dev/null)" || return 0
+  case ",${preload// /}," in *,pg_stat_statements,*) return 0 ;; esac
+  version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+  if [ -z "$version" ] || ! command -v pg_ctlcluster >/dev/null \
+    || ! pg_lsclusters -h 2>/dev/null | awk -v v="$version" '$1 == v && $2 == "main" {f=1} END {exit !f}'; then
+    log "PostgreSQL does not preload pg_stat_statements: db_report will say so"
+    return 0
+  fi
+  # A list setting: each library its own quoted element, the existing ones kept.
+  for item in ${preload//,/ } pg_stat_statements; do
+    list="${list:+$list, }'$item'"
+  done
+  log "preloading pg_stat_statements (restarts the local PostgreSQL $version once)"
+  psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Xqc \
+    "ALTER SYSTEM SET shared_preload_libraries = $list"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+  wait_for PostgreSQL pg_up
+}
+
 # Start PostgreSQL and Redis on this machine if they are not already answering. Only
 # services on 127.0.0.1 are managed here; a remote DATABASE_URL/REDIS_URL is left alone.
 ensure_services() {
@@ -52,6 +82,7 @@ ensure_services() {
     fi
     wait_for PostgreSQL pg_up
   fi
+  ensure_pg_stat_statements
   if ! redis_up; then
     log "starting Redis"
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
