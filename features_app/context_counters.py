@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from django.conf import settings
+
 from features_app.contracts import EventIn, EventType
 from inbo import keys
 from inbo import redis as inbo_redis
@@ -87,7 +89,7 @@ def batch_ops(events: Sequence[EventIn], decay: Decay, *, forget: Rules | None =
     for user_id, counts in user_hours.items():
         key = keys.user_hours(user_id)
         ops.extend(("hi", key, name, n) for name, n in counts.items())
-        ops.append(("ex", key, "", keys.USER_STATE_TTL_SECONDS))
+        ops.append(("ex", key, "", int(settings.FEATURES_USER_IDLE_DAYS * 86400)))
     for item_id, counts in item_hours.items():
         key = keys.item_hours(item_id)
         ops.extend(("hi", key, name, n) for name, n in counts.items())

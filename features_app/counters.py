@@ -130,8 +130,9 @@ def batch_ops(
     prior = settings.FEATURES_PRIOR_CTR
 
     item_counts: dict[int, Counter[str]] = defaultdict(Counter)
-    daily: dict[int, Counter[str]] = defaultdict(Counter)
+    daily: dict[tuple[int, int], Counter[str]] = defaultdict(Counter)  # (day, block)
     user_counts: dict[int, Counter[str]] = defaultdict(Counter)
+    user_last: dict[int, float] = {}  # each user's latest event: their keys expire after it
     affinity: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     clicks: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     expected: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
@@ -147,7 +148,8 @@ def batch_ops(
         dwell = e.context.get("dwell_ms")
         if type(dwell) is int and dwell > 0:  # not a bool, not a float: as reconcile counts
             item_counts[e.item_id]["dwell_ms"] += dwell
-        daily[day][f"{e.item_id}:{kind.value}"] += 1
+        daily[(day, e.item_id // keys.ITEM_DAILY_BLOCK_ITEMS)][f"{e.item_id}:{kind.value}"] += 1
+        user_last[e.user_id] = max(user_last.get(e.user_id, ts), ts)
         rule = forget.get(e.user_id) if forget else None
         whole = rule is not None and rule.all(ts)
         if not whole:
@@ -183,21 +185,25 @@ def batch_ops(
             ops.append(("hi", keys.item_counts(item_id), field_name, n))
     for item_id in item_counts:
         ops.append(("sa", keys.dirty_items(), str(item_id), 0))  # the sync job picks these up
-    for day, counts in daily.items():
-        key = keys.item_daily(day)
+    block_items = keys.ITEM_DAILY_BLOCK_ITEMS
+    for (day, block), counts in daily.items():
+        key = keys.item_daily(day, block * block_items)
         for field_name, n in counts.items():
             ops.append(("hi", key, field_name, n))
-        ops.append(("ex", key, "", keys.ITEM_DAILY_TTL_SECONDS))
+        ops.append(("ea", key, "", keys.item_daily_expires_at(day)))
+    # A user's keys expire ``FEATURES_USER_IDLE_DAYS`` after their latest event (never
+    # earlier than an expiry already set: an offline client's old events come late).
+    idle = user_idle_seconds()
     for user_id, counts in user_counts.items():
         key = keys.user_counts(user_id)
         for field_name, n in counts.items():
             ops.append(("hi", key, field_name, n))
-        ops.append(("ex", key, "", keys.USER_STATE_TTL_SECONDS))
+        ops.append(("ea", key, "", int(user_last[user_id]) + idle))
     for user_id, weights in affinity.items():
         key = keys.user_affinity(user_id)
         for field_name, w in weights.items():
             ops.append(("hf", key, field_name, w))
-        ops.append(("ex", key, "", keys.USER_STATE_TTL_SECONDS))
+        ops.append(("ea", key, "", int(user_last[user_id]) + idle))
     for kind_name, per_epoch in (("clicks", clicks), ("expected", expected)):
         for epoch, masses in per_epoch.items():
             key = keys.decayed(kind_name, decay.half_life_hours, epoch)
@@ -215,13 +221,33 @@ def batch_ops(
             ops.append(("hi", key, str(item_id), count))
         touched_users.add(user_id)
     for user_id in touched_users:
-        ops.append(("ex", keys.user_seen(user_id), "", keys.USER_STATE_TTL_SECONDS))
+        ops.append(("ea", keys.user_seen(user_id), "", int(user_last[user_id]) + idle))
     ops += context_counters.batch_ops(ordered, decay, forget=forget)  # time and place (issue 13)
     return ops
 
 
 def decayed_ttl(decay: Decay) -> int:
     return int(decay.epoch_seconds * 2) + 86400
+
+
+def user_idle_seconds() -> int:
+    """How long a user's keys outlive their latest event (``FEATURES_USER_IDLE_DAYS``)."""
+    return int(settings.FEATURES_USER_IDLE_DAYS * 86400)
+
+
+# Op ``ea``: expire at a Unix time (at least ``keys.EXPIRED_WRITE_GRACE_SECONDS`` from now),
+# only later than an expiry already set (EXPIRETIME: -1 no expiry, -2 no key).
+_EXPIRE_AT_LATEST = """
+local floor = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+    local at = math.max(tonumber(ARGV[i + 1]), floor)
+    local current = redis.call('EXPIRETIME', ARGV[i])
+    if current == -1 or (current >= 0 and current < at) then
+        redis.call('EXPIREAT', ARGV[i], at)
+    end
+end
+return 0
+"""
 
 
 def apply_events(
@@ -245,6 +271,7 @@ def apply_events(
     if pipe is None:
         pipe = _client().pipeline(transaction=False)
     earliest: list[str] = []
+    expire_at: list[str | int] = []
     for op, key, name, value in ops:
         if op == "hi":
             pipe.hincrby(key, name, int(value))
@@ -254,6 +281,8 @@ def apply_events(
             pipe.zincrby(key, float(value), name)
         elif op == "ex":
             pipe.expire(key, int(value))
+        elif op == "ea":
+            expire_at.extend((key, int(value)))
         elif op == "sa":
             pipe.sadd(key, name)
         elif op == "hd":
@@ -264,22 +293,31 @@ def apply_events(
             pipe.zremrangebyrank(key, 0, -int(value) - 1)
     if earliest:
         pipe.eval(_KEEP_EARLIEST, 1, keys.item_first_seen(), *earliest)
+    if expire_at:  # after the writes: the keys exist
+        pipe.eval(_EXPIRE_AT_LATEST, 0, keys.EXPIRED_WRITE_GRACE_SECONDS, *expire_at)
     if own_pipe:
         pipe.execute()
 
 
 # One batch, applied whole or not at all, and at most once: refused while a job pauses
 # counting (-1), a no-op when the batch id is already recorded (0), else every counter and
-# the batch id in one atomic step (1). Ops are (op, key, field, value) quadruples.
+# the batch id in one atomic step (1). ARGV: batch id, time, the grace of op ``ea``, then
+# ops as (op, key, field, value) quadruples.
 _APPLY_BATCH = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-for i = 3, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
     local op, key, name, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     if op == 'hi' then redis.call('HINCRBY', key, name, value)
     elseif op == 'hf' then redis.call('HINCRBYFLOAT', key, name, value)
     elseif op == 'zi' then redis.call('ZINCRBY', key, value, name)
     elseif op == 'ex' then redis.call('EXPIRE', key, value)
+    elseif op == 'ea' then
+        local at = math.max(tonumber(value), tonumber(redis.call('TIME')[1]) + ARGV[3])
+        local current = redis.call('EXPIRETIME', key)
+        if current == -1 or (current >= 0 and current < at) then
+            redis.call('EXPIREAT', key, at)
+        end
     elseif op == 'sa' then redis.call('SADD', key, name)
     elseif op == 'hd' then redis.call('HDEL', key, name)
     elseif op == 'zt' then redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(value) - 1)
@@ -306,7 +344,11 @@ def apply_batch(
     """Apply one stored batch (a ``PendingCount`` row) exactly once: APPLIED, ALREADY_APPLIED
     or PAUSED. The counters and the batch's applied marker change in one script, so a job
     that pauses counting reads a state and the set of batches it reflects together."""
-    args: list[str | int | float] = [batch_id, f"{time.time():.3f}"]
+    args: list[str | int | float] = [
+        batch_id,
+        f"{time.time():.3f}",
+        keys.EXPIRED_WRITE_GRACE_SECONDS,
+    ]
     for op, key, name, value in batch_ops(events, facets):
         args.extend((op, key, name, repr(value) if isinstance(value, float) else value))
     # Through a pipeline: unlike a single command, it reconnects and sends again when the

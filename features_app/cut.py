@@ -19,6 +19,7 @@ lock and not read as a plain ``max(id)``.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -198,6 +199,9 @@ class Model:
 
     values: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     ttl: dict[str, int] = field(default_factory=dict)
+    # Unix time a key expires at (op ``ea``: day buckets, per-user keys); ``ttl`` holds the
+    # same as seconds from when the op was applied.
+    expire_at: dict[str, int] = field(default_factory=dict)
 
     def apply(self, ops: Iterable[counters.Op]) -> None:
         for op, key, name, value in ops:
@@ -213,13 +217,18 @@ class Model:
                     h[name] = float(value)
             elif op == "ex":
                 self.ttl[key] = int(value)
+            elif op == "ea":
+                at = max(self.expire_at.get(key, 0), int(value))
+                self.expire_at[key] = at
+                self.ttl[key] = max(1, at - int(time.time()))
 
 
-def rebuild(cut: Cut, *, forget: Rules | None = None) -> Model:
+def rebuild(cut: Cut, *, forget: Rules | None = None, base: Model | None = None) -> Model:
     """The counters of exactly the events in ``cut``, computed in memory from the log
     (grouped as ingestion counted them, see :func:`stored_chunks`), less what readers
-    asked to forget (``forget``, see ``features_app.forgetting``)."""
-    model = Model()
+    asked to forget (``forget``, see ``features_app.forgetting``), counted on top of
+    ``base`` (the detached months' baselines, ``features_app.baseline.seed``)."""
+    model = base if base is not None else Model()
     skip = cut.unapplied
     for rows in _row_chunks(after=0, upto=cut.watermark, chunk=REPLAY_BATCH):
         kept = [row for row in rows if row[0] not in skip]
@@ -230,9 +239,16 @@ def rebuild(cut: Cut, *, forget: Rules | None = None) -> Model:
 
 
 def read_redis(client: redis.Redis) -> dict[str, dict[str, float]]:
-    """Every counter key of Redis with its fields (hash) or members (sorted set)."""
+    """Every counter key of Redis with its fields (hash) or members (sorted set).
+
+    Day buckets of the v1 layout (one hash per day, not yet moved by ``migrate_counters``)
+    are added to the v2 buckets their fields belong to: the state is read as v2 only, and a
+    repair by difference then writes v2 keys only (a later move adds the v1 values to them,
+    which the difference already took into account).
+    """
     names = [k for k in client.scan_iter(match=keys.features_pattern(), count=1000) if family(k)]
     state: dict[str, dict[str, float]] = {}
+    legacy: list[tuple[int, dict[str, str]]] = []
     for start in range(0, len(names), 500):
         chunk = names[start : start + 500]
         pipe = client.pipeline(transaction=False)
@@ -243,12 +259,19 @@ def read_redis(client: redis.Redis) -> dict[str, dict[str, float]]:
                 pipe.hgetall(name)
         for name, reply in zip(chunk, pipe.execute(), strict=True):
             fam = family(name)
-            if isinstance(reply, list):
+            parsed = keys.item_daily_parse(name) if fam == "item_daily" else None
+            if parsed is not None and parsed[1] is None:
+                legacy.append((parsed[0], reply))
+            elif isinstance(reply, list):
                 state[name] = {m: float(s) for m, s in reply}
             elif fam in _INT_FAMILIES:
                 state[name] = {f: int(v) for f, v in reply.items()}
             else:
                 state[name] = {f: float(v) for f, v in reply.items()}
+    for day, fields in legacy:
+        for name, value in fields.items():
+            bucket = state.setdefault(keys.item_daily(day, int(name.split(":", 1)[0])), {})
+            bucket[name] = bucket.get(name, 0) + int(value)
     return state
 
 

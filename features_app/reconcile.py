@@ -12,9 +12,10 @@ first-seen times: set only if unchanged since the cut) and writes ``ItemFeature`
 the same recount. Events arriving during the
 job are neither subtracted nor counted twice (ADR 0016).
 
-Keys Redis rightly let expire are not recreated: day buckets older than 28 days and decayed
-epochs before the previous one. The rebuild holds the whole counter state in memory (about
-the size of the Redis data set).
+Keys Redis rightly let expire are not recreated: day buckets older than 28 days, decayed
+epochs before the previous one and the keys of users idle for ``FEATURES_USER_IDLE_DAYS``
+(recounted whole once the user is active again). The rebuild holds the whole counter state
+in memory (about the size of the Redis data set).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from features_app import counters, cut, forgetting, jobs
-from features_app.jobs import JobBusy  # noqa: F401  (callers catch it from here)
+from features_app import baseline, counters, cut, forgetting, jobs
+from features_app.jobs import JobBusy  # callers catch it from here too
 from features_app.models import CounterQuarantine, ItemFeature
 from features_app.sync import FEATURE_FIELDS, TYPE_OF, WINDOWED, WINDOWS
 from inbo import redis as inbo_redis
@@ -99,7 +100,13 @@ def reconcile(*, dry_run: bool = False, now: datetime | None = None) -> Reconcil
         job.resume_counting()
         forget_after = forgetting.rules()
         moved = {u for u in set(forget) | set(forget_after) if forget.get(u) != forget_after.get(u)}
-        model = cut.rebuild(at, forget=forget_after)
+        # Detached months count through their stored baselines (ADR 0025); a detach that
+        # commits while the log is read would leave its month counted by neither side.
+        detached = baseline.detached_tables()
+        base = baseline.seed(cut.Model(), forget=forget_after)
+        model = cut.rebuild(at, forget=forget_after, base=base)
+        if baseline.detached_tables() != detached:
+            raise JobBusy("reconcile (a month was detached meanwhile)")
         job.renew()
         _skip_users(model, have, moved)
         _reconcile(client, report, model, have, now, dry_run)
@@ -130,12 +137,14 @@ def _skip_users(model: cut.Model, have: dict[str, dict[str, float]], users: set[
                 del state[key]
 
 
-def _keep(today: int, epoch: int):
+def _keep(today: int, epoch: int, expire_at: dict[str, int] | None = None, now: float = 0.0):
     def keep(key: str) -> bool:
         fam = cut.family(key)
         ident = key.split(":")[3]
+        if expire_at and expire_at.get(key, now + 1) <= now:
+            return False  # Redis let it expire (a day out of every window, an idle user)
         if fam == "item_daily":
-            return int(ident) >= today - 27
+            return int(ident.split(".")[0]) >= today - 27
         if fam in ("decayed_clicks", "decayed_expected"):
             return int(ident.rsplit("e", 1)[1]) >= epoch - 1
         return True
@@ -153,7 +162,7 @@ def _reconcile(
 ) -> None:
     today = int(now.timestamp() // 86400)
     decay = counters.click_decay()
-    keep = _keep(today, decay.epoch(now.timestamp()))
+    keep = _keep(today, decay.epoch(now.timestamp()), model.expire_at, now.timestamp())
     want = model.values
     off: set[str] = set()
     for key in set(want) | set(have):
@@ -194,8 +203,8 @@ def _reconcile(
         ident = key.split(":")[3]
         if kind == "item_counts":
             truth[int(ident)] = {k: int(v) for k, v in values.items()}
-        elif kind == "item_daily":
-            daily_truth[int(ident)] = {k: int(v) for k, v in values.items()}
+        elif kind == "item_daily":  # a block of items' day: field <item_id>:<type>
+            daily_truth[int(ident.split(".")[0])].update({k: int(v) for k, v in values.items()})
     _reconcile_item_features(truth, daily_truth, all_items, today, now, report, dry_run)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,9 +69,20 @@ def read_counters(item_ids: Sequence[int], *, now: datetime) -> dict[int, dict[s
     pipe = client.pipeline(transaction=False)
     for item_id in item_ids:
         pipe.hgetall(keys.item_counts(item_id))
-    wanted = [f"{i}:{t}" for i in item_ids for t, _ in WINDOWED.values()]
-    for day in range(today - 27, today + 1):
-        pipe.hmget(keys.item_daily(day), wanted)
+    # One HMGET per day and block of items (v2), plus the day's v1 hash while
+    # ``migrate_counters`` has not moved it (a missing key costs next to nothing).
+    blocks: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for i in item_ids:
+        for t, _ in WINDOWED.values():
+            blocks[i // keys.ITEM_DAILY_BLOCK_ITEMS].append((i, t))
+    reads: list[tuple[int, list[tuple[int, str]]]] = []  # (age in days, the fields' items)
+    every = [pair for pairs in blocks.values() for pair in pairs]
+    for day in range(today - keys.ITEM_DAILY_WINDOW_DAYS + 1, today + 1):
+        for pairs in blocks.values():
+            pipe.hmget(keys.item_daily(day, pairs[0][0]), [f"{i}:{t}" for i, t in pairs])
+            reads.append((today - day, pairs))
+        pipe.hmget(keys.item_daily_legacy(day), [f"{i}:{t}" for i, t in every])
+        reads.append((today - day, every))
     replies = pipe.execute()
     lifetime, daily = replies[: len(item_ids)], replies[len(item_ids) :]
     result: dict[int, dict[str, int]] = {}
@@ -78,11 +90,8 @@ def read_counters(item_ids: Sequence[int], *, now: datetime) -> dict[int, dict[s
         counts = {name: int(raw.get(kind, 0)) for name, kind in TYPE_OF.items()}
         counts["dwell_ms"] = int(raw.get("dwell_ms", 0))
         result[item_id] = counts
-    for offset, values in enumerate(daily):
-        age = 27 - offset  # days before today
-        for (item_id, event_type), value in zip(
-            ((i, t) for i in item_ids for t, _ in WINDOWED.values()), values, strict=True
-        ):
+    for (age, pairs), values in zip(reads, daily, strict=True):
+        for (item_id, event_type), value in zip(pairs, values, strict=True):
             if not value:
                 continue
             name = next(n for n, (t, _) in WINDOWED.items() if t == event_type)

@@ -48,10 +48,18 @@ def beat_last_run() -> str:
 
 
 # --- features_app: counters of what users do ------------------------------------------
-# Windowed day buckets live a little longer than the longest window (28 days).
-ITEM_DAILY_TTL_SECONDS = 29 * 86400
-# A user's seen-not-clicked memory and affinity fade out after a month without activity.
+# Day buckets are read over the last 28 days (the longest window: sync, reconcile) and
+# expire one day after that. A bucket holds the day's counts of a block of item ids, few
+# enough that its hash stays a listpack (7 event types x 64 items = 448 fields at most, under
+# Redis's default ``hash-max-listpack-entries`` 512); docs/FEATURE_STORE.md measures it.
+ITEM_DAILY_WINDOW_DAYS = 28
+ITEM_DAILY_BLOCK_ITEMS = 64
+# Per-user keys (counts, affinity, seen memory, hours) expire this long after the user's
+# last event unless ``FEATURES_USER_IDLE_DAYS`` says otherwise (settings).
 USER_STATE_TTL_SECONDS = 30 * 86400
+# A key written after the expiry its events give it (an old day, a user idle long ago: a
+# replay, a late client) still lives this long rather than vanishing at once.
+EXPIRED_WRITE_GRACE_SECONDS = 3600
 
 
 def item_counts(item_id: int) -> str:
@@ -59,9 +67,41 @@ def item_counts(item_id: int) -> str:
     return _key("features", "item_counts", item_id, 1)
 
 
-def item_daily(day: int) -> str:
-    """Hash of one UTC day's counts, field ``<item_id>:<event_type>``. TTL: 29 days."""
+def item_daily(day: int, item_id: int) -> str:
+    """Hash of one UTC day's counts of the block of ``ITEM_DAILY_BLOCK_ITEMS`` item ids that
+    holds ``item_id``, field ``<item_id>:<event_type>``. Expires at
+    :func:`item_daily_expires_at` (the end of the last window that reads the day)."""
+    return _key("features", "item_daily", f"{day}.{item_id // ITEM_DAILY_BLOCK_ITEMS}", 2)
+
+
+def item_daily_expires_at(day: int) -> int:
+    """Unix time a day's buckets expire: a day after the last window that reads them."""
+    return (day + ITEM_DAILY_WINDOW_DAYS + 1) * 86400
+
+
+def item_daily_legacy(day: int) -> str:
+    """The layout before v2: one hash per UTC day with every item's fields. Nothing writes
+    it any more; readers still add it while ``manage.py migrate_counters`` has not moved it
+    (or until it expires, 29 days after its last write)."""
     return _key("features", "item_daily", day, 1)
+
+
+def item_daily_legacy_pattern() -> str:
+    """SCAN pattern of the v1 day buckets (:func:`item_daily_legacy`)."""
+    return f"{PREFIX}:features:item_daily:*:v1"
+
+
+def item_daily_parse(key: str) -> tuple[int, int | None] | None:
+    """``(day, block)`` of a v2 day bucket, ``(day, None)`` of a v1 one, None otherwise."""
+    parts = key.split(":")
+    if len(parts) != 5 or parts[2] != "item_daily":
+        return None
+    day, _, block = parts[3].partition(".")
+    if parts[4] == "v2" and block:
+        return int(day), int(block)
+    if parts[4] == "v1" and not block:
+        return int(day), None
+    return None
 
 
 def decayed(kind: str, half_life_hours: float, epoch: int) -> str:

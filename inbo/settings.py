@@ -471,6 +471,10 @@ FEATURES_SYNC_LOCK_SECONDS = env_int("FEATURES_SYNC_LOCK_SECONDS", 60)
 # age a pending batch reaches before the sweep counts it (longer than ingestion's own try).
 FEATURES_JOB_LOCK_SECONDS = env_int("FEATURES_JOB_LOCK_SECONDS", 300)
 FEATURES_PENDING_MIN_AGE_SECONDS = env_float("FEATURES_PENDING_MIN_AGE_SECONDS", 10.0)
+# A user's Redis keys (counts, affinity, seen memory, hours) expire this many days after
+# their latest event; reconcile does not bring back those of a user idle longer, and
+# recounts them from the event log once the user is active again (docs/FEATURE_STORE.md).
+FEATURES_USER_IDLE_DAYS = env_float("FEATURES_USER_IDLE_DAYS", 30.0)
 # Oldest occurred_at a client may report, in days (older: 400). Bounds the months that need a
 # partition: a client can never make the request path create one (features_app/partitions.py).
 EVENTS_CLIENT_MAX_AGE_DAYS = env_int("EVENTS_CLIENT_MAX_AGE_DAYS", 30)

@@ -80,7 +80,8 @@ def test_every_builder_follows_the_naming_convention():
     built = [
         keys.beat_heartbeat(),
         keys.item_counts(7),
-        keys.item_daily(20000),
+        keys.item_daily(20000, 130),
+        keys.item_daily_legacy(20000),
         keys.decayed("clicks", 6.0, 3),
         keys.item_first_seen(),
         keys.user_counts(7),

@@ -27,22 +27,28 @@ def _signals(item, now=T0):
 
 
 def test_daily_buckets_count_per_item_and_type_and_expire():
-    user, item = UserFactory(), ItemFactory()
-    features.events_ingest([event(user, item, "click"), event(user, item, "click")])
-    key = keys.item_daily(int(T0.timestamp() // 86400))
+    user, item, now = UserFactory(), ItemFactory(), datetime.now(UTC)
+    features.events_ingest([event(user, item, "click", now), event(user, item, "click", now)])
+    day = int(now.timestamp() // 86400)
+    key = keys.item_daily(day, item.id)
     client = inbo_redis.state()
+    assert key.endswith(f":{day}.{item.id // keys.ITEM_DAILY_BLOCK_ITEMS}:v2")
     assert client.hgetall(key) == {f"{item.id}:click": "2"}
-    assert 0 < client.ttl(key) <= keys.ITEM_DAILY_TTL_SECONDS
+    assert client.object("encoding", key) == "listpack"
+    # Expires a day after the last 28-day window that reads it, whenever it was written.
+    assert client.expiretime(key) == (day + 29) * 86400
+    assert not client.exists(keys.item_daily_legacy(day))
 
 
 def test_user_state_and_decayed_sums_expire():
-    user, item = UserFactory(), ItemFactory()
-    features.events_ingest([event(user, item, "impression"), event(user, item, "click")])
+    user, item, now = UserFactory(), ItemFactory(), datetime.now(UTC).replace(microsecond=0)
+    features.events_ingest([event(user, item, "impression", now), event(user, item, "click", now)])
     client = inbo_redis.state()
+    idle_until = int(now.timestamp()) + counters.user_idle_seconds()
     for key in (keys.user_counts(user.id), keys.user_affinity(user.id)):
-        assert 0 < client.ttl(key) <= keys.USER_STATE_TTL_SECONDS, key
+        assert client.expiretime(key) == idle_until, key
     decay = counters.click_decay()
-    epoch = decay.epoch(T0.timestamp())
+    epoch = decay.epoch(now.timestamp())
     for kind in ("clicks", "expected"):
         assert client.ttl(keys.decayed(kind, decay.half_life_hours, epoch)) > 0, kind
 

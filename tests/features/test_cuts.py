@@ -119,7 +119,7 @@ def test_dry_run_reports_drift_for_every_counter_family_and_changes_nothing(worl
     epoch = decay.epoch(now.timestamp())
     u, a = users[0], items[0]
     client.hincrby(keys.item_counts(a.id), "impression", 5)
-    client.hincrby(keys.item_daily(int(now.timestamp() // 86400)), f"{a.id}:click", 2)
+    client.hincrby(keys.item_daily(int(now.timestamp() // 86400), a.id), f"{a.id}:click", 2)
     client.hincrby(keys.user_counts(u.id), "read", 1)
     for kind in ("clicks", "expected"):  # scores are scaled to the epoch: double them
         key = keys.decayed(kind, decay.half_life_hours, epoch)

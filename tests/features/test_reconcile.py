@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from features_app import pending, reconcile, sync
+from features_app import counters, pending, reconcile, sync
 from features_app import public as features
 from features_app.models import CounterQuarantine, ItemFeature, PendingCount, UserEvent
 from inbo import keys
@@ -89,7 +89,9 @@ def test_dry_run_reports_drift_per_counter_and_changes_nothing(world):
     client.hincrby(keys.item_counts(a.id), "click", 3)  # counted three times too often
     client.delete(keys.item_counts(b.id))  # a lost key
     client.delete(keys.user_counts(u1.id))
-    client.hincrby(keys.item_daily(int(timezone.now().timestamp() // 86400)), f"{a.id}:read", -1)
+    client.hincrby(
+        keys.item_daily(int(timezone.now().timestamp() // 86400), a.id), f"{a.id}:read", -1
+    )
     ItemFeature.objects.filter(item=b).delete()  # a lost row
     redis_before, rows_before = feature_store_state(), _rows()
 
@@ -122,7 +124,9 @@ def test_repair_brings_redis_and_item_feature_back_and_a_second_run_finds_nothin
     client.hincrby(keys.item_counts(a.id), "dwell_ms", -500)
     client.delete(keys.item_counts(b.id))
     client.delete(keys.user_counts(u1.id))
-    client.hincrby(keys.item_daily(int(timezone.now().timestamp() // 86400)), f"{b.id}:save", 4)
+    client.hincrby(
+        keys.item_daily(int(timezone.now().timestamp() // 86400), b.id), f"{b.id}:save", 4
+    )
     ItemFeature.objects.filter(item=b).delete()
     ItemFeature.objects.filter(item=a).update(clicks=0, dwell_ms=7)
 
@@ -131,7 +135,7 @@ def test_repair_brings_redis_and_item_feature_back_and_a_second_run_finds_nothin
     assert re.search(r"total drift [1-9]\d* \(repaired\)", output)
     assert _lifetime_state() == clean_redis
     assert _rows() == clean_rows
-    assert 0 < client.ttl(keys.user_counts(u1.id)) <= keys.USER_STATE_TTL_SECONDS
+    assert 0 < client.ttl(keys.user_counts(u1.id)) <= counters.user_idle_seconds()
     again = _command()
     assert "total drift 0 (repaired)" in again
     assert "redis         no drift" in again and "item_feature  no drift" in again
