@@ -9,7 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 # A UUID as text: 8-4-4-4-12 hex digits with hyphens, or the 32 digits alone, any case.
-_UUID_TEXT = re.compile(
+UUID_TEXT = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}", re.IGNORECASE
 )
 
@@ -25,7 +25,7 @@ class StrictUUIDField(serializers.UUIDField):
     def to_internal_value(self, data: Any) -> uuid.UUID:
         if isinstance(data, uuid.UUID):  # already parsed (called from Python, not JSON)
             return data
-        if not isinstance(data, str) or not _UUID_TEXT.fullmatch(data):
+        if not isinstance(data, str) or not UUID_TEXT.fullmatch(data):
             self.fail("invalid", value=data)
         return uuid.UUID(data)
 
