@@ -11,6 +11,10 @@ M users, four weeks of activity) in a scratch Redis database twice and measures 
    (``keys.memory_report_naive_counter``), converted key by key from the compact run, so
    both layouts hold exactly the same figures.
 
+Between the two it also measures the day buckets before and after ``migrate_counters``:
+rewritten as the v1 layout held them (one hash per day), then moved back to v2 by the
+migration itself (``counters_migration.migrate``), which must give the same hashes.
+
 Each layout is measured by ``INFO memory`` (``used_memory`` after minus before: everything,
 main dictionary and expiry entries included) and by ``MEMORY USAGE`` (exact per key for the
 compact layout, a random sample per kind of key for the naive one), split into the item
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from features_app import counters
+from features_app import counters, counters_migration
 from features_app.contracts import EventType
 from features_app.synthetic_activity import synthetic_world
 from inbo import keys, scratch
@@ -192,6 +196,30 @@ class MemoryReport:
     naive: LayoutFigures
     what_if: list[WhatIf]
     seconds: float
+    daily: DailyLayouts | None = None
+
+    def per_item_with_v1_days(self) -> float:
+        """Bytes per item (all in) had the day buckets stayed in the v1 layout."""
+        if self.daily is None:
+            return self.compact.per_item
+        extra = self.daily.v1_bytes - self.daily.v2_bytes
+        return self.compact.per_item + extra / max(1, self.items_with_counters)
+
+
+@dataclass(frozen=True)
+class DailyLayouts:
+    """The day buckets before (v1: a hash per day) and after ``migrate_counters`` (v2)."""
+
+    v1_keys: int
+    v1_bytes: int  # used_memory they take in v1
+    v1_encodings: dict[str, int]
+    v2_keys: int
+    v2_bytes: int  # used_memory they take in v2, as the migration left them
+    v2_encodings: dict[str, int]
+    fields: int
+    moved: int  # fields the migration moved (all of them)
+    identical: bool  # the migration gave back exactly the hashes counting wrote
+    seconds: float  # the migration's run time
 
 
 def _thing(key: str) -> str:
@@ -259,11 +287,66 @@ class WhatIf:
 
 # Fields per item in each kind (event types, plus dwell in the lifetime counts): a block of
 # items per hash keeps every hash within hash-max-listpack-entries, so it stays a listpack.
+# (``item_daily`` is shipped so since keys v2: see :func:`_daily_before_after`.)
 _BUCKETABLE = {
     "item_counts": len(EventType) + 1,
-    "item_daily": len(EventType),
     "item_first_seen": 1,
 }
+
+
+def _encodings(client: redis.Redis, names: list[str]) -> dict[str, int]:
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.object("encoding", name)
+    return dict(Counter(str(e) for e in pipe.execute()))
+
+
+def _daily_before_after(client: redis.Redis) -> DailyLayouts:
+    """Rewrite the v2 day buckets as v1 (a hash per day, with the TTL the v1 writer gave),
+    measure, run the migration, measure again and check it gave back the same hashes."""
+    names = [
+        k for k in _feature_keys(client) if (keys.item_daily_parse(k) or (0, None))[1] is not None
+    ]
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(name)
+    shipped = dict(zip(names, pipe.execute(), strict=True))
+    v2_encodings = _encodings(client, names)
+    for start in range(0, len(names), 1000):
+        client.delete(*names[start : start + 1000])
+    empty = _used_memory(client)
+    days: dict[int, dict[str, str]] = defaultdict(dict)
+    for name, mapping in shipped.items():
+        days[keys.item_daily_parse(name)[0]].update(mapping)  # type: ignore[index]
+    pipe = client.pipeline(transaction=False)
+    for day, mapping in days.items():
+        items_ = list(mapping.items())
+        for start in range(0, len(items_), 10000):
+            pipe.hset(keys.item_daily_legacy(day), mapping=dict(items_[start : start + 10000]))
+        pipe.expire(keys.item_daily_legacy(day), 29 * 86400)  # the v1 writer's TTL
+    pipe.execute()
+    v1_bytes = _used_memory(client) - empty
+    v1_names = [keys.item_daily_legacy(day) for day in days]
+    v1_encodings = _encodings(client, v1_names)
+    migration = counters_migration.migrate(client, batch=500)
+    v2_bytes = _used_memory(client) - empty
+    after = [k for k in _feature_keys(client) if keys.item_daily_parse(k) is not None]
+    pipe = client.pipeline(transaction=False)
+    for name in after:
+        pipe.hgetall(name)
+    migrated = dict(zip(after, pipe.execute(), strict=True))
+    return DailyLayouts(
+        v1_keys=len(days),
+        v1_bytes=v1_bytes,
+        v1_encodings=v1_encodings,
+        v2_keys=len(after),
+        v2_bytes=v2_bytes,
+        v2_encodings=v2_encodings,
+        fields=sum(len(m) for m in shipped.values()),
+        moved=migration.fields,
+        identical=migrated == shipped,
+        seconds=migration.seconds,
+    )
 
 
 def _what_if_bucketed(client: redis.Redis, thing: str, max_entries: int) -> WhatIf:
@@ -423,6 +506,10 @@ def memory_report(
         compact = LayoutFigures("compact", compact_used, compact_kinds, items_with, users_with)
         renew()
 
+        say("day buckets: rewriting them as v1, then migrate_counters back to v2")
+        daily = _daily_before_after(client)
+        renew()
+
         say("measuring what bucketing the item-side hashes would save (not shipped)")
         max_entries = int(server.get("hash-max-listpack-entries", "128").strip("?") or 128)
         what_if = [_what_if_bucketed(client, thing, max_entries) for thing in _BUCKETABLE]
@@ -446,4 +533,5 @@ def memory_report(
         naive=naive,
         what_if=what_if,
         seconds=round(time.monotonic() - started, 1),
+        daily=daily,
     )

@@ -103,6 +103,8 @@ class Command(BaseCommand):
         row("bytes per user (all in)", c.per_user, n.per_user)
         for layout in (c, n):
             self._kinds(layout)
+        if r.daily is not None:
+            self._daily(r)
         out("")
         out("  what if (not shipped): item-side hashes regrouped by block of item ids, so that")
         out("  each hash stays within hash-max-listpack-entries (a listpack, not a hashtable)")
@@ -122,6 +124,35 @@ class Command(BaseCommand):
             "extrapolated from a random sample of each kind of key; compact is exact.",
         ):
             out(f"  {line}")
+
+    def _daily(self, r: MemoryReport) -> None:
+        out, d = self.stdout.write, r.daily
+        assert d is not None
+
+        def encodings(found: dict[str, int]) -> str:
+            return ", ".join(f"{e} {n:,}" for e, n in sorted(found.items()))
+
+        out("")
+        out("  day buckets before and after manage.py migrate_counters (same fields):")
+        out(
+            f"    v1 (a hash per day)           {d.v1_keys:>9,} keys {_mb(d.v1_bytes):>10}  "
+            f"{encodings(d.v1_encodings)}"
+        )
+        out(
+            f"    v2 (a hash per day and block) {d.v2_keys:>9,} keys {_mb(d.v2_bytes):>10}  "
+            f"{encodings(d.v2_encodings)}"
+        )
+        out(
+            f"    migrate_counters moved {d.moved:,} of {d.fields:,} fields in {d.seconds:.1f}s; "
+            f"the result is {'identical to' if d.identical else 'DIFFERENT from'} what "
+            "counting writes"
+        )
+        before, after = r.per_item_with_v1_days(), r.compact.per_item
+        out(
+            f"    bytes per item (all in): {before:,.0f} before -> {after:,.0f} after "
+            f"({(after - before) / max(1, before):+.0%}); bytes per user: "
+            f"{r.compact.per_user:,.0f} (the day buckets are item-side)"
+        )
 
     def _kinds(self, layout: LayoutFigures) -> None:
         out = self.stdout.write
