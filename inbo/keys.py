@@ -482,3 +482,21 @@ def rules_user_day(campaign_id: int, user_id: int, day: str) -> str:
     """Integer: a campaign's impressions to one user on one UTC day (``day`` YYYYMMDD), for
     the per-user cap. TTL: ``RULES_USER_DAY_TTL_SECONDS``."""
     return _key("rules", "user_day", f"{campaign_id}-{user_id}-{day}", 1)
+
+
+# --- inbo.cache_l1: two-level cache of shared read-mostly data (Django cache, REDIS_CACHE_URL)
+# A namespace's entries are keyed by its current version token (a random string, never
+# reused, so a cache database that was emptied can never bring old entries back); replacing
+# the token orphans every entry of the older one, which then expires with its TTL.
+
+
+def cache_namespace_version(namespace: str) -> str:
+    """The current version token of a cache namespace (``items``, ``providers``, ...),
+    replaced to invalidate every process's copies. No TTL."""
+    return _key("cache", "version", namespace, 1)
+
+
+def cache_entry(namespace: str, version: str, key: str | int) -> str:
+    """One cached value of a namespace under its version token. TTL: the namespace's L2 TTL
+    (``TwoLevelCache(l2_ttl=...)``)."""
+    return _key("cache", namespace, f"{version}.{key}", 1)

@@ -150,6 +150,16 @@ CACHES = {
         },
     }
 }
+# Two-level cache of shared catalog data (inbo/cache_l1.py, docs/ARCHITECTURE.md "Caching"):
+# a process checks a namespace's version in Redis at most this often, so a catalog change
+# reaches every process's memory within this many seconds.
+CACHE_VERSION_CHECK_SECONDS = env_float("CACHE_VERSION_CHECK_SECONDS", 1.0)
+# Off: every lookup loads from PostgreSQL (a diagnosis switch; metrics count nothing).
+CACHE_L1_ENABLED = env_bool("CACHE_L1_ENABLED", True)
+# HTTP caching of the public catalog (inbo/api/http_cache.py): how long a shared cache (a CDN)
+# or a browser may reuse an anonymous catalog response, and serve it stale while revalidating.
+HTTP_CACHE_MAX_AGE = env_int("HTTP_CACHE_MAX_AGE", 60)
+HTTP_CACHE_STALE_WHILE_REVALIDATE = env_int("HTTP_CACHE_STALE_WHILE_REVALIDATE", 300)
 
 # --- Celery -----------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_BROKER_URL)

@@ -102,6 +102,15 @@ FEATURES_RECOVERIES = Counter(
     "Automatic rebuilds of the counters after Redis came back empty.",
 )
 
+# Two-level cache of shared catalog data (inbo/cache_l1.py): hit rate per level and namespace.
+CACHE_REQUESTS = Counter(
+    "inbo_cache_requests",
+    "Lookups of the two-level cache by level (`l1` this process's memory, `l2` Redis), "
+    "namespace and result: `hit`, `miss`, or `error` (L2 unreachable: the value was loaded "
+    "from PostgreSQL). A batch lookup counts each key.",
+    ["level", "namespace", "result"],
+)
+
 
 MODEL_FALLBACKS = Counter(
     "inbo_model_fallbacks",
@@ -156,6 +165,7 @@ WORKER_METRICS = (
     CIRCUIT_STATE,
     CIRCUIT_OPENS,
     EXPERIMENT_GUARDRAIL_STOPS,
+    CACHE_REQUESTS,
 )
 
 
