@@ -8,4 +8,8 @@ class ReadingAppConfig(AppConfig):
 
     def ready(self) -> None:
         # Catalog changes become notifications other apps can subscribe to (search).
-        from reading_app import signals  # noqa: F401
+        # ...and empty the shared caches of catalog data (reading_app/caches.py).
+        from reading_app import caches, signals  # noqa: F401
+        from reading_app.services import changes
+
+        changes.subscribe(caches.catalog_changed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from reading_app import selectors
+from reading_app import caches, selectors
 from reading_app.api.serializers import ItemListSerializer, ProviderSerializer
 from reading_app.contracts import (
     BulkCreateResult,
@@ -182,9 +182,16 @@ def recent_item_ids(
 def item_cards(item_ids: Sequence[int]) -> dict[int, dict]:
     """Published items as feed cards (id, title, summary, url, provider, categories, …),
     by id, in two queries. Unavailable or unknown ids are absent."""
+    # Shared by every reader: served from the two-level cache (reading_app/caches.py), which
+    # every process empties within a second of an item, provider or category change. The
+    # cards are shared between callers: read-only.
+    return caches.ITEM_CARDS.get_many(item_ids, _load_item_cards)
+
+
+def _load_item_cards(item_ids: list[int]) -> dict[int, dict]:
     # A card shows no body: a feed page of long issues must not load them all.
-    items = selectors.item_list().filter(id__in=list(item_ids)).defer("body")
-    return {row["id"]: row for row in ItemListSerializer(items, many=True).data}
+    items = selectors.item_list().filter(id__in=item_ids).defer("body")
+    return {row["id"]: dict(row) for row in ItemListSerializer(items, many=True).data}
 
 
 def category_names(category_ids: Sequence[int] | set[int]) -> dict[int, str]:
@@ -294,9 +301,14 @@ def catalog_changed_since(since: datetime) -> dict[str, list[int]]:
 
 
 def provider_cards(provider_ids: Sequence[int]) -> dict[int, dict]:
-    """Providers as cards (``ProviderCardSerializer``), by id, in two queries."""
-    rows = selectors.provider_list().filter(id__in=list(provider_ids))
-    return {row["id"]: row for row in ProviderSerializer(rows, many=True).data}
+    """Providers as cards (``ProviderCardSerializer``), by id, in two queries at most
+    (served from the two-level cache, like :func:`item_cards`; read-only)."""
+    return caches.PROVIDER_CARDS.get_many(provider_ids, _load_provider_cards)
+
+
+def _load_provider_cards(provider_ids: list[int]) -> dict[int, dict]:
+    rows = selectors.provider_list().filter(id__in=provider_ids)
+    return {row["id"]: dict(row) for row in ProviderSerializer(rows, many=True).data}
 
 
 def reading_progress_table() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -11,6 +10,7 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet
 from django.db.models.functions import Left
 
+from reading_app import caches
 from reading_app.contracts import ItemFacets, ItemSearchData, ProviderSearchData
 from reading_app.models import Category, Item, Provider, ReadingProgress, SavedItem, Subscription
 
@@ -61,36 +61,31 @@ def progress_for(*, user_id: int, item_id: int) -> ReadingProgress | None:
 
 
 # Facets change rarely (provider, categories, publication, status) and every feed build
-# needs hundreds of them: each process keeps them for a short while.
-FACETS_TTL_SECONDS = 60.0
-FACETS_CACHE_MAX = 200_000
-_facets_cache: dict[int, tuple[float, ItemFacets]] = {}
+# needs hundreds of them: shared through the two-level cache (reading_app/caches.py), which
+# every process empties within a second of a change to an item, provider or category.
 
 
 def facets_cache_clear() -> None:
-    """Forget this process's cached facets (tests; after bulk edits in a shell)."""
-    _facets_cache.clear()
+    """Forget every cached facet, in every process (tests; after bulk edits in a shell,
+    which send no change signals)."""
+    caches.ITEM_FACETS.invalidate()
 
 
 def item_facets(item_ids: Iterable[int], *, cached: bool = False) -> dict[int, ItemFacets]:
     """Provider, categories and publication time of items, in two queries.
 
-    ``cached=True`` serves facets read in this process within the last minute (for the
-    feed; an unpublished item may be seen as available for that long).
+    ``cached=True`` serves them from the two-level cache (for the feed: a change reaches
+    every process within ``CACHE_VERSION_CHECK_SECONDS``; a bulk ``UPDATE`` that sends no
+    signal, within the cache's TTL).
     """
-    ids = list(set(item_ids))
+    if cached:
+        return caches.ITEM_FACETS.get_many(item_ids, _load_facets)
+    return _load_facets(list(set(item_ids)))
+
+
+def _load_facets(ids: list[int]) -> dict[int, ItemFacets]:
     if not ids:
         return {}
-    result: dict[int, ItemFacets] = {}
-    if cached:
-        now = time.monotonic()
-        for item_id in ids:
-            hit = _facets_cache.get(item_id)
-            if hit is not None and hit[0] > now:
-                result[item_id] = hit[1]
-        ids = [i for i in ids if i not in result]
-        if not ids:
-            return result
     rows = Item.objects.filter(id__in=ids).values_list(
         "id", "provider_id", "published_at", "status", "language"
     )
@@ -99,7 +94,7 @@ def item_facets(item_ids: Iterable[int], *, cached: bool = False) -> dict[int, I
         "item_id", "category_id"
     ):
         cats.setdefault(item_id, []).append(category_id)
-    fetched = {
+    return {
         item_id: ItemFacets(
             item_id=item_id,
             provider_id=provider_id,
@@ -110,13 +105,6 @@ def item_facets(item_ids: Iterable[int], *, cached: bool = False) -> dict[int, I
         )
         for item_id, provider_id, published_at, status, language in rows
     }
-    if cached:
-        if len(_facets_cache) > FACETS_CACHE_MAX:
-            _facets_cache.clear()
-        expires = time.monotonic() + FACETS_TTL_SECONDS
-        _facets_cache.update((k, (expires, v)) for k, v in fetched.items())
-    result.update(fetched)
-    return result
 
 
 def subscribed_provider_ids(*, user_id: int) -> set[int]:

@@ -6,7 +6,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from reading_app.selectors import facets_cache_clear
+from inbo.cache_l1 import clear_all_local
 from tests.factories import UserFactory
 
 
@@ -35,7 +35,7 @@ def _clean_redis(request, _redis_databases_are_the_tests_own):
     from inbo import redis as inbo_redis
 
     inbo_redis.reset_clients()
-    facets_cache_clear()
+    clear_all_local()  # the two-level caches' memory: a test never sees another's values
     try:
         inbo_redis.state().flushdb()
         cache.clear()

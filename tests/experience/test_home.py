@@ -21,9 +21,9 @@ from features_app import public as features
 from features_app.contracts import EventIn, EventType
 from inbo import keys
 from inbo import redis as inbo_redis
+from reading_app import caches as catalog_caches
 from reading_app import public as reading
 from reading_app.models import Item, ReadingProgress
-from reading_app.selectors import facets_cache_clear
 from tests.experience.utils import (
     HOME,
     all_ids,
@@ -519,9 +519,9 @@ def test_home_runs_a_constant_number_of_queries_whatever_the_page_size(
     assert all(len(s["items"]) == 3 for s in small["sections"])
     assert len(small["sections"]) == len(SECTION_ORDER)
 
-    # A second cold build on equal terms: no cached feed, facets or co-reading.
+    # A second cold build on equal terms: no cached feed, facets, cards or co-reading.
     inbo_redis.state().delete(keys.feed(user.id), keys.co_read(big_world[0].id))
-    facets_cache_clear()
+    catalog_caches.invalidate_all()
     with override_settings(EXPERIENCE_SECTION_PAGE_SIZE=30):
         with django_assert_num_queries(miss):
             large = auth_client.get(HOME).json()
