@@ -500,3 +500,12 @@ def cache_entry(namespace: str, version: str, key: str | int) -> str:
     """One cached value of a namespace under its version token. TTL: the namespace's L2 TTL
     (``TwoLevelCache(l2_ttl=...)``)."""
     return _key("cache", namespace, f"{version}.{key}", 1)
+
+
+# --- inbo.replicas: read-your-writes (state database) --------------------------------------
+
+
+def recent_write(user_id: int) -> str:
+    """Present while ``user_id``'s lag-tolerant reads must use the primary: set by each of
+    their writes. TTL: ``READ_YOUR_WRITES_SECONDS``."""
+    return _key("db", "recent_write", user_id, 1)

@@ -69,6 +69,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Read replicas: the request's method and user for the routing, its writes remembered.
+    "inbo.replicas.ReplicaRoutingMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -118,6 +120,31 @@ else:
     _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Read replicas (ADR 0025, docs/OPERATIONS.md "Read replicas"): comma-separated URLs, each a
+# connection "replica_N" with the primary's options. Only reads their callers mark as
+# lag-tolerant (inbo/replicas.py) go there, and only to a replica at most MAX_LAG seconds
+# behind; a user who wrote within READ_YOUR_WRITES_SECONDS reads from the primary. Each
+# process checks a replica's lag at most every CHECK seconds, and leaves one it could not
+# reach alone for RETRY seconds. Tests use the primary's test database for them (MIRROR).
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS", [])
+DATABASE_REPLICA_MAX_LAG_SECONDS = env_float("DATABASE_REPLICA_MAX_LAG_SECONDS", 5.0)
+DATABASE_REPLICA_CHECK_SECONDS = env_float("DATABASE_REPLICA_CHECK_SECONDS", 5.0)
+DATABASE_REPLICA_RETRY_SECONDS = env_float("DATABASE_REPLICA_RETRY_SECONDS", 30.0)
+READ_YOUR_WRITES_SECONDS = env_int("READ_YOUR_WRITES_SECONDS", 5)
+for _n, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
+    _parsed = dj_database_url.parse(_url)
+    DATABASES[f"replica_{_n}"] = {
+        **_db,
+        **{k: _parsed[k] for k in ("NAME", "USER", "PASSWORD", "HOST", "PORT")},
+        # A replica that does not answer is skipped: connecting gives up sooner (libpq's
+        # least is 2 s).
+        "OPTIONS": {
+            **_db["OPTIONS"],
+            "connect_timeout": env_int("DATABASE_REPLICA_CONNECT_TIMEOUT", 2),
+        },
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_ROUTERS = ["inbo.db_router.ReplicaRouter"] if DATABASE_REPLICA_URLS else []
 
 # --- Redis: one server, separate databases per role -------------------------------------
 # Clearing the cache must never drop a queued task or a counter, so each role has its own

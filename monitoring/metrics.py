@@ -75,6 +75,36 @@ CIRCUIT_OPENS = Counter(
     "Times a circuit breaker opened, by dependency (a failed half-open trial counts again).",
     ["dependency"],
 )
+# Read replicas (inbo/replicas.py, ADR 0025). The gauges are per process: "livemax" reports
+# the worst lag any live process saw, "livemin" a replica as down while any process finds it so.
+DB_REPLICA_READS = Counter(
+    "inbo_db_replica_reads",
+    "Lag-tolerant reads (calls) answered by a replica, by replica.",
+    ["replica"],
+)
+DB_REPLICA_FALLBACKS = Counter(
+    "inbo_db_replica_fallbacks",
+    "Lag-tolerant reads (calls) answered by the primary, by reason: transaction (inside an "
+    "atomic block), recent_write (the request writes, or its user wrote within "
+    "READ_YOUR_WRITES_SECONDS), write_unknown (Redis could not say), lagging (every replica "
+    "behind DATABASE_REPLICA_MAX_LAG_SECONDS), down (none reachable), lost (the replica failed "
+    "during the read, which ran again on the primary), conflict (the replica cancelled it).",
+    ["reason"],
+)
+DB_REPLICA_LAG = Gauge(
+    "inbo_db_replica_lag_seconds",
+    "How far a replica may be behind the primary, in seconds, at this process's last check "
+    "(0: it had replayed everything the primary had written).",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+DB_REPLICA_UP = Gauge(
+    "inbo_db_replica_up",
+    "1 when this process's last check reached the replica as a standby (lagging or not), 0 "
+    "when it could not (or found it promoted).",
+    ["replica"],
+    multiprocess_mode="livemin",
+)
 CELERY_TASK_RUNS = Counter(
     "inbo_celery_task_runs",
     "Celery task runs by task and final state (SUCCESS, FAILURE, RETRY, ...).",

@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet
 from django.db.models.functions import Left
 
+from inbo.replicas import lag_tolerant
 from reading_app import caches
 from reading_app.contracts import ItemFacets, ItemSearchData, ProviderSearchData
 from reading_app.models import Category, Item, Provider, ReadingProgress, SavedItem, Subscription
@@ -137,6 +138,7 @@ def in_progress(*, user_id: int, since: datetime, limit: int) -> list[tuple[int,
     )
 
 
+@lag_tolerant  # candidate pools of the feed and the rules: a replica may answer
 def recent_item_ids(
     *,
     since: datetime,

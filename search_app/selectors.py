@@ -10,6 +10,7 @@ from django.db.models import Avg, Count, Exists, F, FloatField, OuterRef, Q, Que
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from inbo.replicas import lag_tolerant
 from search_app.models import SearchClick, SearchLog
 
 TOP = 20
@@ -64,6 +65,7 @@ def search_logs(date_from: datetime, date_to: datetime) -> QuerySet[SearchLog]:
     return SearchLog.objects.filter(created_at__gte=date_from, created_at__lt=date_to)
 
 
+@lag_tolerant  # figures of past periods: a replica may answer
 def analytics_summary(
     date_from: datetime, date_to: datetime, *, top: int = TOP
 ) -> AnalyticsSummary:

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from experiments_app.services import lifecycle
 from experiments_app.services.report import REPORT_METRICS, experiment_report
 from inbo.api.schema import error_responses
+from inbo.replicas import lag_tolerant
 
 
 class ReportParamsSerializer(serializers.Serializer):
@@ -163,6 +164,7 @@ class ExperimentReportView(APIView):
         responses={200: ExperimentReportSerializer, **error_responses(400, 401, 403, 404)},
         tags=["experiments"],
     )
+    @lag_tolerant  # figures of days past: a replica may answer
     def get(self, request: Request, key: str) -> Response:
         params = ReportParamsSerializer(data=request.query_params.dict())
         params.is_valid(raise_exception=True)

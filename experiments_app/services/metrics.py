@@ -37,13 +37,14 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
-from django.db import connection
+from django.db import connections
 from django.utils import timezone
 from numpy.typing import NDArray
 
 from experience_app import public as experience
 from experiments_app.models import Experiment, Exposure, Metric, Variant
 from features_app import public as features
+from inbo.replicas import read_alias
 from reading_app import public as reading
 
 MetricKind = Literal["ratio", "count", "mean"]
@@ -242,7 +243,8 @@ def _params(experiment: Experiment, pop: Population) -> dict[str, Any]:
 
 
 def _fetch(sql: str, params: dict[str, Any]) -> list[tuple]:
-    with connection.cursor() as cursor:
+    # A replica inside a lag-tolerant call (the report endpoint), else the primary.
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
 

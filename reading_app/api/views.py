@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from inbo.api.pagination import NewestFirstCursorPagination
 from inbo.api.schema import error_responses
 from inbo.errors import NotFound
+from inbo.replicas import LagTolerantReads
 from reading_app import selectors
 from reading_app.api.filters import ItemFilter, ProviderFilter, SubscriptionFilter
 from reading_app.api.serializers import (
@@ -39,8 +40,8 @@ ITEM_ID = OpenApiParameter("item_id", int, OpenApiParameter.PATH, description="I
         responses={200: ProviderSerializer, **error_responses(401, 404)},
     ),
 )
-class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
-    """Newsletters in the catalog; readable without signing in."""
+class ProviderViewSet(LagTolerantReads, viewsets.ReadOnlyModelViewSet):
+    """Newsletters in the catalog; readable without signing in (a replica may answer)."""
 
     serializer_class = ProviderSerializer
     permission_classes = [permissions.AllowAny]
@@ -66,8 +67,9 @@ class ItemCursorPagination(NewestFirstCursorPagination):
         responses={200: ItemDetailSerializer, **error_responses(401, 404)},
     ),
 )
-class ItemViewSet(viewsets.ReadOnlyModelViewSet):
-    """Published items; cursor-paginated so new items never shift a page."""
+class ItemViewSet(LagTolerantReads, viewsets.ReadOnlyModelViewSet):
+    """Published items; cursor-paginated so new items never shift a page (a replica may
+    answer)."""
 
     permission_classes = [permissions.AllowAny]
     filterset_class = ItemFilter

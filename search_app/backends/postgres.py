@@ -27,9 +27,10 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
+from inbo.replicas import lag_tolerant, read_alias
 from reading_app.contracts import CatalogKind
 from search_app.backends import pg_text
 from search_app.backends.base import BackendUnavailable, SearchBackend
@@ -239,9 +240,11 @@ class PostgresBackend(SearchBackend):
     @contextmanager
     def _bounded(self) -> Iterator[Any]:
         """A cursor in a transaction whose statements time out after
-        ``SEARCH_STATEMENT_TIMEOUT_MS``; the previous timeout is restored after."""
-        nested = connection.in_atomic_block
-        with transaction.atomic(), connection.cursor() as cursor:
+        ``SEARCH_STATEMENT_TIMEOUT_MS``; the previous timeout is restored after. On a
+        replica inside a lag-tolerant call (``inbo.replicas``)."""
+        db = connections[read_alias()]
+        nested = db.in_atomic_block
+        with transaction.atomic(using=db.alias), db.cursor() as cursor:
             previous = None
             if nested:  # SET LOCAL would outlive this block: put the old value back
                 cursor.execute("SELECT current_setting('statement_timeout')")
@@ -257,17 +260,7 @@ class PostgresBackend(SearchBackend):
     def search(self, query: SearchQuery) -> SearchResult:
         text = normalize_query(query.text)
         try:
-            with self._bounded() as cursor:
-                corrected = None
-                parsed = pg_text.parse(text) if text else None
-                if parsed is not None:
-                    fixed = self._correct(cursor, parsed)
-                    if fixed != text:
-                        corrected, parsed = fixed, pg_text.parse(fixed)
-                tsquery = pg_text.tsquery_sql(parsed) if parsed is not None else None
-                sql, params = _search_sql(query, tsquery)
-                cursor.execute(sql, params)
-                total, categories, providers, languages, page = cursor.fetchone()
+            corrected, (total, categories, providers, languages, page) = self._read(query, text)
         except OperationalError as exc:  # statement timeout, lost connection
             raise BackendUnavailable(f"postgres search: {exc}") from exc
         facets = {"category": dict(_pairs(categories)), "language": dict(_pairs(languages))}
@@ -286,6 +279,21 @@ class PostgresBackend(SearchBackend):
         return SearchResult(
             hits=hits, total=int(total), facets=facets, corrected_query=corrected, backend=self.name
         )
+
+    @lag_tolerant  # the index follows the catalog through the outbox anyway: may lag
+    def _read(self, query: SearchQuery, text: str) -> tuple[str | None, tuple]:
+        """(corrected text or None, the search statement's row)."""
+        with self._bounded() as cursor:
+            corrected = None
+            parsed = pg_text.parse(text) if text else None
+            if parsed is not None:
+                fixed = self._correct(cursor, parsed)
+                if fixed != text:
+                    corrected, parsed = fixed, pg_text.parse(fixed)
+            tsquery = pg_text.tsquery_sql(parsed) if parsed is not None else None
+            sql, params = _search_sql(query, tsquery)
+            cursor.execute(sql, params)
+            return corrected, cursor.fetchone()
 
     def _correct(self, cursor: Any, parsed: pg_text.ParsedText) -> str:
         words = pg_text.correctable_words(parsed)
