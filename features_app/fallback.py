@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
 
+from features_app import baseline
 from features_app.contracts import (
     AFFINITY_WEIGHTS,
     POSITIVE_TYPES,
@@ -90,7 +92,32 @@ def item_signals_from_log(item_ids: Sequence[int], *, now: datetime) -> dict[int
                 decayed_expected=float(dexp),
                 first_seen=first,
             )
+    # Detached months count through their baselines (ADR 0026); their decayed sums are
+    # left out (months old, they weigh nothing now).
+    for item_id, extra in baseline.item_counts(ids).items():
+        was = result[item_id]
+        seen = extra.get("first_seen")
+        result[item_id] = replace(
+            was,
+            **{
+                name: getattr(was, name) + int(extra.get(kind, 0))
+                for name, kind in _BASELINE_FIELDS.items()
+            },
+            first_seen=min(
+                (t for t in (was.first_seen, seen and datetime.fromtimestamp(seen, UTC)) if t),
+                default=None,
+            ),
+        )
     return result
+
+
+_BASELINE_FIELDS = {
+    "impressions": EventType.IMPRESSION.value,
+    "clicks": EventType.CLICK.value,
+    "reads": EventType.READ.value,
+    "saves": EventType.SAVE.value,
+    "dismisses": EventType.DISMISS.value,
+}
 
 
 def user_profile_from_log(user_id: int, *, now: datetime) -> UserProfile:

@@ -329,3 +329,52 @@ class SegmentSize(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.kind} {self.key}: {self.users}"
+
+
+class DetachedMonth(models.Model):
+    """A month of the event log taken out of ``UserEvent`` (``partitions.detach_partitions``),
+    with the counts it held: its ``CounterBaseline`` rows are added to every recount of the
+    lifetime counters from the attached months (reconcile, restore, the degraded path).
+
+    One row per detached table (``table``, e.g. ``features_app_userevent_d2019_11``), written
+    in the transaction that detaches it: a month detached twice (a late event recreated its
+    partition) has two rows, each counting its own events once."""
+
+    table = models.CharField(max_length=63, unique=True)
+    month = models.DateField(help_text="First day of the UTC month")
+    rows = models.BigIntegerField(default=0)
+    min_event_id = models.BigIntegerField(null=True, blank=True)
+    max_event_id = models.BigIntegerField(null=True, blank=True)
+    detached_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("month", "id")
+
+    def __str__(self) -> str:
+        return f"{self.table} ({self.rows} events)"
+
+
+class CounterBaseline(models.Model):
+    """One counter field as a detached month's events alone made it: ``value`` of field
+    ``field`` of Redis key ``key`` (item and user lifetime counts, affinity, seen memory,
+    first-seen times, decayed sums of epochs still kept). ``cleared``: seen memory only, the
+    month ended with the field cleared by a positive action (so what came before it no
+    longer counts)."""
+
+    detached = models.ForeignKey(DetachedMonth, on_delete=models.CASCADE, related_name="baseline")
+    key = models.CharField(max_length=200)
+    field = models.CharField(max_length=64)
+    value = models.FloatField()
+    cleared = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("detached", "id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["detached", "key", "field"], name="counter_baseline_field_once"
+            )
+        ]
+        indexes = [models.Index(fields=["key"], name="counter_baseline_key_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.field}={self.value:g}"

@@ -40,7 +40,8 @@ from django.db import connection, transaction
 from django.db.utils import IntegrityError
 from django.utils import timezone
 
-from features_app.models import UserEvent
+from features_app import baseline, forgetting, jobs
+from features_app.models import PendingCount, UserEvent
 from inbo.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -302,7 +303,8 @@ def count_rows(name: str) -> int:
 
 
 def detach_partitions(older_than: date, *, today: date | None = None) -> list[tuple[str, str]]:
-    """Detach every partition of a month before ``older_than``'s month; keep the tables.
+    """Detach every partition of a month before ``older_than``'s month, after storing its
+    counts (``features_app.baseline``, ADR 0026); keep the tables.
 
     Each detached table is renamed ``features_app_userevent_dYYYY_MM`` (so that events
     arriving later for that month get a new partition), loses its foreign keys (an archive
@@ -310,8 +312,11 @@ def detach_partitions(older_than: date, *, today: date | None = None) -> list[tu
     the database with its rows and indexes. The current month and later ones are never
     detached. Returns ``(old name, new name)`` pairs.
 
-    Detached events leave every query of ``UserEvent``, reconciliation's recount included:
-    recount lifetime counters before relying on reconciliation after a detach.
+    Detached events leave every query of ``UserEvent``; their counts stay in the baseline,
+    stored in the same transaction under the same advisory lock, which every recount of
+    lifetime counters adds (reconcile, restore, the degraded path). The run holds the
+    counting pause (``jobs.run``), so no reconcile, snapshot or restore reads the log
+    halfway, and refuses a month with events still waiting to be counted (pending).
     """
     cutoff = month_start(older_than)
     today_ = today or timezone.now().date()
@@ -321,8 +326,14 @@ def detach_partitions(older_than: date, *, today: date | None = None) -> list[tu
             f"refusing to detach {this_month:%Y-%m} or later: only past months can be detached"
         )
     done: list[tuple[str, str]] = []
-    with transaction.atomic(), connection.cursor() as cursor:
+    with (
+        jobs.run("detach", ttl_seconds=settings.FEATURES_JOB_LOCK_SECONDS, pause_counting=True),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         _lock(cursor)
+        rules = forgetting.rules()
+        now = timezone.now()
         attached = _attached_months(cursor)
         existing = {name for name, *_ in _tables(cursor)}
         for month in sorted(m for m in attached if m < cutoff):
@@ -332,6 +343,11 @@ def detach_partitions(older_than: date, *, today: date | None = None) -> list[tu
             while new_name in existing:
                 suffix += 1
                 new_name = f"{DETACHED_PREFIX}{_yyyy_mm(month)}_{suffix}"
+            # No event may reach the month between its count and its detach (a backfill):
+            # SHARE blocks writes to this partition only; readers go on.
+            cursor.execute(f"LOCK TABLE {name} IN SHARE MODE")
+            _refuse_pending(cursor, name, month)
+            baseline.record(name, table=new_name, month=month, forget=rules, now=now)
             cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {name}")
             cursor.execute(f"ALTER TABLE {name} RENAME TO {new_name}")
             cursor.execute(
@@ -361,3 +377,17 @@ def detach_partitions(older_than: date, *, today: date | None = None) -> list[tu
     if done:
         logger.info("features.partitions_detached names=%s", ",".join(n for n, _ in done))
     return done
+
+
+def _refuse_pending(cursor, name: str, month: date) -> None:
+    """PartitionError if a stored batch not yet counted holds an event of ``name``: its
+    count would be in the baseline and then again in Redis once the sweep counts it."""
+    waiting = [i for ids in PendingCount.objects.values_list("event_ids", flat=True) for i in ids]
+    if not waiting:
+        return
+    cursor.execute(f"SELECT count(*) FROM {name} WHERE id = ANY(%s)", [waiting])
+    if cursor.fetchone()[0]:
+        raise PartitionError(
+            f"events of {_yyyy_mm(month, '-')} wait to be counted (pending batches): detach "
+            "it once the pending sweep has counted them"
+        )

@@ -100,7 +100,7 @@ def reconcile(*, dry_run: bool = False, now: datetime | None = None) -> Reconcil
         job.resume_counting()
         forget_after = forgetting.rules()
         moved = {u for u in set(forget) | set(forget_after) if forget.get(u) != forget_after.get(u)}
-        # Detached months count through their stored baselines (ADR 0025); a detach that
+        # Detached months count through their stored baselines (ADR 0026); a detach that
         # commits while the log is read would leave its month counted by neither side.
         detached = baseline.detached_tables()
         base = baseline.seed(cut.Model(), forget=forget_after)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
-from features_app import counters, cut, forgetting, jobs
+from features_app import baseline, counters, cut, forgetting, jobs
 from features_app.contracts import counters_recovered
 from features_app.jobs import JobBusy
 from features_app.models import CounterSnapshot, CounterSnapshotKey, PendingCount
@@ -136,6 +136,21 @@ def restore(*, progress: Callable[[int], None] | None = None) -> RestoreReport:
             CounterSnapshot.objects.filter(complete=True).order_by("-created_at", "-id").first()
         )
         _delete_counter_keys(client)
+        # Detached months count through their baselines (ADR 0026): those the snapshot does
+        # not hold are added before the replay; a month partly in its cut leaves the
+        # snapshot aside (a full rebuild: baselines, then the whole log).
+        months = None
+        if snapshot is not None:
+            _, months, straddling = baseline.covered_by(
+                snapshot.last_event_id, snapshot.unapplied_event_ids
+            )
+            if straddling:
+                logger.warning(
+                    "features.restore_full_rebuild snapshot=%s detached=%s",
+                    snapshot.pk,
+                    ",".join(m.table for m in straddling),
+                )
+                snapshot = None
         restored = 0
         after, unapplied = 0, []
         if snapshot is not None:
@@ -150,6 +165,10 @@ def restore(*, progress: Callable[[int], None] | None = None) -> RestoreReport:
                 if restored % DUMP_BATCH == 0:
                     pipe.execute()
                     job.renew()
+            pipe.execute()
+        if months is None or months:
+            pipe = client.pipeline(transaction=False)
+            baseline.apply(pipe, baseline.ops(forget=forgetting.rules(), months=months))
             pipe.execute()
         upto = cut.watermark()
         replayed = _replay(after, upto, unapplied, progress, job)
