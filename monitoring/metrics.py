@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+import redis
 from django.conf import settings
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -243,6 +244,78 @@ def _labelled(
     return family
 
 
+# Redis roles (docs/OPERATIONS.md, "Redis memory"): each its own database, possibly on one
+# server; the memory figures are the server's, the keys the role's database.
+REDIS_ROLES = (
+    ("broker", "REDIS_BROKER_URL"),
+    ("cache", "REDIS_CACHE_URL"),
+    ("state", "REDIS_STATE_URL"),
+)
+
+
+def redis_memory_metrics() -> Iterator[Metric]:
+    """Memory, limit, evictions and keys of each Redis role: one INFO per role and scrape
+    (a role that does not answer is left out; InboRedisDown covers it)."""
+    families = {
+        "used": GaugeMetricFamily(
+            "inbo_redis_used_memory_bytes",
+            "Memory the role's Redis server has allocated (INFO used_memory).",
+            labels=["role"],
+        ),
+        "max": GaugeMetricFamily(
+            "inbo_redis_maxmemory_bytes",
+            "The role's Redis maxmemory (0: no limit, the server may take the whole machine).",
+            labels=["role"],
+        ),
+        "ratio": GaugeMetricFamily(
+            "inbo_redis_memory_used_ratio",
+            "used_memory / maxmemory of the role's Redis server (absent without a limit).",
+            labels=["role"],
+        ),
+        "evicted": CounterMetricFamily(
+            "inbo_redis_evicted_keys",
+            "Keys the role's Redis server evicted to stay under maxmemory (since it started).",
+            labels=["role"],
+        ),
+        "keys": GaugeMetricFamily(
+            "inbo_redis_keys", "Keys in the role's Redis database.", labels=["role"]
+        ),
+        "expiring": GaugeMetricFamily(
+            "inbo_redis_expiring_keys",
+            "Keys with a TTL in the role's Redis database.",
+            labels=["role"],
+        ),
+        "policy": GaugeMetricFamily(
+            "inbo_redis_maxmemory_policy",
+            "1 for the role's Redis maxmemory-policy (what it does at maxmemory).",
+            labels=["role", "policy"],
+        ),
+    }
+    for role, setting in REDIS_ROLES:
+        client = checks.probe(getattr(settings, setting))
+        db = int(client.connection_pool.connection_kwargs.get("db", 0))
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.info("memory")
+            pipe.info("stats")
+            pipe.info("keyspace")
+            memory, stats, keyspace = pipe.execute()
+        except redis.RedisError:
+            continue
+        used, limit = float(memory["used_memory"]), float(memory.get("maxmemory", 0))
+        families["used"].add_metric([role], used)
+        families["max"].add_metric([role], limit)
+        if limit > 0:
+            families["ratio"].add_metric([role], used / limit)
+        families["evicted"].add_metric([role], float(stats.get("evicted_keys", 0)))
+        space = keyspace.get(f"db{db}", {})
+        families["keys"].add_metric([role], float(space.get("keys", 0)))
+        families["expiring"].add_metric([role], float(space.get("expires", 0)))
+        policy = str(memory.get("maxmemory_policy", "unknown"))
+        families["policy"].add_metric([role, policy], 1.0)
+    yield from families.values()
+
+
 class InboCollector(Collector):
     """Feature store, feed cache, readiness, Celery and search figures, read per scrape."""
 
@@ -251,6 +324,7 @@ class InboCollector(Collector):
         results = {r.name: r for r in checks.run_all()}
         yield from self._health(results)
         yield from self._celery(results)
+        yield from redis_memory_metrics()
         yield from search_metrics(results["search"].data if "search" in results else {})
 
     def describe(self) -> Iterator[Metric]:
