@@ -31,7 +31,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -365,6 +365,18 @@ def lag_tolerant(func: Callable[P, R]) -> Callable[P, R]:
         return result
 
     return wrapper
+
+
+@contextlib.contextmanager
+def on_primary() -> Iterator[None]:
+    """Inside the block, lag-tolerant calls read from the primary: for reads that fill a
+    cache emptied on change (a replica a second behind would store the old rows for the
+    cache's whole lifetime)."""
+    token = _scope.set(DEFAULT_DB_ALIAS)
+    try:
+        yield
+    finally:
+        _scope.reset(token)
 
 
 class LagTolerantReads:

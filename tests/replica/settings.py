@@ -5,8 +5,8 @@ Run apart from the suite, in their own process (scripts/test does)::
 
     pytest --ds=tests.replica.settings -p no:cacheprovider --no-cov tests/replica
 
-The servers take two free loopback ports, chosen here once and passed to the script through
-the environment (REPLICA_PRIMARY_PORT, REPLICA_PORT).
+The servers take two free loopback ports, chosen here and passed to the script through the
+environment (REPLICA_PRIMARY_PORT, REPLICA_PORT).
 """
 
 import os
@@ -19,9 +19,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-os.environ.setdefault("REPLICA_PRIMARY_PORT", str(_free_port()))
-os.environ.setdefault("REPLICA_PORT", str(_free_port()))
-os.environ.setdefault("REPLICA_DB", "inbo_replica_test")
+# Always fresh ports: a developer's `make replica` pair (5442, 5443) may be running.
+os.environ["REPLICA_PRIMARY_PORT"] = str(_free_port())
+os.environ["REPLICA_PORT"] = str(_free_port())
+os.environ["REPLICA_DB"] = "inbo_replica_test"
 REPLICA_TEST_DB = os.environ["REPLICA_DB"]
 _PRIMARY = f"postgres://postgres@127.0.0.1:{os.environ['REPLICA_PRIMARY_PORT']}/{REPLICA_TEST_DB}"
 _REPLICA = f"postgres://postgres@127.0.0.1:{os.environ['REPLICA_PORT']}/{REPLICA_TEST_DB}"

@@ -76,6 +76,9 @@ def test_a_lag_tolerant_read_is_served_by_the_replica_writes_and_others_by_the_p
         return port, inside[0]
 
     assert read_then_write() == (replica, primary)
+    # What fills a cache emptied on change reads the primary.
+    with replicas.on_primary():
+        assert _tolerant_read(provider.slug) == (primary, "Streamed")
 
 
 def test_a_user_who_just_wrote_reads_from_the_primary(streaming: Cluster, settings):
