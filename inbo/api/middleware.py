@@ -27,6 +27,7 @@ from inbo.api.errors import (
     service_unavailable_response,
     status_error,
 )
+from inbo.api.http_cache import default_cache_control
 from inbo.errors import ServiceUnavailable
 
 API_PREFIX = "/api/"
@@ -113,9 +114,13 @@ class ApiErrorEnvelopeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         missing_slash = _missing_slash(request)
         if missing_slash is not None:
-            return missing_slash
+            return default_cache_control(request, missing_slash)
         response = self.get_response(request)
-        if response.status_code < 400 or not is_api_path(request):
+        if not is_api_path(request):
+            return response
+        # Nothing under /api/ is stored by any cache unless its view said so (catalog).
+        default_cache_control(request, response)
+        if response.status_code < 400:
             return response
         exc = getattr(request, _EXCEPTION_ATTR, None)
         if response.status_code == 500 and is_database_unavailable(exc):

@@ -9,11 +9,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inbo.api.http_cache import NOT_MODIFIED, PublicCacheMixin
 from inbo.api.pagination import NewestFirstCursorPagination
 from inbo.api.schema import error_responses
 from inbo.errors import NotFound
 from inbo.replicas import LagTolerantReads
-from reading_app import selectors
+from reading_app import caches, selectors
 from reading_app.api.filters import ItemFilter, ProviderFilter, SubscriptionFilter
 from reading_app.api.serializers import (
     ItemDetailSerializer,
@@ -33,16 +34,22 @@ ITEM_ID = OpenApiParameter("item_id", int, OpenApiParameter.PATH, description="I
 @extend_schema_view(
     list=extend_schema(
         summary="List newsletters",
-        responses={200: ProviderSerializer(many=True), **error_responses(400, 401)},
+        responses={
+            200: ProviderSerializer(many=True),
+            **NOT_MODIFIED,
+            **error_responses(400, 401),
+        },
     ),
     retrieve=extend_schema(
         summary="One newsletter",
-        responses={200: ProviderSerializer, **error_responses(401, 404)},
+        responses={200: ProviderSerializer, **NOT_MODIFIED, **error_responses(401, 404)},
     ),
 )
-class ProviderViewSet(LagTolerantReads, viewsets.ReadOnlyModelViewSet):
-    """Newsletters in the catalog; readable without signing in (a replica may answer)."""
+class ProviderViewSet(PublicCacheMixin, LagTolerantReads, viewsets.ReadOnlyModelViewSet):
+    """Newsletters in the catalog; readable without signing in (a replica may answer). The
+    same for everyone: cacheable over HTTP (ETag, 304), served from the shared page cache."""
 
+    response_cache = caches.CATALOG_PAGES
     serializer_class = ProviderSerializer
     permission_classes = [permissions.AllowAny]
     filterset_class = ProviderFilter
@@ -60,17 +67,23 @@ class ItemCursorPagination(NewestFirstCursorPagination):
 @extend_schema_view(
     list=extend_schema(
         summary="List items, newest first",
-        responses={200: ItemListSerializer(many=True), **error_responses(400, 401)},
+        responses={
+            200: ItemListSerializer(many=True),
+            **NOT_MODIFIED,
+            **error_responses(400, 401),
+        },
     ),
     retrieve=extend_schema(
         summary="One item with its body",
-        responses={200: ItemDetailSerializer, **error_responses(401, 404)},
+        responses={200: ItemDetailSerializer, **NOT_MODIFIED, **error_responses(401, 404)},
     ),
 )
-class ItemViewSet(LagTolerantReads, viewsets.ReadOnlyModelViewSet):
+class ItemViewSet(PublicCacheMixin, LagTolerantReads, viewsets.ReadOnlyModelViewSet):
     """Published items; cursor-paginated so new items never shift a page (a replica may
-    answer)."""
+    answer). The same for everyone: cacheable over HTTP (ETag, 304), served from the shared
+    page cache."""
 
+    response_cache = caches.CATALOG_PAGES
     permission_classes = [permissions.AllowAny]
     filterset_class = ItemFilter
     pagination_class = ItemCursorPagination
