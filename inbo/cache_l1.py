@@ -21,6 +21,9 @@ for at most its ``ttl`` (no invalidation can reach it then, so the staleness bou
 ``ttl``), and misses go to the loader. A process that never reached Redis keeps a local
 token, so its L1 still works.
 
+Loaders read the primary database even inside a call that may read a replica
+(:func:`inbo.replicas.on_primary`): what a cache keeps is never older than its invalidation.
+
 Values are shared between callers: treat them as read-only. Keys are ints or short strings
 without ``:`` (they become part of a Redis key, built in :mod:`inbo.keys`).
 """
@@ -43,6 +46,7 @@ from django.core.cache import cache as django_cache
 from django.db import transaction
 
 from inbo import keys
+from inbo.replicas import on_primary
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +134,12 @@ class TwoLevelCache:
         if from_l2:
             found.update(from_l2)
             missing = [key for key in missing if key not in from_l2]
-        loaded: dict[K, V] = dict(loader(missing)) if missing else {}
+        loaded: dict[K, V] = {}
+        if missing:
+            # From the primary: a replica a second behind would store the old rows for the
+            # entries' whole lifetime, past the invalidation that was meant to drop them.
+            with on_primary():
+                loaded = dict(loader(missing))
         found.update(loaded)
         if loaded and from_l2 is not None:
             self._l2_set(token, loaded)
