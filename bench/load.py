@@ -45,7 +45,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from bench import experiments, learned, personalization
+from bench import experiments, learned, personalization, stack
 from bench.common import ROOT, VAR, env_int, say, setup_django
 from bench.server import BASE, BIND, CPUS, WRK_THREADS, Server, wrk
 
@@ -553,6 +553,15 @@ def main() -> None:
         personalization.forget(personalized_ids)
         forget_feeds([u for u, _ in users])
         forget_snapshots()
+    # Connections and web servers compared on the linear path (bench/stack.py).
+    stack_figures = None
+    if stack.ENABLED:
+        stack_figures = stack.run(
+            {**env, **off, "ML_RERANKER_ENABLED": "false"},
+            cold_users=cold_linear,
+            warm_users=warm_users,
+            tokens_file=str(VAR / "tokens_all.txt"),
+        )
     results = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "server": {
@@ -575,12 +584,14 @@ def main() -> None:
         },
         "environment": environment(env, world),
         "figures": figures,
+        "stack": stack_figures,
     }
     results["ratios"] = ratios(figures)
     results["targets"] = targets(figures, results["ratios"])
     (VAR / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(table(results))
+    print("\n".join(stack.report(stack_figures)))
     print(f"\nresults: {VAR / 'results.json'}")
 
 

@@ -1,4 +1,5 @@
-"""The app under gunicorn on loopback, wrk against it, and the CPU each side used."""
+"""The app under gunicorn (or granian) on loopback, wrk against it, and the CPU each side
+used."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ BIND = os.environ.get("BENCH_BIND", "127.0.0.1:8765")
 BASE = f"http://{BIND}"
 CPUS = os.cpu_count() or 1
 WRK_THREADS = env_int("BENCH_WRK_THREADS", 1)
+# Seconds a server has to answer after its start (a busy machine boots Django slowly).
+START_TIMEOUT = env_int("BENCH_START_TIMEOUT", 60)
 
 
 # --- the server ----------------------------------------------------------------------
@@ -28,14 +31,26 @@ WRK_THREADS = env_int("BENCH_WRK_THREADS", 1)
 
 @dataclass
 class Server:
-    """gunicorn serving inbo.wsgi on loopback, as the container image runs it."""
+    """gunicorn (``kind="gunicorn"``: sync workers, or gthread with more than one thread)
+    or granian (``kind="granian"``: the production server, ADR 0015, ``threads`` blocking
+    threads per worker) serving inbo.wsgi on loopback."""
 
     workers: int
     threads: int
     env: dict[str, str]
     proc: subprocess.Popen | None = None
+    kind: str = "gunicorn"
+
+    @property
+    def label(self) -> str:
+        if self.kind == "granian":
+            return f"granian {self.workers}x{self.threads}"
+        worker_class = "gthread" if self.threads > 1 else "sync"
+        return f"gunicorn {worker_class} {self.workers}x{self.threads}"
 
     def command(self) -> list[str]:
+        if self.kind == "granian":
+            return self._granian_command()
         return [
             str(Path(sys.executable).with_name("gunicorn")),
             "inbo.wsgi:application",
@@ -60,8 +75,18 @@ class Server:
             "warning",
         ]
 
+    def _granian_command(self) -> list[str]:
+        """inbo/server.py's command line (what the image runs), with this run's workers,
+        threads and bind, no access log and warnings only."""
+        from inbo.server import granian_arguments
+
+        host, port = BIND.rsplit(":", 1)
+        extra = ["--workers", str(self.workers), "--blocking-threads", str(self.threads)]
+        extra += ["--host", host, "--port", port, "--no-access-log", "--log-level", "warning"]
+        return [sys.executable, "-m", "granian", *granian_arguments(extra)]
+
     def start(self) -> None:
-        log = open(VAR / "gunicorn.log", "a")  # noqa: SIM115 - closed with the process
+        log = open(VAR / f"{self.kind}.log", "a")  # noqa: SIM115 - closed with the process
         log.write(f"--- {datetime.now(UTC).isoformat()} {' '.join(self.command())}\n")
         log.flush()
         self.proc = subprocess.Popen(
@@ -72,19 +97,19 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped as a whole
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"bench: gunicorn exited; see {VAR / 'gunicorn.log'}")
+                raise SystemExit(f"bench: {self.kind} exited; see {VAR / self.kind}.log")
             try:
                 with urllib.request.urlopen(f"{BASE}/health/live/", timeout=1) as response:
-                    if response.status == 200 and len(self.worker_pids()) == self.workers:
+                    if response.status == 200 and len(self.worker_pids()) >= self.workers:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.2)
         self.stop()
-        raise SystemExit("bench: gunicorn did not answer within 30 s")
+        raise SystemExit(f"bench: {self.kind} did not answer within {START_TIMEOUT} s")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -102,22 +102,53 @@ _db.setdefault("OPTIONS", {})
 # A bounded statement timeout keeps a runaway query from holding a web worker forever.
 # JIT compilation costs ~20 ms per statement whose estimate crosses jit_above_cost: a loss
 # for the short queries of web requests, so it is off unless DATABASE_JIT asks for it.
-_db["OPTIONS"]["options"] = (
-    f"-c statement_timeout={env_int('DATABASE_STATEMENT_TIMEOUT_MS', 30000)}"
-    f" -c jit={'on' if env_bool('DATABASE_JIT', False) else 'off'}"
-)
+DATABASE_STATEMENT_TIMEOUT_MS = env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30000)
+DATABASE_JIT = env_bool("DATABASE_JIT", False)
+# PgBouncer in transaction mode between this process and PostgreSQL (docs/SCALING.md,
+# "Connections"): each transaction may run on another server connection, so nothing may
+# outlive one. No server-side cursors (iterator() declares them outside a transaction), no
+# psycopg prepared statements (named per server connection), and no `options` startup
+# parameter (PgBouncer refuses it): its connect_query sets the same statement_timeout and
+# jit on every server connection (deploy/pgbouncer/pgbouncer.ini). Session-level advisory
+# locks (search indexing, experiment guardrails) need a direct connection: Celery worker
+# and beat connect to PostgreSQL itself, only the web processes go through PgBouncer.
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER", False)
+if DATABASE_PGBOUNCER:
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    _db["OPTIONS"]["prepare_threshold"] = None
+else:
+    _db["OPTIONS"]["options"] = (
+        f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}"
+        f" -c jit={'on' if DATABASE_JIT else 'off'}"
+    )
 # Fail fast instead of hanging a request (or a readiness probe) on an unreachable server.
 _db["OPTIONS"]["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
-if env_bool("DATABASE_POOL", False):
-    # psycopg's pool inside each process (Django >= 5.1); CONN_MAX_AGE must be 0 with it.
+# How each process holds its connections (docs/SCALING.md, "Connections"; measured by
+# `make bench`, docs/BENCHMARKS.md "Connections and servers"):
+#   persistent  one connection per thread, kept DATABASE_CONN_MAX_AGE seconds (default)
+#   pool        psycopg's pool per process, DATABASE_POOL_MIN..DATABASE_POOL_MAX connections
+#               shared by its threads (Django >= 5.1; CONN_MAX_AGE must be 0 with it)
+#   none        a new connection for every request (what a short-lived job wants)
+# DATABASE_POOL=true, the older switch, still means `pool`.
+DATABASE_CONNECTIONS = env_str(
+    "DATABASE_CONNECTIONS", "pool" if env_bool("DATABASE_POOL", False) else "persistent"
+)
+if DATABASE_CONNECTIONS == "pool":
     _db["OPTIONS"]["pool"] = {
         "min_size": env_int("DATABASE_POOL_MIN", 1),
         "max_size": env_int("DATABASE_POOL_MAX", 10),
-        "timeout": 10,
+        # Seconds a request waits for a free connection before failing.
+        "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
     }
     _db["CONN_MAX_AGE"] = 0
-else:
+elif DATABASE_CONNECTIONS == "persistent":
     _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
+elif DATABASE_CONNECTIONS == "none":
+    _db["CONN_MAX_AGE"] = 0
+else:
+    raise ImproperlyConfigured(
+        f"DATABASE_CONNECTIONS must be persistent, pool or none, got {DATABASE_CONNECTIONS!r}"
+    )
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Read replicas (ADR 0025, docs/OPERATIONS.md "Read replicas"): comma-separated URLs, each a

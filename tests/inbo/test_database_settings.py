@@ -1,0 +1,95 @@
+"""How processes hold PostgreSQL connections, and what PgBouncer in transaction mode needs
+(inbo/settings.py "Database"; docs/SCALING.md "Connections")."""
+
+from __future__ import annotations
+
+import runpy
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+
+SETTINGS = Path(__file__).resolve().parents[2] / "inbo" / "settings.py"
+
+
+def _database(monkeypatch, **env: str) -> dict:
+    """DATABASES["default"] as inbo/settings.py builds it from ``env``."""
+    for name in ("DATABASE_CONNECTIONS", "DATABASE_POOL", "DATABASE_PGBOUNCER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(SETTINGS))["DATABASES"]["default"]
+
+
+def test_connection_modes(monkeypatch):
+    persistent = _database(monkeypatch)
+    assert persistent["CONN_MAX_AGE"] == 60
+    assert "pool" not in persistent["OPTIONS"]
+    assert "-c statement_timeout=30000" in persistent["OPTIONS"]["options"]
+
+    pool = _database(monkeypatch, DATABASE_CONNECTIONS="pool", DATABASE_POOL_MAX="4")
+    assert pool["CONN_MAX_AGE"] == 0  # Django refuses a pool with persistent connections
+    assert pool["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 4, "timeout": 10.0}
+    # The older switch still selects the pool.
+    assert "pool" in _database(monkeypatch, DATABASE_POOL="true")["OPTIONS"]
+
+    assert _database(monkeypatch, DATABASE_CONNECTIONS="none")["CONN_MAX_AGE"] == 0
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_CONNECTIONS"):
+        _database(monkeypatch, DATABASE_CONNECTIONS="pooled")
+
+
+def test_pgbouncer_mode_leaves_nothing_on_a_server_connection(monkeypatch):
+    db = _database(monkeypatch, DATABASE_PGBOUNCER="true")
+    assert db["DISABLE_SERVER_SIDE_CURSORS"] is True
+    assert db["OPTIONS"]["prepare_threshold"] is None
+    assert "options" not in db["OPTIONS"]  # PgBouncer refuses startup options
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("pgbouncer") is None, reason="PgBouncer is not installed")
+@pytest.mark.django_db  # the test database exists (its name is in the settings)
+def test_through_pgbouncer_in_transaction_mode(monkeypatch):
+    """Two clients connected as the app connects in PgBouncer mode, through one PgBouncer
+    (transaction pooling, bench/pgbouncer.ini, one server connection): the statement timeout
+    comes from its connect_query, a local timeout (as search sets it) ends with its
+    transaction, and repeated statements never rely on prepared ones."""
+    import psycopg
+
+    from bench.stack import PgBouncer
+
+    direct = connection.settings_dict
+    url = f"postgres://{direct['USER'] or 'postgres'}@127.0.0.1:{direct['PORT'] or 5432}"
+    bouncer = PgBouncer(f"{url}/{direct['NAME']}", pool_size=1, port=_free_port())
+    bouncer.start()
+    monkeypatch.setenv("DATABASE_URL", bouncer.url)
+    app = _database(monkeypatch, DATABASE_PGBOUNCER="true")
+    # What Django's backend hands psycopg for this database.
+    params = {"host": app["HOST"], "port": app["PORT"], "user": app["USER"]}
+    params |= {"dbname": app["NAME"], "autocommit": True, **app["OPTIONS"]}
+    try:
+        with psycopg.connect(**params) as first, psycopg.connect(**params) as second:
+            for client in (first, second):
+                assert client.execute("SHOW statement_timeout").fetchone()[0] == "30s"
+                assert client.execute("SHOW jit").fetchone()[0] == "off"
+            with first.transaction():
+                first.execute("SELECT set_config('statement_timeout', '50', true)")
+                assert first.execute("SHOW statement_timeout").fetchone()[0] == "50ms"
+            # The next transactions, from either client, run on the server connection the
+            # local setting was made on, and find the database's timeout again.
+            for client in (second, first):
+                assert client.execute("SHOW statement_timeout").fetchone()[0] == "30s"
+            # psycopg's default prepares a statement run 5 times, under a name per client
+            # connection; two clients on one server connection would then collide.
+            for i in range(12):
+                client = (first, second)[i % 2]
+                assert client.execute("SELECT %s::int + 1", [i]).fetchone()[0] == i + 1
+    finally:
+        bouncer.stop()
