@@ -15,6 +15,12 @@ if [ "$mode" = load ] && ! command -v wrk >/dev/null 2>&1; then
   log "installing wrk (the load generator)"
   if [ "$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null; else sudo apt-get install -y -q wrk >/dev/null; fi
 fi
+# PgBouncer for the connection comparison (bench/stack.py); not needed with BENCH_STACK=0.
+if [ "$mode" = load ] && [ "${BENCH_STACK:-1}" != 0 ] && ! command -v pgbouncer >/dev/null 2>&1 \
+  && [ ! -x /usr/sbin/pgbouncer ]; then
+  log "installing pgbouncer (the connection pooler compared by the benchmark)"
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -q pgbouncer >/dev/null; else sudo apt-get install -y -q pgbouncer >/dev/null; fi
+fi
 redis_port="${BENCH_REDIS_PORT:-6479}"
 redis_dir="$ROOT/var/bench/redis-$redis_port"
 mkdir -p "$redis_dir"
