@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
 from django.conf import settings
@@ -235,9 +235,8 @@ def _writer_reason() -> str | None:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
-    cached = getattr(request, "_inbo_writer_reason", False)
-    if cached is not False:
-        return cached
+    if hasattr(request, "_inbo_writer_reason"):  # one Redis read per request
+        return cast("str | None", request._inbo_writer_reason)
     from inbo import redis as inbo_redis
 
     try:
@@ -296,7 +295,7 @@ def _choose(aliases: list[str]) -> tuple[str, str]:
     return DEFAULT_DB_ALIAS, "lagging" if any(h.reason == "lagging" for h in checked) else "down"
 
 
-def _lost_reason(alias: str, exc: DatabaseError) -> str | None:
+def _lost_reason(alias: str, exc: Exception) -> str | None:
     """Why a failed read should run again on the primary: the replica's connection is gone
     ("lost") or it cancelled the query for its replay ("conflict"); None: the error is not
     the replica's (a statement timeout, a bug) and stands."""
