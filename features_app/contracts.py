@@ -147,6 +147,9 @@ class Forgetting:
 # ``seconds`` (how long the restore took) and ``events`` (events replayed). Monitoring turns
 # it into metrics; the feature store itself does not depend on monitoring.
 counters_recovered = Signal()
+# Sent by the retention job (``features_app.retention``) after it deleted a log's old rows:
+# ``log`` (its name), ``rows``. Monitoring counts them.
+retention_purged = Signal()
 
 
 # --- Segments (docs/FEATURE_STORE.md "Segments") -----------------------------------------

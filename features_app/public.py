@@ -272,6 +272,15 @@ def health_figures() -> dict[str, float]:
     return figures
 
 
+def retention_figures() -> dict[str, dict[str, float]]:
+    """Per log the retention job keeps (ADR 0026): ``oldest_age_seconds`` (its oldest row's
+    age now, by the last run's reading; 0 when empty) and ``window_seconds`` (what the run
+    kept). Empty before the first run; raises ``redis.RedisError`` when Redis is away."""
+    from features_app import retention  # the job imports the apps' log declarations
+
+    return retention.figures()
+
+
 # --- Content embeddings (docs/ML.md "Embeddings") --------------------------------------
 
 

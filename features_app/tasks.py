@@ -11,7 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
-from features_app import embedding_jobs, partitions, pending, segments, snapshots, sync
+from features_app import embedding_jobs, partitions, pending, retention, segments, snapshots, sync
 from features_app import reconcile as reconciliation
 from features_app.jobs import JobBusy
 
@@ -89,6 +89,21 @@ def ensure_partitions(months_ahead: int = 3) -> int:
     created = partitions.ensure_ahead(months_ahead)
     logger.info("features.partitions_ensured ahead=%d created=%d", months_ahead, len(created))
     return len(created)
+
+
+@shared_task(name="inbo.features.retention", soft_time_limit=3300, time_limit=3500, **_COMMON)
+def apply_retention() -> int:
+    """Delete the logs' rows past their windows, detach old event-log months with their
+    baselines (``features_app.retention``, daily). Returns the rows removed (0: skipped,
+    another run holds the lock)."""
+    try:
+        return retention.run().rows
+    except JobBusy:
+        logger.info("features.retention_skipped reason=busy")
+        return 0
+    except partitions.PartitionError as exc:  # a month still pending: the next run detaches it
+        logger.warning("features.retention_partial reason=%s", exc)
+        return 0
 
 
 @shared_task(name="inbo.features.embed_items", soft_time_limit=240, time_limit=300, **_COMMON)

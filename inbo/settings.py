@@ -293,6 +293,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=1, minute=7),
         "options": {"expires": 6 * 3600},
     },
+    # Retention (ADR 0026): old rows of the logs deleted in batches, old event-log months
+    # detached with their baselines. Daily; a missed run only leaves rows a day longer.
+    "features-retention": {
+        "task": "inbo.features.retention",
+        "schedule": crontab(hour=4, minute=11),
+        "options": {"expires": 6 * 3600},
+    },
     # Embeddings: users with new events get their vector and "similar" candidates again;
     # recent items a lost task message left unembedded are embedded (docs/ML.md).
     "features-refresh-user-embeddings": {
@@ -711,3 +718,54 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Retention (ADR 0026, docs/OPERATIONS.md "Retention") -------------------------------
+# Days each log keeps its rows (the beat task inbo.features.retention deletes older ones in
+# batches); running experiments hold the served log, interactions, decisions and event log
+# from 14 days before their start whatever the window. The event log detaches whole months
+# older than RETENTION_EVENT_LOG_MONTHS (0: never), their counts kept as baselines; the
+# detached tables are dropped only with RETENTION_EVENT_LOG_DROP_DETACHED.
+RETENTION_SERVED_DAYS = env_int("RETENTION_SERVED_DAYS", 90)
+RETENTION_INTERACTIONS_DAYS = env_int("RETENTION_INTERACTIONS_DAYS", 180)
+RETENTION_SEARCH_LOG_DAYS = env_int("RETENTION_SEARCH_LOG_DAYS", 90)
+RETENTION_EXPOSURES_DAYS = env_int("RETENTION_EXPOSURES_DAYS", 180)
+RETENTION_DECISIONS_DAYS = env_int("RETENTION_DECISIONS_DAYS", 90)
+RETENTION_BANDIT_SNAPSHOTS_DAYS = env_int("RETENTION_BANDIT_SNAPSHOTS_DAYS", 7)
+RETENTION_EVENT_LOG_MONTHS = env_int("RETENTION_EVENT_LOG_MONTHS", 13)
+RETENTION_EVENT_LOG_DROP_DETACHED = env_bool("RETENTION_EVENT_LOG_DROP_DETACHED", False)
+# Rows per delete (one short transaction each) and the pause between two batches.
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 5000)
+RETENTION_BATCH_PAUSE_SECONDS = env_float("RETENTION_BATCH_PAUSE_SECONDS", 0.05)
+_retention_floor = {
+    # What reads each log, and the days it reads back (a window may not be shorter).
+    "RETENTION_SERVED_DAYS": ("reranker training", ML_RERANKER_TRAIN_DAYS + 1),
+    "RETENTION_INTERACTIONS_DAYS": (
+        "reranker training and the rejections of because_you_read",
+        max(ML_RERANKER_TRAIN_DAYS + 1, EXPERIENCE_CANDIDATE_DAYS),
+    ),
+    "RETENTION_SEARCH_LOG_DAYS": ("search analytics (clicks point at their search)", 1),
+    "RETENTION_EXPOSURES_DAYS": ("experiment reports", 1),
+    "RETENTION_DECISIONS_DAYS": (
+        "bandit rewards",
+        -(-EXPERIMENTS_REWARD_WINDOW_SECONDS // 86400) + 1,
+    ),
+    "RETENTION_BANDIT_SNAPSHOTS_DAYS": ("bandit restores", 1),
+}
+for _name, (_reader, _floor) in _retention_floor.items():
+    if globals()[_name] < _floor:
+        raise ImproperlyConfigured(f"{_name} must be at least {_floor} days ({_reader} reads it).")
+# Whole months are detached: the retained span is at least RETENTION_EVENT_LOG_MONTHS * 28
+# days, and must cover what reads the event log back (training, embeddings, segments,
+# clients' late events, the 28-day counters).
+_event_log_floor = max(
+    ML_ALS_TRAIN_DAYS,
+    EMBEDDINGS_USER_WINDOW_DAYS,
+    SEGMENTS_WINDOW_DAYS,
+    EVENTS_CLIENT_MAX_AGE_DAYS,
+    28,
+)
+if RETENTION_EVENT_LOG_MONTHS and RETENTION_EVENT_LOG_MONTHS * 28 < _event_log_floor:
+    raise ImproperlyConfigured(
+        f"RETENTION_EVENT_LOG_MONTHS must be 0 (never detach) or at least "
+        f"{-(-_event_log_floor // 28)} (the event log is read {_event_log_floor} days back)."
+    )

@@ -165,6 +165,20 @@ EXPERIMENT_GUARDRAIL_STOPS = Counter(
 )
 
 
+# Retention (ADR 0026): rows the retention job deleted from each log.
+RETENTION_ROWS_DELETED = Counter(
+    "inbo_retention_rows_deleted",
+    "Rows the retention job deleted, by log (served, interactions, search, exposures, "
+    "decisions, bandit_snapshots).",
+    ["log"],
+)
+
+
+def observe_retention_purged(sender: Any, *, log: str, rows: int, **kwargs: Any) -> None:
+    """Receiver of ``features_app.contracts.retention_purged`` (connected in apps.py)."""
+    RETENTION_ROWS_DELETED.labels(log=log).inc(rows)
+
+
 def observe_guardrail_stop(sender: Any, *, experiment: str, metric: str, **kwargs: Any) -> None:
     """Receiver of ``experiments_app.contracts.guardrail_stopped`` (connected in apps.py)."""
     EXPERIMENT_GUARDRAIL_STOPS.labels(experiment=experiment, metric=metric).inc()
@@ -196,6 +210,7 @@ WORKER_METRICS = (
     CIRCUIT_STATE,
     CIRCUIT_OPENS,
     EXPERIMENT_GUARDRAIL_STOPS,
+    RETENTION_ROWS_DELETED,
     CACHE_REQUESTS,
 )
 
@@ -374,6 +389,26 @@ class InboCollector(Collector):
                 "Users per engagement segment at the last segmentation run.",
                 "segment",
                 sorted((name, float(n)) for name, n in sizes.items()),
+            )
+        # Retention (ADR 0026): how old each log's oldest row is against the window kept.
+        try:
+            kept = features.retention_figures()
+        except redis.RedisError:
+            kept = {}
+        if kept:
+            yield _labelled(
+                "inbo_retention_oldest_row_age_seconds",
+                "Age of each log's oldest row the retention window governs (as of the last "
+                "retention run; it keeps growing when the job stops). 0: empty.",
+                "log",
+                sorted((log, f["oldest_age_seconds"]) for log, f in kept.items()),
+            )
+            yield _labelled(
+                "inbo_retention_window_seconds",
+                "The window each log kept at the last retention run (longer while a running "
+                "experiment holds it).",
+                "log",
+                sorted((log, f["window_seconds"]) for log, f in kept.items()),
             )
         trials = experiments.health_figures()
         yield _gauge("inbo_experiments_running", "Experiments running now.", trials["running"])

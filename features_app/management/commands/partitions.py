@@ -8,6 +8,7 @@ from datetime import date, datetime
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from features_app import partitions
+from features_app.jobs import JobBusy
 
 
 def _month(value: str) -> date:
@@ -35,7 +36,8 @@ class Command(BaseCommand):
         "next N (idempotent; the beat task inbo.features.ensure_partitions does it daily "
         "with N=3). --detach-older-than YYYY-MM detaches every partition of a month before "
         "that one: the table is kept, renamed features_app_userevent_dYYYY_MM, without its "
-        "foreign keys; its events leave every query and reconciliation's recount. --list "
+        "foreign keys; its events leave every query, their counts stay in a baseline that "
+        "reconciliation, restore and the degraded path add (ADR 0026). --list "
         "(the default when nothing else is asked) prints attached partitions and detached "
         "tables; --count adds exact row counts (a full scan of each)."
     )
@@ -68,8 +70,8 @@ class Command(BaseCommand):
         if detach_older_than is not None:
             try:
                 detached = partitions.detach_partitions(detach_older_than)
-            except partitions.PartitionError as exc:
-                raise CommandError(str(exc)) from None
+            except (partitions.PartitionError, JobBusy) as exc:
+                raise CommandError(f"not detached: {exc}") from None
             if not detached:
                 self.stdout.write(f"no partition before {detach_older_than:%Y-%m} to detach")
             for old, new in detached:
