@@ -47,6 +47,25 @@ def beat_last_run() -> str:
     return _key("monitoring", "beat_last_run", "global", 1)
 
 
+# --- inbo.accounts: API token -> user, in the cache database (REDIS_CACHE_URL) ------------
+# An entry lives AUTH_TOKEN_CACHE_SECONDS and is deleted on every change that can revoke
+# the token; a revocation also leaves a marker for this long, so that a request that read
+# PostgreSQL before the change cannot store what it read after it.
+AUTH_TOKEN_REVOKED_TTL_SECONDS = 60
+
+
+def auth_token(digest: str) -> str:
+    """JSON: the user and creation time of the API token whose SHA-256 is ``digest`` (the key
+    itself is never written to Redis). TTL: ``AUTH_TOKEN_CACHE_SECONDS``."""
+    return _key("accounts", "token", digest, 1)
+
+
+def auth_token_revoked(digest: str) -> str:
+    """Marker: the token was revoked or its user changed; nothing may cache it meanwhile.
+    TTL: ``AUTH_TOKEN_REVOKED_TTL_SECONDS``."""
+    return _key("accounts", "token_revoked", digest, 1)
+
+
 # --- features_app: counters of what users do ------------------------------------------
 # Day buckets are read over the last 28 days (the longest window: sync, reconcile) and
 # expire one day after that. A bucket holds the day's counts of a block of item ids, few

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "ml_app",  # offline: loaders, replay evaluation; no serving app imports it (ADR 0019)
     "experiments_app",  # A/B tests, bandits, off-policy evaluation (issue 12)
     "rules_app",  # business rules on the feed: sponsored, diversity, blocks, boosts (issue 13)
+    "inbo.accounts",  # no models: the token cache's invalidation signals
 ]
 
 MIDDLEWARE = [
@@ -397,6 +398,10 @@ THROTTLE_RATES = {
 # An API token stops working this many hours after it was issued (0: never expires);
 # /auth/token/ then issues a new one. /auth/logout/ and /auth/logout-all/ revoke earlier.
 TOKEN_TTL_HOURS = env_int("TOKEN_TTL_HOURS", 720)
+# A token's user is kept in the cache Redis this many seconds after it was read from
+# PostgreSQL (0: every request reads PostgreSQL). Revocations and user changes delete it at
+# once (inbo/accounts/token_cache.py); the TTL only bounds a deletion Redis never received.
+AUTH_TOKEN_CACHE_SECONDS = env_int("AUTH_TOKEN_CACHE_SECONDS", 300)
 # Who sees readiness details and /metrics: callers from these networks (CIDR), or with
 # "Authorization: Bearer <MONITORING_TOKEN>" when it is set. Everyone else gets the bare status.
 MONITORING_TRUSTED_NETWORKS = env_list("MONITORING_TRUSTED_NETWORKS", ["127.0.0.0/8", "::1/128"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import logout
+from django.contrib.auth import get_user_model, logout
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.authtoken.models import Token
@@ -110,4 +110,7 @@ class MeView(APIView):
         tags=["auth"],
     )
     def get(self, request: Request) -> Response:
-        return Response(UserSerializer(request.user).data)
+        # The authenticated user carries only what authentication needs (a cached token
+        # defers the rest): one query for the fields shown.
+        user = get_user_model().objects.get(pk=request.user.pk)
+        return Response(UserSerializer(user).data)
