@@ -93,3 +93,27 @@ def test_through_pgbouncer_in_transaction_mode(monkeypatch):
                 assert client.execute("SELECT %s::int + 1", [i]).fetchone()[0] == i + 1
     finally:
         bouncer.stop()
+
+
+def test_compose_sends_web_through_pgbouncer_and_workers_direct():
+    """Web borrows server connections per transaction; worker and beat hold session-level
+    advisory locks (search indexing, guardrails), so they keep their own connections."""
+    import configparser
+
+    import yaml
+
+    root = SETTINGS.parents[1]
+    services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    web = services["web"]["environment"]
+    assert "@pgbouncer:6432/" in web["DATABASE_URL"]
+    assert web["DATABASE_PGBOUNCER"] == "true"
+    for direct in ("worker", "beat", "setup"):
+        env = services[direct].get("environment", services["web"]["environment"])
+        assert "@postgres:5432/" in env["DATABASE_URL"], direct
+        assert "DATABASE_PGBOUNCER" not in env, direct
+    mounted = [v.split(":")[0] for v in services["pgbouncer"]["volumes"]]
+    ini = configparser.ConfigParser()
+    ini.read(root / mounted[0])
+    assert ini["pgbouncer"]["pool_mode"] == "transaction"
+    # The timeout and jit the app sets on a direct connection (inbo/settings.py defaults).
+    assert "SET statement_timeout = 30000; SET jit = off" in ini["databases"]["inbo"]
