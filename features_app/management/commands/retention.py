@@ -49,7 +49,7 @@ class Command(BaseCommand):
             oldest = f"{log.oldest:%Y-%m-%d %H:%M}" if log.oldest else "-"
             self.stdout.write(
                 f"{log.name:<17} {verb} {log.rows:>10} rows before {log.cutoff:%Y-%m-%d %H:%M}"
-                f"{why}; oldest left {oldest}"
+                f"{why}; oldest {'now' if dry_run else 'left'} {oldest}"
             )
             for name in log.detached:
                 self.stdout.write(f"  {'would detach' if dry_run else 'detached'} {name}")
