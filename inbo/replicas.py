@@ -54,8 +54,17 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # query its replay needed out of the way; the primary has no such conflict.
 _CONFLICT_WITH_RECOVERY = "40001"
 
-# The alias the current lag-tolerant call reads from (None: not in one).
-_scope: ContextVar[str | None] = ContextVar("inbo_replica_scope", default=None)
+
+@dataclass(slots=True)
+class _Scope:
+    """The lag-tolerant call being run: where it reads, and whether it read there yet."""
+
+    alias: str
+    used: bool = False
+
+
+# The current lag-tolerant call (None: not in one).
+_scope: ContextVar[_Scope | None] = ContextVar("inbo_replica_scope", default=None)
 # The request being served (set by ReplicaRoutingMiddleware): its method and user.
 _request: ContextVar[HttpRequest | None] = ContextVar("inbo_replica_request", default=None)
 
@@ -73,10 +82,11 @@ def read_alias() -> str:
     """The connection alias for a read here: the replica chosen for the lag-tolerant call
     being run, else the primary. For plain SQL (``connections[read_alias()].cursor()``); the
     ORM asks the router, which answers the same."""
-    alias = _scope.get()
-    if alias is None or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+    scope = _scope.get()
+    if scope is None or connections[DEFAULT_DB_ALIAS].in_atomic_block:
         return DEFAULT_DB_ALIAS
-    return alias
+    scope.used = True
+    return scope.alias
 
 
 # --- health --------------------------------------------------------------------------------
@@ -316,8 +326,8 @@ def _count(reason: str, alias: str) -> None:
         DB_REPLICA_FALLBACKS.labels(reason=reason).inc()
 
 
-def _run(alias: str, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    token = _scope.set(alias)
+def _run(scope: _Scope, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    token = _scope.set(scope)
     try:
         return func(*args, **kwargs)
     finally:
@@ -344,9 +354,10 @@ def lag_tolerant(func: Callable[P, R]) -> Callable[P, R]:
         alias, reason = _choose(aliases)
         if alias == DEFAULT_DB_ALIAS:
             _count(reason, alias)
-            return _run(alias, func, *args, **kwargs)
+            return _run(_Scope(alias), func, *args, **kwargs)
+        scope = _Scope(alias)
         try:
-            result = _run(alias, func, *args, **kwargs)
+            result = _run(scope, func, *args, **kwargs)
         except (OperationalError, InterfaceError) as exc:
             lost = _lost_reason(alias, exc)
             if lost is None:
@@ -356,11 +367,12 @@ def lag_tolerant(func: Callable[P, R]) -> Callable[P, R]:
                 _close_quietly(alias)
                 mark_down(alias)
             _count(lost, alias)
-            return _run(DEFAULT_DB_ALIAS, func, *args, **kwargs)
-        _count(reason, alias)
-        request = _request.get()
-        if request is not None:
-            request._inbo_replica_read = True  # type: ignore[attr-defined]
+            return _run(_Scope(DEFAULT_DB_ALIAS), func, *args, **kwargs)
+        if scope.used:  # a call answered from a cache never reached the replica
+            _count(reason, alias)
+            request = _request.get()
+            if request is not None:
+                request._inbo_replica_read = True  # type: ignore[attr-defined]
         return result
 
     return wrapper
@@ -371,7 +383,7 @@ def on_primary() -> Iterator[None]:
     """Inside the block, lag-tolerant calls read from the primary: for reads that fill a
     cache emptied on change (a replica a second behind would store the old rows for the
     cache's whole lifetime)."""
-    token = _scope.set(DEFAULT_DB_ALIAS)
+    token = _scope.set(_Scope(DEFAULT_DB_ALIAS))
     try:
         yield
     finally:
