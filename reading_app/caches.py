@@ -9,6 +9,7 @@ holds (docs/ARCHITECTURE.md, "Caching"):
   new item changes no cached value (an id that did not exist is never cached), so creating
   items, the frequent write, keeps them.
 - ``provider_cards``: a provider or category edited or deleted, a provider's categories.
+- ``categories`` (slug, name and parent of each category): a category edited or deleted.
 - ``catalog_pages`` (whole responses of the catalog API, ``inbo.api.http_cache``): any change
   at all, creations included (a new item moves every list page).
 """
@@ -28,11 +29,12 @@ ITEM_CARDS = TwoLevelCache("item_cards", maxsize=20_000, ttl=300, l2_ttl=3600)
 # Facets are small and a feed build asks for hundreds: a larger L1.
 ITEM_FACETS = TwoLevelCache("item_facets", maxsize=200_000, ttl=300, l2_ttl=3600)
 PROVIDER_CARDS = TwoLevelCache("provider_cards", maxsize=5_000, ttl=300, l2_ttl=3600)
+CATEGORIES = TwoLevelCache("categories", maxsize=5_000, ttl=300, l2_ttl=3600)
 # Rendered API responses, keyed by URL: a short L1 (they are the largest values).
 CATALOG_PAGES = TwoLevelCache("catalog_pages", maxsize=2_000, ttl=60, l2_ttl=600)
 
 _ITEMS = (ITEM_CARDS, ITEM_FACETS)
-_EVERYTHING = (ITEM_CARDS, ITEM_FACETS, PROVIDER_CARDS, CATALOG_PAGES)
+_EVERYTHING = (ITEM_CARDS, ITEM_FACETS, PROVIDER_CARDS, CATEGORIES, CATALOG_PAGES)
 
 
 def _invalidate(caches: Sequence[TwoLevelCache]) -> None:

@@ -195,8 +195,21 @@ def _load_item_cards(item_ids: list[int]) -> dict[int, dict]:
 
 
 def category_names(category_ids: Sequence[int] | set[int]) -> dict[int, str]:
-    """Display names of categories, by id."""
-    return dict(Category.objects.filter(id__in=list(category_ids)).values_list("id", "name"))
+    """Display names of categories, by id (from the two-level cache)."""
+    return {pk: row["name"] for pk, row in _categories(category_ids).items()}
+
+
+def _categories(category_ids: Iterable[int]) -> dict[int, dict]:
+    """``{"slug", "name", "parent"}`` of categories, by id: shared by every reader, from the
+    two-level cache (emptied in every process when a category is edited or deleted)."""
+    return caches.CATEGORIES.get_many(category_ids, _load_categories)
+
+
+def _load_categories(category_ids: list[int]) -> dict[int, dict]:
+    rows = Category.objects.filter(id__in=category_ids).values_list(
+        "id", "slug", "name", "parent__slug"
+    )
+    return {pk: {"slug": slug, "name": name, "parent": parent} for pk, slug, name, parent in rows}
 
 
 def child_category_parents(category_ids: Sequence[int] | set[int]) -> dict[int, int]:
@@ -213,11 +226,8 @@ def category_ids_by_slug(slugs: Sequence[str]) -> dict[str, int]:
 
 def categories_by_id(category_ids: Sequence[int] | set[int]) -> list[dict]:
     """Categories as ``{"slug", "name", "parent"}`` dicts, in slug order."""
-    rows = Category.objects.filter(id__in=list(category_ids)).select_related("parent")
-    return [
-        {"slug": c.slug, "name": c.name, "parent": c.parent.slug if c.parent else None}
-        for c in rows.order_by("slug")
-    ]
+    rows = _categories(category_ids).values()
+    return [dict(row) for row in sorted(rows, key=lambda row: row["slug"])]
 
 
 # --- Catalog changes and searchable text (search) -------------------------------------

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 def _another_process() -> None:
     """What a second web worker has: Redis, but nothing of this process's memory."""
-    for cache in (caches.ITEM_CARDS, caches.ITEM_FACETS, caches.PROVIDER_CARDS):
+    for cache in (caches.ITEM_CARDS, caches.ITEM_FACETS, caches.PROVIDER_CARDS, caches.CATEGORIES):
         cache.clear_local()
 
 
@@ -55,8 +55,14 @@ def test_a_renamed_category_reaches_item_and_provider_cards():
     item = ItemFactory(provider=provider, categories=[topic])
     public.item_cards([item.id])
     public.provider_cards([provider.id])
+    assert public.category_names([topic.id]) == {topic.id: "Tech"}
     topic.name = "Technology"  # the slug stays: no search change is announced
     topic.save()
+    _another_process()
+    assert public.category_names([topic.id]) == {topic.id: "Technology"}
+    assert public.categories_by_id([topic.id]) == [
+        {"slug": "tech", "name": "Technology", "parent": None}
+    ]
     assert public.item_cards([item.id])[item.id]["categories"][0]["name"] == "Technology"
     assert public.provider_cards([provider.id])[provider.id]["categories"][0]["name"] == (
         "Technology"
@@ -72,6 +78,19 @@ def test_an_unpublished_item_leaves_cards_and_facets():
     _another_process()
     assert public.item_facets([item.id], cached=True)[item.id].available is False
     assert public.item_cards([item.id]) == {}
+
+
+def test_categories_are_named_from_the_cache_in_slug_order(django_assert_num_queries):
+    tech = CategoryFactory(name="Tech", slug="tech")
+    ai = CategoryFactory(name="AI", slug="ai", parent=tech)
+    with django_assert_num_queries(1):
+        assert public.categories_by_id([tech.id, ai.id]) == [
+            {"slug": "ai", "name": "AI", "parent": "tech"},
+            {"slug": "tech", "name": "Tech", "parent": None},
+        ]
+    with django_assert_num_queries(0):
+        assert public.category_names([ai.id]) == {ai.id: "AI"}
+    assert public.category_names([10**12]) == {}  # unknown: asked again, never cached
 
 
 def test_deleting_an_item_forgets_its_card():
