@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
+from itertools import chain
 
 from django.conf import settings
 from django.db import connection
@@ -237,12 +238,12 @@ def seed(model: cut.Model, *, forget: Rules | None = None) -> cut.Model:
     return model
 
 
-def apply(pipe, writes: Iterable[counters.Op]) -> int:
-    """Queue ``writes`` (``ops``' output) on a Redis pipeline; returns how many."""
+def _queue(
+    pipe, writes: Iterable[counters.Op], touched: set[str], expire_at: dict[str, int]
+) -> int:
+    """Queue the counter writes; collect the keys written and their expiry times."""
     n = 0
     earliest: list[str] = []
-    touched: set[str] = set()
-    expire_at: dict[str, int] = {}
     for op, key, name, value in writes:
         n += 1
         if op == "ea":
@@ -259,6 +260,12 @@ def apply(pipe, writes: Iterable[counters.Op]) -> int:
         elif op == "mn":
             earliest.extend((name, str(value)))
         touched.add(key)
+    if earliest:
+        pipe.eval(counters._KEEP_EARLIEST, 1, keys.item_first_seen(), *earliest)
+    return n
+
+
+def _queue_expiry(pipe, touched: set[str], expire_at: dict[str, int]) -> None:
     # An expiry already past (a user idle since the month) waits for the replay that
     # follows: the user's later events move it on (ingestion's ``ea`` takes the later time),
     # and without any the key goes once the longest job could have ended.
@@ -271,8 +278,29 @@ def apply(pipe, writes: Iterable[counters.Op]) -> int:
             pipe.expireat(key, at, gt=True)
         elif (life := ttl(key)) is not None:
             pipe.expire(key, life, nx=True)
-    if earliest:
-        pipe.eval(counters._KEEP_EARLIEST, 1, keys.item_first_seen(), *earliest)
+
+
+def apply_all(client, writes: Iterable[counters.Op], *, chunk: int = WRITE_CHUNK) -> int:
+    """Apply ``writes`` (``ops``' output) to Redis, ``chunk`` at a time (one pipelined round
+    trip each, in order: a cleared seen field's delete comes before its count), then the
+    keys' expiry times, once every write of a key is known."""
+    n = 0
+    touched: set[str] = set()
+    expire_at: dict[str, int] = {}
+    batch: list[counters.Op] = []
+    for write in chain(writes, [None]):
+        if write is not None:
+            batch.append(write)
+        if batch and (write is None or len(batch) >= chunk):
+            pipe = client.pipeline(transaction=False)
+            n += _queue(pipe, batch, touched, expire_at)
+            pipe.execute()
+            batch = []
+    keys_ = sorted(touched)
+    for start in range(0, len(keys_), chunk):
+        pipe = client.pipeline(transaction=False)
+        _queue_expiry(pipe, set(keys_[start : start + chunk]), expire_at)
+        pipe.execute()
     return n
 
 

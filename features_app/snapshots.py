@@ -167,9 +167,7 @@ def restore(*, progress: Callable[[int], None] | None = None) -> RestoreReport:
                     job.renew()
             pipe.execute()
         if months is None or months:
-            pipe = client.pipeline(transaction=False)
-            baseline.apply(pipe, baseline.ops(forget=forgetting.rules(), months=months))
-            pipe.execute()
+            baseline.apply_all(client, baseline.ops(forget=forgetting.rules(), months=months))
         upto = cut.watermark()
         replayed = _replay(after, upto, unapplied, progress, job)
         # Every batch up to the watermark is now counted: mark it so (a late command of an

@@ -101,9 +101,6 @@ def apply_retention() -> int:
     except JobBusy:
         logger.info("features.retention_skipped reason=busy")
         return 0
-    except partitions.PartitionError as exc:  # a month still pending: the next run detaches it
-        logger.warning("features.retention_partial reason=%s", exc)
-        return 0
 
 
 @shared_task(name="inbo.features.embed_items", soft_time_limit=240, time_limit=300, **_COMMON)

@@ -154,6 +154,29 @@ def test_old_event_log_months_are_detached_with_their_baseline(windows):
     partitions.forget()
 
 
+def test_a_month_that_cannot_be_detached_now_waits_for_the_next_run(windows):
+    windows.RETENTION_EVENT_LOG_MONTHS = 1
+    partitions.forget()
+    older = partitions.add_months(partitions.month_start(NOW), -2)
+    user, item = UserFactory(), ItemFactory()
+    features.events_ingest(
+        [event(user, item, "click", datetime(older.year, older.month, 3, tzinfo=UTC))]
+    )
+    old_feed = _served(user, 45)
+    redis_client = inbo_redis.state()
+    redis_client.set(keys.features_counting_paused(), "reconcile:token", px=60_000)
+    try:
+        report = retention.run(now=NOW, only=["served", "event_log"])
+    finally:
+        redis_client.delete(keys.features_counting_paused())
+
+    assert not ServedFeed.objects.filter(pk=old_feed).exists()  # the other logs went on
+    assert dry_by_name(report)["event_log"] == 0
+    assert partitions.partition_name(older) in {p.name for p in attached()}
+    assert not DetachedMonth.objects.exists()
+    partitions.forget()
+
+
 def attached():
     return [p for p in partitions.list_partitions() if p.attached]
 
