@@ -19,8 +19,9 @@ instead when:
 
 A replica lost during a call (its connection broken, or a query cancelled by a conflict with
 recovery) makes the call run again, whole, on the primary: a lag-tolerant function must be a
-read that can run twice. Every choice is counted (``inbo_db_replica_reads_total``,
-``inbo_db_replica_fallbacks_total{reason}``), with each replica's lag and state as gauges.
+read that can run twice. Every call that reads is counted where it read
+(``inbo_db_replica_reads_total``, ``inbo_db_replica_fallbacks_total{reason}``), with each
+replica's lag and state as gauges.
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ _CONFLICT_WITH_RECOVERY = "40001"
 
 @dataclass(slots=True)
 class _Scope:
-    """The lag-tolerant call being run: where it reads, and whether it read there yet."""
+    """The lag-tolerant call being run: where it reads, and whether it read at all and on
+    the replica (a call answered from a cache reads nothing and is not counted)."""
 
     alias: str
-    used: bool = False
+    read: bool = False
+    replica_read: bool = False
 
 
 # The current lag-tolerant call (None: not in one).
@@ -83,9 +86,12 @@ def read_alias() -> str:
     being run, else the primary. For plain SQL (``connections[read_alias()].cursor()``); the
     ORM asks the router, which answers the same."""
     scope = _scope.get()
-    if scope is None or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+    if scope is None:
         return DEFAULT_DB_ALIAS
-    scope.used = True
+    scope.read = True
+    if scope.alias == DEFAULT_DB_ALIAS or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        return DEFAULT_DB_ALIAS
+    scope.replica_read = True
     return scope.alias
 
 
@@ -353,8 +359,11 @@ def lag_tolerant(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         alias, reason = _choose(aliases)
         if alias == DEFAULT_DB_ALIAS:
-            _count(reason, alias)
-            return _run(_Scope(alias), func, *args, **kwargs)
+            scope = _Scope(alias)
+            result = _run(scope, func, *args, **kwargs)
+            if scope.read:
+                _count(reason, alias)
+            return result
         scope = _Scope(alias)
         try:
             result = _run(scope, func, *args, **kwargs)
@@ -368,11 +377,13 @@ def lag_tolerant(func: Callable[P, R]) -> Callable[P, R]:
                 mark_down(alias)
             _count(lost, alias)
             return _run(_Scope(DEFAULT_DB_ALIAS), func, *args, **kwargs)
-        if scope.used:  # a call answered from a cache never reached the replica
+        if scope.replica_read:
             _count(reason, alias)
             request = _request.get()
             if request is not None:
                 request._inbo_replica_read = True  # type: ignore[attr-defined]
+        elif scope.read:  # only inside a transaction it opened
+            _count("transaction", alias)
         return result
 
     return wrapper
