@@ -66,21 +66,28 @@ def read_counters(item_ids: Sequence[int], *, now: datetime) -> dict[int, dict[s
         return {}  # HMGET with no field is an error
     client = inbo_redis.state()
     today = int(now.timestamp() // 86400)
+    days = range(today - keys.ITEM_DAILY_WINDOW_DAYS + 1, today + 1)
+    # The days still in the v1 layout (``migrate_counters`` has not moved them yet): one
+    # round trip, so that the v1 hashes are read only while they exist.
+    pipe = client.pipeline(transaction=False)
+    for day in days:
+        pipe.exists(keys.item_daily_legacy(day))
+    legacy = [day for day, found in zip(days, pipe.execute(), strict=True) if found]
     pipe = client.pipeline(transaction=False)
     for item_id in item_ids:
         pipe.hgetall(keys.item_counts(item_id))
-    # One HMGET per day and block of items (v2), plus the day's v1 hash while
-    # ``migrate_counters`` has not moved it (a missing key costs next to nothing).
+    # One HMGET per day and block of items (v2), plus the day's v1 hash if there is one.
     blocks: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for i in item_ids:
         for t, _ in WINDOWED.values():
             blocks[i // keys.ITEM_DAILY_BLOCK_ITEMS].append((i, t))
     reads: list[tuple[int, list[tuple[int, str]]]] = []  # (age in days, the fields' items)
     every = [pair for pairs in blocks.values() for pair in pairs]
-    for day in range(today - keys.ITEM_DAILY_WINDOW_DAYS + 1, today + 1):
+    for day in days:
         for pairs in blocks.values():
             pipe.hmget(keys.item_daily(day, pairs[0][0]), [f"{i}:{t}" for i, t in pairs])
             reads.append((today - day, pairs))
+    for day in legacy:
         pipe.hmget(keys.item_daily_legacy(day), [f"{i}:{t}" for i, t in every])
         reads.append((today - day, every))
     replies = pipe.execute()
