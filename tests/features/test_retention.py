@@ -4,7 +4,10 @@ one a running experiment reads; old event-log months are detached with their bas
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -222,3 +225,22 @@ def test_the_command_dry_run_changes_nothing(windows):
     call_command("retention", "--log", "served", "--batch-size", "10", stdout=out)
     assert "served: 1 rows deleted so far" in out.getvalue()
     assert ServedFeed.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        ({"RETENTION_SERVED_DAYS": "7"}, "RETENTION_SERVED_DAYS must be at least 15 days"),
+        ({"RETENTION_EVENT_LOG_MONTHS": "2"}, "RETENTION_EVENT_LOG_MONTHS must be 0"),
+    ],
+)
+def test_a_window_shorter_than_what_reads_the_log_stops_the_settings(env, refused):
+    done = subprocess.run(
+        [sys.executable, "-c", "import inbo.settings"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert refused in done.stderr
