@@ -66,6 +66,13 @@ class SearchOutbox(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="search_outbox_due_idx"),
+            # The claim's order over live rows: it reads the due ones first and stops at its
+            # limit (its ``<= clock_timestamp()`` is volatile, no index condition can use it).
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=Q(status__in=["pending", "failed"]),
+                name="search_outbox_live_due_idx",
+            ),
             models.Index(fields=["doc_type", "object_id"], name="search_outbox_key_idx"),
         ]
 
