@@ -125,8 +125,12 @@ class ExperienceInteraction(models.Model):
     also becomes a ``UserEvent`` in the feature store.
     """
 
+    # No index of its own (one row per interaction): interaction_user_time_idx leads with it.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="interactions"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="interactions",
+        db_index=False,
     )
     item = models.ForeignKey(
         "reading_app.Item", on_delete=models.CASCADE, related_name="interactions"
@@ -135,7 +139,8 @@ class ExperienceInteraction(models.Model):
     interaction_type = models.CharField(max_length=16, choices=EVENT_TYPE_CHOICES)
     section = models.CharField(max_length=32, blank=True)
     position = models.PositiveIntegerField(null=True, blank=True)
-    request_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # Not indexed: read in bulk by time (training, experiments), never looked up by request.
+    request_id = models.UUIDField(null=True, blank=True)
     event_id = models.UUIDField()
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)
@@ -167,8 +172,12 @@ class ServedFeed(models.Model):
     """
 
     request_id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    # No index of its own (one row per home served): served_feed_user_idx leads with it.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="served_feeds"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="served_feeds",
+        db_index=False,
     )
     served_at = models.DateTimeField(db_index=True)
     degraded = models.BooleanField(default=False)

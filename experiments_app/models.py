@@ -128,8 +128,14 @@ class Variant(models.Model):
 class Exposure(models.Model):
     """The first time a variant changed what a user saw; one row per (experiment, user)."""
 
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="exposures")
-    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="exposures")
+    # No index of their own (one row per exposed user): exposure_once_per_user and
+    # exposure_variant_time lead with them.
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, related_name="exposures", db_index=False
+    )
+    variant = models.ForeignKey(
+        Variant, on_delete=models.CASCADE, related_name="exposures", db_index=False
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="experiment_exposures"
     )

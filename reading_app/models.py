@@ -80,13 +80,17 @@ class Item(models.Model):
         # Known by id (events reference it) but without readable content: never listed.
         UNAVAILABLE = "unavailable", "Unavailable"
 
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="items")
+    # No index of its own: item_provider_pub_idx leads with it (deletes by provider too).
+    provider = models.ForeignKey(
+        Provider, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     title = models.CharField(max_length=500)
     summary = models.TextField(blank=True)
     body = models.TextField(blank=True)
     url = models.URLField(max_length=1000, blank=True)
     categories = models.ManyToManyField(Category, blank=True, related_name="items")
-    published_at = models.DateTimeField(db_index=True)
+    # No index of its own: every read filters published items, item_status_pub_idx's order.
+    published_at = models.DateTimeField()
     word_count = models.PositiveIntegerField(default=0)
     reading_time_minutes = models.PositiveSmallIntegerField(default=1)
     language = models.CharField(max_length=8, default="en")
@@ -159,8 +163,12 @@ class SavedItem(models.Model):
 class ReadingProgress(models.Model):
     """How far a user got in an item; ``completed_at`` is set once it reaches the end."""
 
+    # Written on every scroll: no index of its own, reading_progress_unique leads with it.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reading_progress"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="reading_progress",
+        db_index=False,
     )
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="reading_progress")
     progress = models.FloatField(default=0.0, help_text="Fraction read, 0..1")
