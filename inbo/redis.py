@@ -105,6 +105,20 @@ class _GuardedCacheClient(RedisCacheClient):
     def __init__(self, servers: Any, **options: Any) -> None:
         super().__init__(servers, **options)
         self._client = _cache_client
+        self._clients: dict[int, GuardedRedis] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> GuardedRedis:
+        # Django builds a new redis.Redis per call, and redis-py's constructor copies ~170
+        # response callbacks: about as much CPU as the GET itself. A client is a thin
+        # wrapper around its (thread-safe) pool, so one per pool serves every call.
+        # Rebuilt when reset_clients() replaced the breaker.
+        index = self._get_connection_pool_index(write)
+        client = self._clients.get(index)
+        if client is None or client.breaker is not cache_breaker():
+            client = self._clients[index] = _cache_client(
+                connection_pool=self._get_connection_pool(write)
+            )
+        return client
 
 
 class GuardedRedisCache(RedisCache):

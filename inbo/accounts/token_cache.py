@@ -63,7 +63,8 @@ def enabled() -> bool:
 
 
 def _client() -> redis.Redis:
-    # The cache database's client, with its circuit breaker (inbo.redis.GuardedRedisCache).
+    # The cache database's client (one per process), with its circuit breaker
+    # (inbo.redis.GuardedRedisCache).
     return cache._cache.get_client(write=True)  # type: ignore[attr-defined]
 
 
