@@ -174,7 +174,7 @@ def _forgotten(key: str, name: str, month: date, forget: Rules | None) -> bool:
     last = _month_end(month)
     if rule.all(last):
         return True
-    if cut.family(key) == "user_affinity":
+    if cut.family(key) == "user_affinity" and name != EXPIRES:
         target = int(name[1:])
         return rule.category(target, last) if name[0] == "c" else rule.provider(target, last)
     return False

@@ -11,9 +11,12 @@ from django.utils import timezone
 
 from features_app import baseline, fallback, partitions, reconcile, snapshots, sync
 from features_app import public as features
+from features_app.contracts import Forgetting
+from features_app.forgetting import compile_rules
 from features_app.models import CounterBaseline, DetachedMonth, ItemFeature
 from inbo import keys
 from inbo import redis as inbo_redis
+from reading_app.public import item_facets
 from tests.factories import ItemFactory, UserFactory
 from tests.features.utils import event, feature_store_state
 
@@ -185,13 +188,20 @@ def test_a_reset_after_the_detach_takes_the_users_baseline_out(two_months):
     ops = list(baseline.ops(months=[month]))
     assert any(key == keys.user_counts(u1.id) for _, key, _, _ in ops)
 
-    from features_app.contracts import Forgetting
-    from features_app.forgetting import compile_rules
-
     rules = compile_rules([Forgetting(user_id=u1.id, before=timezone.now())])
     kept = list(baseline.ops(forget=rules, months=[month]))
     assert not any(str(u1.id) == key.split(":")[3] for _, key, _, _ in kept if "user_" in key)
     assert any(key == keys.item_counts(two_months["items"][0].id) for _, key, _, _ in kept)
+
+    # A removed provider takes only that affinity field out; the counts stay.
+    a, _ = two_months["items"]
+    field = f"p{item_facets([a.id])[a.id].provider_id}"
+    assert any(k == keys.user_affinity(u1.id) and name == field for _, k, name, _ in ops)
+    provider = int(field[1:])
+    rules = compile_rules([Forgetting(user_id=u1.id, before=timezone.now(), provider_id=provider)])
+    kept = list(baseline.ops(forget=rules, months=[month]))
+    assert not any(k == keys.user_affinity(u1.id) and name == field for _, k, name, _ in kept)
+    assert any(key == keys.user_counts(u1.id) for _, key, _, _ in kept)
 
 
 def _detached(world) -> DetachedMonth:
