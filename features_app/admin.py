@@ -10,6 +10,7 @@ from features_app.contracts import Engagement
 from features_app.models import (
     CounterQuarantine,
     CounterSnapshot,
+    DetachedMonth,
     ItemEmbedding,
     ItemFeature,
     ProviderEmbedding,
@@ -81,6 +82,19 @@ class CounterSnapshotAdmin(admin.ModelAdmin):
     list_filter = ("complete",)
     date_hierarchy = "created_at"
     readonly_fields = ("created_at", "key_count", "size_bytes", "last_event_id", "complete")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(DetachedMonth)
+class DetachedMonthAdmin(admin.ModelAdmin):
+    """Event-log months detached with their baselines (ADR 0026): listed, never edited here
+    (deleting one while its table is attached again is the only reason to touch it)."""
+
+    list_display = ("table", "month", "rows", "min_event_id", "max_event_id", "detached_at")
+    date_hierarchy = "detached_at"
+    readonly_fields = ("table", "month", "rows", "min_event_id", "max_event_id", "detached_at")
 
     def has_add_permission(self, request) -> bool:
         return False

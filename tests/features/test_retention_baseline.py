@@ -110,6 +110,14 @@ def test_after_a_detach_reconcile_finds_no_drift_and_changes_nothing(two_months)
     assert _features() == rows
 
 
+def test_the_admin_lists_detached_months(two_months, admin_client):
+    _immediate()
+    partitions.detach_partitions(two_months["newer"])
+    page = admin_client.get("/admin/features_app/detachedmonth/")
+    assert page.status_code == 200
+    assert DetachedMonth.objects.get().table in page.content.decode()
+
+
 def test_detaching_twice_never_counts_a_month_twice(two_months):
     _immediate()
     partitions.detach_partitions(two_months["newer"])
