@@ -130,7 +130,7 @@ class TwoLevelCache:
         if not missing:
             return found
         self._count("l1", "miss", len(missing))
-        from_l2 = self._l2_get(token, missing) if self._token_shared else None
+        from_l2: dict[K, V] | None = self._l2_get(token, missing) if self._token_shared else None
         if from_l2:
             found.update(from_l2)
             missing = [key for key in missing if key not in from_l2]

@@ -26,7 +26,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -155,9 +155,10 @@ class PublicCacheMixin:
         response["Cache-Control"] = PRIVATE if signed_in else public_cache_control()
         patch_vary_headers(response, VARY)
         last_modified = response.get("Last-Modified")
-        return get_conditional_response(
-            request,
+        answer = get_conditional_response(
+            request,  # type: ignore[arg-type]  # a DRF Request reads as its HttpRequest
             etag=response["ETag"],
             last_modified=parse_http_date_safe(last_modified) if last_modified else None,
-            response=response,
+            response=cast(HttpResponse, response),
         )
+        return answer if answer is not None else response
