@@ -49,7 +49,7 @@ prepare_dir() {
 start_primary() {
   if [ ! -f "$PRIMARY/PG_VERSION" ]; then
     log "initdb: primary in $PRIMARY"
-    as_pg "$PG_BIN/initdb" -D "$PRIMARY" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
+    as_pg "$PG_BIN/initdb" -D "$PRIMARY" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync \
       >"$DIR/initdb.log"
     # A throwaway cluster: no fsync. Replication slots are not used: the replica streams
     # from WAL the primary still keeps (wal_keep_size), enough for tests and development.
@@ -81,7 +81,7 @@ start_replica() {
   if [ ! -f "$REPLICA/PG_VERSION" ]; then
     log "pg_basebackup -R: replica in $REPLICA"
     as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -D "$REPLICA" \
-      -R -X stream -c fast
+      -R -X stream -c fast --no-sync
     printf 'port = %s\n' "$REPLICA_PORT" >>"$REPLICA/postgresql.conf"
   fi
   if ! as_pg "$PG_BIN/pg_ctl" -D "$REPLICA" status >/dev/null 2>&1; then

@@ -4,9 +4,12 @@ a metric, and never a 5xx for it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connections, transaction
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 from prometheus_client import REGISTRY
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -14,6 +17,8 @@ from rest_framework.test import APIClient
 from inbo import keys, replicas
 from inbo import redis as inbo_redis
 from reading_app.models import Provider
+from reading_app.selectors import recent_item_ids
+from search_app.selectors import analytics_summary
 from tests.factories import ItemFactory, ProviderFactory, UserFactory
 from tests.replica.conftest import Cluster
 
@@ -76,6 +81,14 @@ def test_a_lag_tolerant_read_is_served_by_the_replica_writes_and_others_by_the_p
         return port, inside[0]
 
     assert read_then_write() == (replica, primary)
+    # The call sites: feed candidate pools and search analytics read the replica too.
+    now = timezone.now()
+    item = ItemFactory(provider=provider)
+    streaming.wait_replayed()
+    reads = _reads()
+    assert item.pk in recent_item_ids(since=now - timedelta(days=30), limit=50)
+    assert analytics_summary(now - timedelta(days=1), now).searches >= 0
+    assert _reads() == reads + 2
     # What fills a cache emptied on change reads the primary.
     with replicas.on_primary():
         assert _tolerant_read(provider.slug) == (primary, "Streamed")
