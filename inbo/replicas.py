@@ -368,7 +368,8 @@ def lag_tolerant(func: Callable[P, R]) -> Callable[P, R]:
         try:
             result = _run(scope, func, *args, **kwargs)
         except (OperationalError, InterfaceError) as exc:
-            lost = _lost_reason(alias, exc)
+            # Not the replica's if the call failed before reading there (the primary's).
+            lost = _lost_reason(alias, exc) if scope.replica_read else None
             if lost is None:
                 raise
             logger.warning("db.replica_read_failed replica=%s reason=%s error=%s", alias, lost, exc)
