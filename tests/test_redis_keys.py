@@ -98,11 +98,13 @@ def test_every_builder_follows_the_naming_convention():
         keys.features_lock("sync"),
         keys.features_job_status("sync"),
         keys.search_last_indexed(),
+        keys.cache_namespace_version("item_cards"),
+        keys.cache_entry("item_cards", "a1b2c3", 42),
     ]
     for key in built:
         prefix, app, thing, ident, version = key.split(":")
         assert prefix == "inbo", key
-        assert app in {"features", "experience", "monitoring", "search"}, key
+        assert app in {"features", "experience", "monitoring", "search", "cache"}, key
         assert thing and ident, key
         assert version.startswith("v") and version[1:].isdigit(), key
     assert len(set(built)) == len(built)
