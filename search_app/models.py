@@ -73,7 +73,6 @@ class SearchOutbox(models.Model):
                 condition=Q(status__in=["pending", "failed"]),
                 name="search_outbox_live_due_idx",
             ),
-            models.Index(fields=["doc_type", "object_id"], name="search_outbox_key_idx"),
         ]
 
     def __str__(self) -> str:
