@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 from django.utils.http import http_date
 
-from tests.factories import ItemFactory, ProviderFactory
+from reading_app import caches
+from tests.factories import (
+    ItemFactory,
+    ProviderFactory,
+    ReadingProgressFactory,
+    SavedItemFactory,
+    SubscriptionFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -76,17 +83,25 @@ def test_a_repeated_page_is_served_from_the_cache_without_queries(
     assert len(other.json()["results"]) == 3
 
 
-def test_a_signed_in_answer_is_private_but_still_validated(api_client, auth_client):
-    ProviderFactory()
-    anonymous = api_client.get(PROVIDERS)
-    signed_in = auth_client.get(PROVIDERS)
-    assert signed_in.status_code == 200
-    assert signed_in["Cache-Control"] == "private, no-cache"
-    assert {"authorization", "cookie"} <= _vary(signed_in)
-    # The same bytes for everyone: nothing of the reader is in a catalog answer.
-    assert signed_in.content == anonymous.content
-    assert signed_in["ETag"] == anonymous["ETag"]
-    assert auth_client.get(PROVIDERS, HTTP_IF_NONE_MATCH=signed_in["ETag"]).status_code == 304
+def test_a_signed_in_answer_is_private_but_still_validated(api_client, auth_client, user):
+    provider = ProviderFactory(slug="weekly")
+    item = ItemFactory(provider=provider)
+    # What the reader has of their own must change nothing in a catalog answer.
+    SubscriptionFactory(user=user, provider=provider)
+    SavedItemFactory(user=user, item=item)
+    ReadingProgressFactory(user=user, item=item)
+    for url in (PROVIDERS, f"{PROVIDERS}weekly/", ITEMS, f"{ITEMS}{item.id}/"):
+        anonymous = api_client.get(url)
+        caches.CATALOG_PAGES.invalidate()  # built again, for the reader this time
+        signed_in = auth_client.get(url)
+        assert signed_in.status_code == 200
+        assert signed_in["Cache-Control"] == "private, no-cache"
+        assert {"authorization", "cookie"} <= _vary(signed_in)
+        assert signed_in.content == anonymous.content  # the same bytes for everyone
+        assert signed_in["ETag"] == anonymous["ETag"]
+        revalidated = auth_client.get(url, HTTP_IF_NONE_MATCH=signed_in["ETag"])
+        assert revalidated.status_code == 304
+        assert revalidated["Cache-Control"] == "private, no-cache"
 
 
 def test_errors_are_kept_by_no_cache(api_client):
