@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import redis
 
-from experience_app import time_place, treatments
+from experience_app import open_times, time_place, treatments
 from experience_app.datasets import demo as demo_plan
 from experience_app.datasets import demo_words
 from experience_app.learned import FEATURES, feature_vector
 from experience_app.models import ExperienceInteraction, ModelVersion, ServedFeed
 from experience_app.ranking import Candidate, Scored, UserContext, Weights, linear_score, rank
 from experience_app.selectors import home_engagements, interactions_between, served_between
-from experience_app.services import interactions, registry
+from experience_app.services import interactions, prebuild, registry
 from experience_app.services.feed import build as feed_build
 from experience_app.services.feed import cache as feed_cache
 from experience_app.services.feed import served_log
@@ -59,6 +59,8 @@ __all__ = [
     "model_register",
     "model_rollback",
     "model_versions",
+    "open_times",
+    "prebuild_stats",
     "rank",
     "rerank",
     "served_between",
@@ -92,6 +94,12 @@ model_promote = registry.promote
 model_rollback = registry.rollback
 model_versions = registry.versions
 model_active = registry.active
+
+
+# Predictive caching (OPT-002): the likelihood and selection the beat task runs, which the
+# replay on real timestamps (``manage.py evaluate_prebuild``) runs too; the runs' totals and
+# home requests by source (pre-built, cached, built) for the metrics.
+prebuild_stats = prebuild.stats
 
 
 def feed_cache_stats() -> dict[str, int] | None:

@@ -19,6 +19,7 @@ from features_app import (
     embeddings,
     fallback,
     forgetting,
+    jobs,
     segments,
     services,
     sessions,
@@ -45,6 +46,10 @@ from reading_app.public import ItemFacets
 EMBEDDING_MODEL_VERSION = embeddings.MODEL_VERSION
 EmbedResult = embeddings.EmbedResult
 RefreshResult = embedding_jobs.RefreshResult
+# The lock-and-status pattern of the feature-store jobs (ADR 0016), for other apps' beat
+# jobs too: one run at a time per name, its figures in the job's status hash.
+job_run = jobs.run
+JobBusy = jobs.JobBusy
 
 __all__ = [
     "EMBEDDING_MODEL_VERSION",
@@ -60,6 +65,7 @@ __all__ = [
     "ForgettingSource",
     "IngestResult",
     "ItemSignals",
+    "JobBusy",
     "RecordResult",
     "RefreshResult",
     "UserProfile",
@@ -83,6 +89,7 @@ __all__ = [
     "item_embeddings",
     "item_signals",
     "item_signals_from_log",
+    "job_run",
     "last_engaged_item_id",
     "provider_embeddings",
     "refresh_user_embeddings",

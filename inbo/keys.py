@@ -331,6 +331,39 @@ def feed_served(user_id: int) -> str:
     return _key("experience", "feed_served", user_id, 1)
 
 
+# --- experience_app: predictive caching (feeds built before the reader opens the app) ----
+# A reader's open-time profile lives this long after their last open: a dormant reader's
+# profile (and their place among the openers) goes, and nothing is built for them.
+OPEN_PROFILE_TTL_SECONDS = 35 * 86400
+
+
+def open_profile(user_id: int) -> str:
+    """Hash of a reader's app opens (a home request after a gap): field ``h<0..167>`` the
+    opens per UTC hour of week (halved together past a cap, so recent weeks weigh most),
+    ``n`` their sum, ``t`` the Unix time of the last home request, ``p`` the place tag and
+    ``f`` the platform it came with. TTL: ``OPEN_PROFILE_TTL_SECONDS``, renewed per open."""
+    return _key("experience", "open_profile", user_id, 1)
+
+
+def openers() -> str:
+    """Sorted set: user id -> Unix time of their last home request. The prebuild run reads
+    its candidates here and trims members older than ``OPEN_PROFILE_TTL_SECONDS``."""
+    return _key("experience", "openers", "global", 1)
+
+
+def feed_prebuilt(user_id: int) -> str:
+    """The version of the user's cached feed when a prebuild run built it (not a request);
+    its first hit is counted as served from a pre-built feed and deletes it. Same TTL as
+    the pre-built feed."""
+    return _key("experience", "feed_prebuilt", user_id, 1)
+
+
+def prebuild_stats() -> str:
+    """Hash of prebuild runs' totals: ``runs``, ``built``, ``skipped`` (feed already
+    cached), ``failed``, ``seconds`` (build time spent). No TTL."""
+    return _key("experience", "prebuild_stats", "global", 1)
+
+
 # --- search_app: indexing ---------------------------------------------------------------
 
 

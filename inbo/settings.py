@@ -235,6 +235,8 @@ CELERY_TASK_QUEUES = (
 )
 CELERY_TASK_ROUTES = {
     "inbo.features.*": {"queue": "features"},
+    # Building feeds ahead is CPU work that must not delay the events queue.
+    "inbo.experience.prebuild_feeds": {"queue": "maintenance"},
     "inbo.experience.*": {"queue": "events"},
     "inbo.search.*": {"queue": "search"},
     "inbo.monitoring.*": {"queue": "maintenance"},
@@ -263,6 +265,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inbo.experience.flush_served",
         "schedule": 10.0,
         "options": {"expires": 10},
+    },
+    # Predictive caching: feeds of the readers likely to open the app soon, built ahead.
+    "experience-prebuild-feeds": {
+        "task": "inbo.experience.prebuild_feeds",
+        "schedule": float(env_int("EXPERIENCE_PREBUILD_INTERVAL_SECONDS", 600)),
+        "options": {"expires": env_int("EXPERIENCE_PREBUILD_INTERVAL_SECONDS", 600)},
     },
     # Feature store: validated counters to ItemFeature, drift repair, backups.
     "features-sync": {
@@ -636,6 +644,20 @@ EXPERIENCE_CANDIDATE_DAYS = env_int("EXPERIENCE_CANDIDATE_DAYS", 21)
 EXPERIENCE_SECTION_PAGE_SIZE = env_int("EXPERIENCE_SECTION_PAGE_SIZE", 10)
 EXPERIENCE_SECTION_MAX_ITEMS = env_int("EXPERIENCE_SECTION_MAX_ITEMS", 50)
 EXPERIENCE_FEED_CACHE_SECONDS = env_int("EXPERIENCE_FEED_CACHE_SECONDS", 300)
+# Predictive caching (OPT-002): every interval, build the feeds of the readers most likely
+# to open the app within the lookahead (their open-time profile and recency), at most
+# BUDGET feeds or BUDGET_SECONDS of building per run, none below MIN_LIKELIHOOD. A pre-built
+# feed is kept TTL seconds (default: lookahead plus interval), then as long as any once hit.
+EXPERIENCE_PREBUILD_INTERVAL_SECONDS = env_int("EXPERIENCE_PREBUILD_INTERVAL_SECONDS", 600)
+EXPERIENCE_PREBUILD_LOOKAHEAD_MINUTES = env_int("EXPERIENCE_PREBUILD_LOOKAHEAD_MINUTES", 30)
+EXPERIENCE_PREBUILD_BUDGET = env_int("EXPERIENCE_PREBUILD_BUDGET", 500)
+EXPERIENCE_PREBUILD_BUDGET_SECONDS = env_float("EXPERIENCE_PREBUILD_BUDGET_SECONDS", 120.0)
+EXPERIENCE_PREBUILD_MIN_LIKELIHOOD = env_float("EXPERIENCE_PREBUILD_MIN_LIKELIHOOD", 0.01)
+EXPERIENCE_PREBUILD_TTL_SECONDS = env_int(
+    "EXPERIENCE_PREBUILD_TTL_SECONDS",
+    EXPERIENCE_PREBUILD_LOOKAHEAD_MINUTES * 60 + EXPERIENCE_PREBUILD_INTERVAL_SECONDS,
+)
+EXPERIENCE_PREBUILD_MAX_CANDIDATES = env_int("EXPERIENCE_PREBUILD_MAX_CANDIDATES", 50000)
 # Business rules (rules_app, docs/RULES.md): a serving process checks the rules' version this
 # often (one indexed query), and reloads them this often whatever it says (a provider
 # campaign's newest items).

@@ -432,6 +432,7 @@ class InboCollector(Collector):
             family.add_metric(["hit"], stats["hit"])
             family.add_metric(["miss"], stats["miss"])
             yield family
+        yield from _prebuild(experience.prebuild_stats())
 
     def _health(self, results: Mapping[str, checks.CheckResult]) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -492,6 +493,44 @@ class InboCollector(Collector):
 
 
 # --- search (issue 5): from search_app.public.health() when it exists --------------------
+
+
+def _prebuild(stats: Mapping[str, float] | None) -> Iterator[Metric]:
+    """Home requests by source and the prebuild runs' totals (predictive caching, OPT-002).
+    The share served pre-built is ``source="prebuilt"`` over the sum of the three."""
+    if stats is None:
+        return
+    home = CounterMetricFamily(
+        "inbo_home_requests",
+        "Home requests by source: `prebuilt` (the first hit on a feed a prebuild run built), "
+        "`cached` (other cache hits), `built` (built on the request).",
+        labels=["source"],
+    )
+    for source in ("prebuilt", "cached", "built"):
+        home.add_metric([source], stats[f"home_{source}"])
+    yield home
+    yield CounterMetricFamily(
+        "inbo_feed_prebuild_runs", "Prebuild runs.", value=stats["prebuild_runs"]
+    )
+    feeds = CounterMetricFamily(
+        "inbo_feed_prebuild_feeds",
+        "Readers a prebuild run reached, by outcome: `built`, `skipped` (feed cached already), "
+        "`failed`.",
+        labels=["outcome"],
+    )
+    for outcome in ("built", "skipped", "failed"):
+        feeds.add_metric([outcome], stats[f"prebuild_{outcome}"])
+    yield feeds
+    yield CounterMetricFamily(
+        "inbo_feed_prebuild_seconds",
+        "Seconds prebuild runs spent building feeds (the budget used).",
+        value=stats["prebuild_seconds"],
+    )
+    yield CounterMetricFamily(
+        "inbo_feed_prebuild_budget_spent_runs",
+        "Prebuild runs stopped by their budget (more readers were likely).",
+        value=stats["prebuild_budget_spent"],
+    )
 
 
 def _number(value: Any) -> float | None:

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from experience_app import selectors, treatments
 from experience_app.services import rerank
-from experience_app.services.feed import served_log
+from experience_app.services.feed import opens, served_log
 from experience_app.services.feed.build import (
     MODEL_ORDERED,
     SECTION_ORDER,
@@ -213,16 +213,18 @@ def home_json(
     meta: dict[str, Any] | None = None
     pages_json = served_json = ""
     generation = "0"
+    prebuilt: Any = None
     treatment: treatments.Treatment | None = None
     segment: features.UserSegment | None = None
     try:
-        meta_raw, pages_raw, served_raw, current, segment_raw, written = client.mget(
+        meta_raw, pages_raw, served_raw, current, segment_raw, written, prebuilt = client.mget(
             keys.feed(user_id),
             keys.feed_pages(user_id),
             keys.feed_served(user_id),
             keys.feed_generation(user_id),
             keys.user_segment(user_id),
             keys.segments_written(),
+            keys.feed_prebuilt(user_id),
         )
         # The segment comes with the cache read: the user's experiments may target it.
         segment, treatment = _segment_treatment(
@@ -272,12 +274,86 @@ def home_json(
         try:
             pipe = client.pipeline(transaction=False)
             pipe.hincrby(keys.feed_cache_stats(), "hit", 1)
+            if prebuilt is not None and prebuilt == meta["version"]:
+                # The first request a prebuild run saved from building: counted once, and
+                # from now on the feed lives as long as one a request built.
+                pipe.hincrby(keys.feed_cache_stats(), "prebuilt", 1)
+                pipe.delete(keys.feed_prebuilt(user_id))
+                ttl = settings.EXPERIENCE_FEED_CACHE_SECONDS
+                for key in (
+                    keys.feed(user_id),
+                    keys.feed_pages(user_id),
+                    keys.feed_served(user_id),
+                ):
+                    pipe.expire(key, ttl)
+            opens.record_open(
+                pipe, user_id, now=now, place=_place_tag(place), platform=platform
+            )
             served_log.push(pipe, served)
             pipe.execute()
         except redis.RedisError:
             served_log.store(served)
         return _body(request_id, meta, degraded, True, pages_json)
 
+    feed, meta, pages_json, served_json = _build(
+        user_id,
+        now=now,
+        redis_ok=redis_ok,
+        treatment=treatment,
+        place=place,
+        segment=segment,
+        generation=generation,
+        request_id=request_id,
+    )
+    degraded = feed.degraded or not redis_ok
+    experiments_json, decisions_json = _experiments_json(meta)
+
+    def served_record(degraded: bool) -> served_log.Served:
+        return served_log.Served(
+            request_id,
+            user_id,
+            now,
+            degraded,
+            served_json,
+            feed.ranker,
+            experiments_json,
+            decisions_json,
+            _elapsed_ms(started),
+        )
+
+    served = served_record(degraded)
+    if redis_ok and not feed.degraded:
+        try:
+            pipe = client.pipeline(transaction=False)
+            _store(pipe, user_id, feed, meta, pages_json, served_json)
+            pipe.hincrby(keys.feed_cache_stats(), "miss", 1)
+            opens.record_open(
+                pipe, user_id, now=now, place=_place_tag(place), platform=platform
+            )
+            served_log.push(pipe, served)
+            pipe.execute()
+            return _body(request_id, meta, degraded, False, pages_json)
+        except redis.RedisError as exc:
+            degraded = True
+            logger.warning("experience.cache_write_failed user=%s error=%s", user_id, exc)
+            served = served_record(True)
+    served_log.store(served)
+    return _body(request_id, meta, degraded, False, pages_json)
+
+
+def _build(
+    user_id: int,
+    *,
+    now: datetime,
+    redis_ok: bool,
+    treatment: treatments.Treatment,
+    place: Place | None,
+    segment: features.UserSegment | None,
+    generation: str,
+    request_id: uuid.UUID,
+) -> tuple[Feed, dict[str, Any], str, str]:
+    """Build the feed and cut its first pages: (feed, cache metadata, pages JSON, served-log
+    items JSON). A request's cache miss and a prebuild run both build here."""
     feed = build_feed(
         user_id,
         now=now,
@@ -312,45 +388,88 @@ def home_json(
         "place": _place_tag(place),
         "rules": _rules_version(now),
     }
-    degraded = feed.degraded or not redis_ok
-    experiments_json, decisions_json = _experiments_json(meta)
+    return feed, meta, pages_json, served_json
 
-    def served_record(degraded: bool) -> served_log.Served:
-        return served_log.Served(
-            request_id,
-            user_id,
-            now,
-            degraded,
-            served_json,
-            feed.ranker,
-            experiments_json,
-            decisions_json,
-            _elapsed_ms(started),
-        )
 
-    served = served_record(degraded)
-    if redis_ok and not feed.degraded:
-        try:
-            ttl = settings.EXPERIENCE_FEED_CACHE_SECONDS
-            pipe = client.pipeline(transaction=False)
-            pipe.set(keys.feed(user_id), json.dumps(meta, separators=(",", ":")), ex=ttl)
-            pipe.set(keys.feed_pages(user_id), pages_json, ex=ttl)
-            pipe.set(keys.feed_served(user_id), served_json, ex=ttl)
-            pipe.set(
-                keys.feed_snapshot(user_id, feed.version),
-                json.dumps(feed.to_json(), separators=(",", ":")),
-                ex=keys.FEED_SNAPSHOT_TTL_SECONDS,
-            )
-            pipe.hincrby(keys.feed_cache_stats(), "miss", 1)
-            served_log.push(pipe, served)
-            pipe.execute()
-            return _body(request_id, meta, degraded, False, pages_json)
-        except redis.RedisError as exc:
-            degraded = True
-            logger.warning("experience.cache_write_failed user=%s error=%s", user_id, exc)
-            served = served_record(True)
-    served_log.store(served)
-    return _body(request_id, meta, degraded, False, pages_json)
+def _store(
+    pipe: Any,
+    user_id: int,
+    feed: Feed,
+    meta: dict[str, Any],
+    pages_json: str,
+    served_json: str,
+    ttl: int | None = None,
+) -> None:
+    """Queue the writes that cache a built feed (its snapshot outlives it)."""
+    ttl = ttl or settings.EXPERIENCE_FEED_CACHE_SECONDS
+    pipe.set(keys.feed(user_id), json.dumps(meta, separators=(",", ":")), ex=ttl)
+    pipe.set(keys.feed_pages(user_id), pages_json, ex=ttl)
+    pipe.set(keys.feed_served(user_id), served_json, ex=ttl)
+    pipe.set(
+        keys.feed_snapshot(user_id, feed.version),
+        json.dumps(feed.to_json(), separators=(",", ":")),
+        ex=max(ttl, keys.FEED_SNAPSHOT_TTL_SECONDS),
+    )
+
+
+def prebuild(
+    user_id: int,
+    *,
+    now: datetime | None = None,
+    platform: str | None = None,
+    place: Place | None = None,
+    ttl: int,
+) -> bool:
+    """Build and cache the user's feed before they ask for it (predictive caching), exactly
+    as their request's cache miss would: the same treatment, place and platform, the same
+    generation check (feedback given after this read makes the feed stale), exposures logged
+    when it is built. It is kept ``ttl`` seconds and marked pre-built, so that the hit it
+    saves is counted as such. False when it could not be cached (Redis away, or the build
+    degraded)."""
+    now = now or timezone.now()
+    client = inbo_redis.state()
+    current, segment_raw, written = client.mget(
+        keys.feed_generation(user_id), keys.user_segment(user_id), keys.segments_written()
+    )
+    segment, treatment = _segment_treatment(
+        user_id, now, platform, segment_raw, written is not None
+    )
+    feed, meta, pages_json, served_json = _build(
+        user_id,
+        now=now,
+        redis_ok=True,
+        treatment=treatment,
+        place=place,
+        segment=segment,
+        generation=str(current or "0"),
+        request_id=uuid.uuid4(),
+    )
+    if feed.degraded:
+        return False
+    pipe = client.pipeline(transaction=False)
+    _store(pipe, user_id, feed, meta, pages_json, served_json, ttl)
+    pipe.set(keys.feed_prebuilt(user_id), feed.version, ex=ttl)
+    pipe.execute()
+    return True
+
+
+def cached_feeds(user_ids: Sequence[int], *, now: datetime) -> set[int]:
+    """Those of ``user_ids`` whose cached feed a home request would serve as it is (built
+    under their current feedback generation and the current business rules)."""
+    if not user_ids:
+        return set()
+    client = inbo_redis.state()
+    flat = client.mget([k for u in user_ids for k in (keys.feed(u), keys.feed_generation(u))])
+    rules_version = _rules_version(now)
+    fresh = set()
+    for i, user_id in enumerate(user_ids):
+        meta_raw, current = flat[2 * i], flat[2 * i + 1]
+        if not meta_raw:
+            continue
+        meta = json.loads(meta_raw)
+        if meta.get("generation") == str(current or "0") and meta.get("rules", 0) == rules_version:
+            fresh.add(user_id)
+    return fresh
 
 
 def _rules_version(now: datetime) -> int:
