@@ -50,7 +50,7 @@ ensure_pg_stat_statements() {
     *) return 0 ;;
   esac
   local preload version item list=""
-  preload="$(psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -XAtqc \
+  preload="$(psql -w -h 127.0.0.1 -p 5432 -U postgres -d postgres -XAtqc \
     'SHOW shared_preload_libraries' 2>/dev/null)" || return 0
   case ",${preload// /}," in *,pg_stat_statements,*) return 0 ;; esac
   version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
@@ -64,9 +64,14 @@ ensure_pg_stat_statements() {
     list="${list:+$list, }'$item'"
   done
   log "preloading pg_stat_statements (restarts the local PostgreSQL $version once)"
-  psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Xqc \
-    "ALTER SYSTEM SET shared_preload_libraries = $list"
-  pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+  if ! psql -w -h 127.0.0.1 -p 5432 -U postgres -d postgres -Xqc \
+    "ALTER SYSTEM SET shared_preload_libraries = $list"; then
+    log "could not preload pg_stat_statements (not a superuser?): db_report will say so"
+    return 0
+  fi
+  if ! pg_ctlcluster --skip-systemctl-redirect "$version" main restart; then
+    log "PostgreSQL loads pg_stat_statements at its next restart"
+  fi
   wait_for PostgreSQL pg_up
 }
 
