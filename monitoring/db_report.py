@@ -114,23 +114,24 @@ def shorten(query: str, width: int) -> str:
 
 
 def statements_missing() -> str | None:
-    """Why pg_stat_statements cannot be read here, or None when it can."""
+    """Why pg_stat_statements cannot be read here, or None when it can. Asks the view
+    itself: a role without pg_read_all_settings may not read shared_preload_libraries."""
     with connection.cursor() as cursor:
-        cursor.execute("/* db_report */ SELECT current_setting('shared_preload_libraries')")
-        preloaded = [p.strip() for p in cursor.fetchone()[0].split(",")]
         cursor.execute("/* db_report */ SELECT 1 FROM pg_extension WHERE extname = %s", [EXTENSION])
-        created = cursor.fetchone() is not None
-    if EXTENSION not in preloaded:
-        return (
-            "pg_stat_statements is not preloaded: add it to shared_preload_libraries and "
-            "restart PostgreSQL (docs/OPERATIONS.md, Index discipline)"
-        )
-    if not created:
-        return (
-            "pg_stat_statements is preloaded but not created in this database: "
-            "CREATE EXTENSION pg_stat_statements (as a role allowed to; the migrations "
-            "do it where they may)"
-        )
+        if cursor.fetchone() is None:
+            return (
+                "pg_stat_statements is not created in this database: CREATE EXTENSION "
+                "pg_stat_statements (as a role allowed to; the migrations do it where they "
+                "may), with the library preloaded (docs/OPERATIONS.md, Index discipline)"
+            )
+        try:
+            with transaction.atomic():
+                cursor.execute("/* db_report */ SELECT 1 FROM pg_stat_statements LIMIT 1")
+        except DatabaseError:  # "must be loaded via shared_preload_libraries"
+            return (
+                "pg_stat_statements is not preloaded: add it to shared_preload_libraries and "
+                "restart PostgreSQL (docs/OPERATIONS.md, Index discipline)"
+            )
     return None
 
 

@@ -2,10 +2,11 @@
 
 A migration rather than a step of ``db_report``: every database the app migrates (local,
 test, production) gets the extension without a manual step, and the report only reads.
-Guarded: the library must be preloaded (``shared_preload_libraries``; the view errors
-otherwise) and the role allowed to create it. A managed PostgreSQL whose role may not
-(the extension is then created once by its administrator, docs/OPERATIONS.md "Index
-discipline") migrates all the same, with a notice.
+Guarded: where the server does not ship it, or the role may not create it (a managed
+PostgreSQL; its administrator then creates it once, docs/OPERATIONS.md "Index discipline"),
+the migration goes on with a notice. Created even where the library is not preloaded yet:
+harmless (only its view refuses to answer, and ``db_report`` says why) and ready for the
+restart that loads it.
 """
 
 from django.db import migrations
@@ -13,10 +14,7 @@ from django.db import migrations
 CREATE = """
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements')
-       AND 'pg_stat_statements' = ANY(
-           string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
-    THEN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements') THEN
         BEGIN
             CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
         EXCEPTION WHEN insufficient_privilege THEN
