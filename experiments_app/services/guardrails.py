@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from experiments_app.contracts import guardrail_stopped
 from experiments_app.models import Experiment
 from experiments_app.services import lifecycle
 from experiments_app.services.metrics import HIGHER_IS_WORSE, LATENCY_P95
+from inbo import pg_locks
 from inbo.errors import Conflict
 
 logger = logging.getLogger(__name__)
@@ -138,17 +138,8 @@ def _rounded(cmp: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-@contextmanager
-def _advisory_lock() -> Iterator[bool]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_ID])
-        got = bool(cursor.fetchone()[0])
-    try:
-        yield got
-    finally:
-        if got:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_ID])
+def _advisory_lock() -> AbstractContextManager[bool]:
+    return pg_locks.session_lock(_LOCK_ID)
 
 
 def check_guardrails(*, now: datetime | None = None) -> list[str]:

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
-from inbo import keys
+from inbo import keys, pg_locks
 from inbo import redis as inbo_redis
 from reading_app import public as reading
 from reading_app.contracts import CatalogKind
@@ -55,18 +54,9 @@ def targets() -> list[SearchBackend]:
     return found
 
 
-@contextmanager
-def _run_lock() -> Iterator[bool]:
+def _run_lock() -> AbstractContextManager[bool]:
     """One indexing run at a time, and none while PostgreSQL's index is rebuilt."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [INDEX_LOCK_KEY])
-        acquired = bool(cursor.fetchone()[0])
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [INDEX_LOCK_KEY])
+    return pg_locks.session_lock(INDEX_LOCK_KEY)
 
 
 def index_pending(*, batch_size: int | None = None, max_batches: int = 20) -> IndexRun:

@@ -117,3 +117,18 @@ def test_compose_sends_web_through_pgbouncer_and_workers_direct():
     assert ini["pgbouncer"]["pool_mode"] == "transaction"
     # The timeout and jit the app sets on a direct connection (inbo/settings.py defaults).
     assert "SET statement_timeout = 30000; SET jit = off" in ini["databases"]["inbo"]
+
+
+@pytest.mark.django_db
+def test_jobs_holding_a_session_lock_refuse_pgbouncer(settings):
+    """Search indexing and the guardrail check hold a lock across transactions: behind
+    PgBouncer its unlock could run on another server connection, so they refuse to start."""
+    from experiments_app.services.guardrails import check_guardrails
+    from search_app.services.indexing import index_pending
+
+    settings.DATABASE_PGBOUNCER = True
+    for job in (index_pending, check_guardrails):
+        with pytest.raises(ImproperlyConfigured, match="direct connection"):
+            job()
+    settings.DATABASE_PGBOUNCER = False
+    assert index_pending().skipped is False
