@@ -7,6 +7,10 @@ database and Redis, drives it with wrk (Lua scripts in bench/wrk/ rotate the use
 and stops it at the end. Phases, in order:
 
 1. ``ceiling`` — ``GET /api/v1/_bench/ceiling/``: token auth and one cached Redis value;
+   then ``floor`` — ``GET /floor/`` on the same server (kind, workers) restarted with
+   bench/floor_settings.py: no middleware, no authentication, one Redis GET and a body the
+   size of this run's home answer (bench/floor.py); the ceiling's and the home's
+   throughput are reported as ratios to it;
 2. ``home_cold`` — ``GET /api/v1/experience/home/``, every request a different user whose
    cached feed was deleted first, at one connection per core (latency with the cores busy
    but no queueing), then ``home_cold_saturated`` at the full connection count;
@@ -50,6 +54,8 @@ from bench.common import ROOT, VAR, env_int, say, setup_django
 from bench.server import BASE, BIND, CPUS, WRK_THREADS, Server, wrk
 
 CEILING = "/api/v1/_bench/ceiling/"
+FLOOR = "/floor/"
+FLOOR_SETTINGS = "bench.floor_settings"
 HOME = "/api/v1/experience/home/"
 INTERACTIONS = "/api/v1/experience/interactions/"
 
@@ -70,7 +76,10 @@ INGEST_BATCH = env_int("BENCH_INGEST_BATCH", 100)
 INGEST_WORKERS = 1  # the target is per web process
 
 TARGETS = {
-    "warm_home_rps_vs_ceiling": 0.60,
+    # The stack's own cost (authentication, middleware) against a bare Django/DRF
+    # view of the same body size and one Redis GET, same server and worker count.
+    "ceiling_rps_vs_floor": 0.60,
+    "warm_home_rps_vs_ceiling": 0.80,
     "cold_home_p95_ms": 100.0,
     "ingest_events_per_s": 2000.0,
     # Issue 11: the learned path's app CPU per request over the linear path's, in this run.
@@ -184,6 +193,12 @@ def interactions_stored() -> int:
         return int(cursor.fetchone()[0])
 
 
+def body_size(path: str, token: str) -> int:
+    request = urllib.request.Request(BASE + path, headers={"Authorization": f"Token {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return len(response.read())
+
+
 def get(path: str, token: str) -> int:
     request = urllib.request.Request(BASE + path, headers={"Authorization": f"Token {token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -205,6 +220,15 @@ def run_ceiling(server: Server, tokens_file: str) -> dict:
     args = [tokens_file]
     wrk(server, CEILING, "get.lua", args, connections=CONNECTIONS, duration=WARMUP)
     return wrk(server, CEILING, "get.lua", args, connections=CONNECTIONS, duration=DURATION)
+
+
+def run_floor(server: Server, body_bytes: int) -> dict:
+    say(f"floor: GET /floor/ (bench/floor_settings.py: no middleware, no auth, {body_bytes:,} B)")
+    args = [write_lines("tokens_floor.txt", ["none"])]
+    wrk(server, FLOOR, "get.lua", args, connections=CONNECTIONS, duration=WARMUP)
+    result = wrk(server, FLOOR, "get.lua", args, connections=CONNECTIONS, duration=DURATION)
+    result["body_bytes"] = body_bytes
+    return result
 
 
 def run_cold(
@@ -315,6 +339,14 @@ def ratios(figures: dict) -> dict:
         out[f"{name}_p50_vs_ceiling"] = round(f["p50_ms"] / ceiling["p50_ms"], 2)
         out[f"{name}_p95_vs_ceiling"] = round(f["p95_ms"] / ceiling["p95_ms"], 2)
     out["ingest_rps_vs_ceiling"] = round(figures["ingest"]["rps"] / ceiling["rps"], 3)
+    # The stack's own cost: every figure against the bare floor of the same run.
+    floor = figures["floor"]
+    for name in ("ceiling", "home_warm", "home_cold_saturated"):
+        out[f"{name}_rps_vs_floor"] = round(figures[name]["rps"] / floor["rps"], 3)
+        app = figures[name]["cpu_ms_per_request"]["app"]
+        out[f"{name}_app_cpu_vs_floor"] = round(
+            app / max(floor["cpu_ms_per_request"]["app"], 1e-9), 2
+        )
     # The same comparison by CPU cost (app + PostgreSQL + Redis per request): what the
     # throughput ratio would be on an otherwise idle machine, whatever else ran meanwhile.
     cost = {name: sum(f["cpu_ms_per_request"].values()) for name, f in figures.items()}
@@ -339,6 +371,7 @@ def ratios(figures: dict) -> dict:
 
 def targets(figures: dict, ratio: dict) -> list[dict]:
     measured = {
+        "ceiling_rps_vs_floor": ratio["ceiling_rps_vs_floor"],
         "warm_home_rps_vs_ceiling": ratio["home_warm_rps_vs_ceiling"],
         "cold_home_p95_ms": figures["home_cold"]["p95_ms"],
         "ingest_events_per_s": figures["ingest"]["events_per_s"],
@@ -359,6 +392,7 @@ def targets(figures: dict, ratio: dict) -> list[dict]:
 def table(results: dict) -> str:
     f, r = results["figures"], results["ratios"]
     phases = (
+        ("floor", "floor"),
         ("ceiling", "ceiling"),
         ("home warm", "home_warm"),
         ("learned warm", "home_warm_learned"),
@@ -396,6 +430,13 @@ def table(results: dict) -> str:
     lines.append(
         f"by CPU cost per request (app+pg+redis): home warm {r['home_warm_cpu_cost_ratio']:.2f}"
         f" of the ceiling, home cold {r['home_cold_cpu_cost_ratio']:.3f}"
+    )
+    lines.append(
+        f"against the bare floor ({f['floor']['body_bytes']:,} B body, as home's): ceiling "
+        f"{r['ceiling_rps_vs_floor']:.2f} of its throughput "
+        f"(app CPU x{r['ceiling_app_cpu_vs_floor']:.2f}), "
+        f"home warm {r['home_warm_rps_vs_floor']:.2f} (x{r['home_warm_app_cpu_vs_floor']:.2f}), "
+        f"home cold sat. {r['home_cold_saturated_rps_vs_floor']:.3f}"
     )
     warm, cold = f["home_warm"], f["home_cold"]
     lines.append(
@@ -491,14 +532,38 @@ def main() -> None:
     server = Server(WORKERS, THREADS, {**env, **off, "ML_RERANKER_ENABLED": "false"})
     try:
         server.start()
+        write_lines("tokens_all.txt", [t for _, t in shuffled])
+        # The warm users' tokens, as the warm home sends them: the token cache holds them
+        # after the warm-up, as it holds an active client's (a token's first request, a
+        # query and a Redis write, is not what the ceiling stands for).
         figures["ceiling"] = run_ceiling(
-            server, write_lines("tokens_all.txt", [t for _, t in shuffled])
+            server, write_lines("tokens_ceiling.txt", [t for _, t in warm_users])
         )
+        # The floor, right after, on the same server restarted with the bare settings; its
+        # body is as large as a home answer of this world (one home build, forgotten below).
+        home_bytes = body_size(HOME, warm_users[0][1])
+        forget_feeds([warm_users[0][0]])
+        server.stop()
+        server = Server(
+            WORKERS,
+            THREADS,
+            {
+                **env,
+                "DJANGO_SETTINGS_MODULE": FLOOR_SETTINGS,
+                "BENCH_FLOOR_BODY_BYTES": str(home_bytes),
+            },
+        )
+        server.start()
+        figures["floor"] = run_floor(server, home_bytes)
+        server.stop()
+        server = Server(WORKERS, THREADS, {**env, **off, "ML_RERANKER_ENABLED": "false"})
+        server.start()
         figures["home_cold"] = run_cold(server, cold_linear, COLD_CONNECTIONS, "home_cold")
         figures["home_cold_saturated"] = run_cold(
             server, cold_saturated, CONNECTIONS, "home_cold_saturated"
         )
         figures["home_warm"] = run_warm(server, warm_users)
+        figures["home_warm"]["body_bytes"] = home_bytes
         server.stop()
         # The learned path: the same server restarted with a reranker active and the
         # measured users' learned candidates in Redis.
