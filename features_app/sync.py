@@ -73,7 +73,8 @@ def read_counters(item_ids: Sequence[int], *, now: datetime) -> dict[int, dict[s
     for day in days:
         pipe.exists(keys.item_daily_legacy(day))
     legacy = [day for day, found in zip(days, pipe.execute(), strict=True) if found]
-    pipe = client.pipeline(transaction=False)
+    # With v1 days, one MULTI: a field moved between two reads would be missed.
+    pipe = client.pipeline(transaction=bool(legacy))
     for item_id in item_ids:
         pipe.hgetall(keys.item_counts(item_id))
     # One HMGET per day and block of items (v2), plus the day's v1 hash if there is one.
