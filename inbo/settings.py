@@ -66,13 +66,15 @@ MIDDLEWARE = [
     "monitoring.middleware.ApiMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Sessions, request.user and messages: not for token-authenticated API requests (the
+    # first two) or under /api/ at all (messages); inbo/api/middleware.py says why.
+    "inbo.api.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "inbo.api.middleware.AuthenticationMiddleware",
     # Read replicas: the request's method and user for the routing, its writes remembered.
     "inbo.replicas.ReplicaRoutingMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "inbo.api.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]

@@ -18,6 +18,7 @@ from django.core.signals import got_request_exception
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import Resolver404, get_resolver
+from django.utils.module_loading import import_string
 
 from inbo.api.errors import (
     DATABASE_UNAVAILABLE,
@@ -140,3 +141,52 @@ class ApiErrorEnvelopeMiddleware:
         if is_api_path(request) and is_database_unavailable(exception):
             return service_unavailable_response(database_unavailable(exception))
         return None
+
+
+# --- Browser middleware, kept off the API where a request does not need it ---------------
+# An API client sends "Authorization: Token ...": it has no session, never sees a flash
+# message and its JSON is never framed. Sessions stay for the API calls that use them (the
+# browsable API, staff signed in to the admin: they carry the session cookie) and CSRF stays
+# everywhere (DRF's SessionAuthentication checks it; the browsable API needs its cookie).
+
+
+def _token_request(request: HttpRequest) -> bool:
+    """An API request that authenticates with a token and carries no session cookie."""
+    return (
+        is_api_path(request)
+        and "HTTP_AUTHORIZATION" in request.META
+        and settings.SESSION_COOKIE_NAME not in request.COOKIES
+    )
+
+
+def _skipped_when(predicate: Callable[[HttpRequest], bool], middleware: str) -> type[Any]:
+    """``middleware``, except on requests ``predicate`` picks: those go straight to the next
+    one. A subclass, so Django's checks (the admin's) still find the middleware they need.
+    Only for middleware without view hooks (``process_view``...), which Django calls apart."""
+    base = import_string(middleware)
+    hooks = ("process_view", "process_exception", "process_template_response")
+    assert not any(hasattr(base, hook) for hook in hooks), middleware
+
+    class Skipped(base):  # type: ignore[misc, valid-type]
+        def __call__(self, request: HttpRequest) -> HttpResponseBase:
+            if predicate(request):
+                return self.get_response(request)
+            return super().__call__(request)
+
+    Skipped.__name__ = Skipped.__qualname__ = base.__name__
+    Skipped.__doc__ = f"``{middleware}``, skipped by ``{predicate.__name__}``."
+    return Skipped
+
+
+# Not run for token-authenticated API requests (no session cookie): SessionMiddleware and
+# AuthenticationMiddleware (DRF sets request.user itself once the token authenticated).
+SessionMiddleware = _skipped_when(
+    _token_request, "django.contrib.sessions.middleware.SessionMiddleware"
+)
+AuthenticationMiddleware = _skipped_when(
+    _token_request, "django.contrib.auth.middleware.AuthenticationMiddleware"
+)
+# Not run under /api/ at all: nothing there reads or adds flash messages.
+MessageMiddleware = _skipped_when(
+    is_api_path, "django.contrib.messages.middleware.MessageMiddleware"
+)
