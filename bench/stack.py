@@ -21,8 +21,11 @@ Two comparisons, each against a baseline measured minutes apart on the same mach
   threads per worker, and granian with one thread per worker (like for like with sync).
 
 Each measurement is ``BENCH_STACK_DURATION`` seconds (10) after ``BENCH_STACK_WARMUP`` (2);
-``BENCH_STACK=0`` skips both comparisons. The figures go to ``results.json`` under
-``stack``, with each variant's ratios to its baseline.
+``BENCH_STACK=0`` skips both comparisons. The baseline runs first and again last
+(``<baseline>_again``; ``BENCH_STACK_REPEAT_BASELINE=0``: once): the ratios are to the mean
+of its two runs, and their difference (``drift``) says how far the machine moved meanwhile,
+so a ratio inside the drift is no difference. The figures go to ``results.json`` under
+``stack``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ DURATION = env_int("BENCH_STACK_DURATION", 10)
 WARMUP = env_int("BENCH_STACK_WARMUP", 2)
 THREADS = env_int("BENCH_STACK_THREADS", 4)  # as the image runs granian (WEB_THREADS)
 PGBOUNCER_PORT = env_int("BENCH_PGBOUNCER_PORT", 6488)
+REPEAT_BASELINE = env_int("BENCH_STACK_REPEAT_BASELINE", 1) == 1
+AGAIN = "_again"
 
 POOLING = ("persistent", "pool", "pgbouncer")
 # name -> (server kind, threads per worker)
@@ -218,8 +223,8 @@ def pooling(env: dict[str, str], cold_users, tokens_file: str) -> dict:
     from bench import load
 
     out: dict[str, dict] = {}
-    for mode in POOLING:
-        bouncer = None
+    for name in _with_baseline_again(POOLING):
+        mode, bouncer = name.removesuffix(AGAIN), None
         extra = {"DATABASE_CONNECTIONS": "persistent"}
         if mode == "pool":
             extra = {
@@ -233,9 +238,9 @@ def pooling(env: dict[str, str], cold_users, tokens_file: str) -> dict:
             bouncer.start()
             extra |= {"DATABASE_URL": bouncer.url, "DATABASE_PGBOUNCER": "true"}
         server = Server(load.WORKERS, load.THREADS, {**env, **extra})
-        say(f"pooling {mode}: {server.label}, ceiling then cold home, {DURATION}s each")
+        say(f"pooling {name}: {server.label}, ceiling then cold home, {DURATION}s each")
         try:
-            out[mode] = _with_server(
+            out[name] = _with_server(
                 server,
                 lambda s=server, b=bouncer: {
                     "ceiling": _ceiling(s, tokens_file, b),
@@ -253,7 +258,8 @@ def serving(env: dict[str, str], warm_users, tokens_file: str) -> dict:
     from bench import load
 
     out: dict[str, dict] = {}
-    for name, (kind, threads) in SERVING.items():
+    for name in _with_baseline_again(tuple(SERVING)):
+        kind, threads = SERVING[name.removesuffix(AGAIN)]
         server = Server(load.WORKERS, threads, env, kind=kind)
         say(f"serving {name}: {server.label}, ceiling then warm home, {DURATION}s each")
         out[name] = _with_server(
@@ -267,9 +273,46 @@ def serving(env: dict[str, str], warm_users, tokens_file: str) -> dict:
     return out
 
 
+def _with_baseline_again(order: tuple[str, ...]) -> tuple[str, ...]:
+    return (*order, order[0] + AGAIN) if REPEAT_BASELINE else order
+
+
+def _endpoints(figures: dict) -> list[str]:
+    return [k for k, v in figures.items() if isinstance(v, dict)]
+
+
+def _baseline(variants: dict[str, dict], baseline: str) -> dict:
+    """The baseline's figures, the mean of its two runs when it ran twice."""
+    runs = [variants[n] for n in (baseline, baseline + AGAIN) if n in variants]
+    out = {}
+    for endpoint in _endpoints(runs[0]):
+        figures = [r[endpoint] for r in runs]
+        out[endpoint] = {
+            "rps": sum(f["rps"] for f in figures) / len(figures),
+            "p99_ms": sum(f["p99_ms"] for f in figures) / len(figures),
+            "cpu_ms_per_request": {"app": sum(_app_cpu(f) for f in figures) / len(figures)},
+        }
+    return out
+
+
+def drift(variants: dict[str, dict], baseline: str) -> dict:
+    """The baseline's second run over its first, per endpoint (1.0: the machine held still)."""
+    again = variants.get(baseline + AGAIN)
+    if again is None:
+        return {}
+    first = variants[baseline]
+    return {
+        endpoint: {
+            "rps": round(again[endpoint]["rps"] / max(first[endpoint]["rps"], 1e-9), 3),
+            "app_cpu": round(_app_cpu(again[endpoint]) / max(_app_cpu(first[endpoint]), 1e-9), 3),
+        }
+        for endpoint in _endpoints(first)
+    }
+
+
 def compare(variants: dict[str, dict], baseline: str) -> dict:
-    """Each variant's figures over its baseline's, per endpoint."""
-    base = variants[baseline]
+    """Each variant's figures over its baseline's (the mean of its runs), per endpoint."""
+    base = _baseline(variants, baseline)
     out: dict[str, dict] = {}
     for name, figures in variants.items():
         out[name] = {}
@@ -288,12 +331,12 @@ def compare(variants: dict[str, dict], baseline: str) -> dict:
 def best(variants: dict[str, dict]) -> dict:
     """Per endpoint: the variant with the most requests per second and the one with the
     least app CPU per request."""
-    endpoints = [k for k, v in next(iter(variants.values())).items() if isinstance(v, dict)]
+    names = [n for n in variants if not n.endswith(AGAIN)]
     out = {}
-    for endpoint in endpoints:
+    for endpoint in _endpoints(variants[names[0]]):
         out[endpoint] = {
-            "rps": max(variants, key=lambda n: variants[n][endpoint]["rps"]),
-            "app_cpu": min(variants, key=lambda n: _app_cpu(variants[n][endpoint])),
+            "rps": max(names, key=lambda n: variants[n][endpoint]["rps"]),
+            "app_cpu": min(names, key=lambda n: _app_cpu(variants[n][endpoint])),
         }
     return out
 
@@ -309,9 +352,11 @@ def run(env: dict[str, str], *, cold_users, warm_users, tokens_file: str) -> dic
         "threads": THREADS,
         "pooling": pool,
         "pooling_vs_persistent": compare(pool, "persistent"),
+        "pooling_drift": drift(pool, "persistent"),
         "pooling_best": best(pool),
         "serving": serve,
         "serving_vs_gunicorn_sync": compare(serve, "gunicorn_sync"),
+        "serving_drift": drift(serve, "gunicorn_sync"),
         "serving_best": best(serve),
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -328,7 +373,7 @@ def report(stack: dict | None) -> list[str]:
     ):
         ratios = stack[f"{key}_vs_{baseline}"]
         head = (
-            f"{title + ':':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}"
+            f"{title + ':':<31}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}"
             f"{'app ms/req':>11}  vs {baseline}: req/s, p99, app cpu"
         )
         lines += [head, "-" * len(head)]
@@ -338,11 +383,16 @@ def report(stack: dict | None) -> list[str]:
                     continue
                 r = ratios[name][endpoint]
                 lines.append(
-                    f"{name + ' ' + endpoint:<26}{f['rps']:>9,.1f}{f['p50_ms']:>9.1f}"
+                    f"{name + ' ' + endpoint:<31}{f['rps']:>9,.1f}{f['p50_ms']:>9.1f}"
                     f"{f['p99_ms']:>9.1f}{f['errors']:>7}{_app_cpu(f):>11.2f}"
                     f"  {r['rps_vs_baseline']:.2f} / {r['p99_vs_baseline']:.2f}"
                     f" / {r['app_cpu_vs_baseline']:.2f}"
                 )
+        for endpoint, moved in stack.get(f"{key}_drift", {}).items():
+            lines.append(
+                f"  {endpoint}: {baseline} again / first: req/s {moved['rps']:.2f}, "
+                f"app CPU {moved['app_cpu']:.2f} (the machine's drift meanwhile)"
+            )
         for endpoint, won in stack[f"{key}_best"].items():
             lines.append(
                 f"  {endpoint}: most req/s {won['rps']}, least app CPU per request {won['app_cpu']}"
