@@ -105,25 +105,40 @@ _VOCAB_ADD = f"INSERT INTO {VOCAB} (word, ndoc) {{words}} ON CONFLICT (word) DO 
 # that starts no word is either a misspelled start ("kubrn" -> kubernetes: word similarity)
 # or a whole misspelled word ("rokets" -> rockets: similarity, which word similarity alone
 # scores below its threshold); the better of the two picks.
-_CORRECTIONS = rf"""
-SELECT q.i, coalesce(
-    (SELECT v.word FROM {VOCAB} v WHERE NOT q.prefix AND v.word %% q.w
-     ORDER BY similarity(v.word, q.w) DESC, v.ndoc DESC, v.word LIMIT 1),
-    (SELECT v.word FROM {VOCAB} v WHERE q.prefix AND (v.word %% q.w OR q.w <%% v.word)
-     ORDER BY greatest(similarity(v.word, q.w), word_similarity(q.w, v.word)) DESC,
+# Typo correction, one branch per word with the word as a literal: the planner sees the word,
+# costs the trigram GIN index (``search_vocab_trgm_idx``) and the prefix LIKE range on the
+# word's pattern index, instead of reading the vocabulary whole per word as a correlated
+# subquery over ``unnest()`` did (tests/db/test_query_plans.py).
+_CORRECTION = rf"""
+SELECT %s::int, coalesce(
+    (SELECT v.word FROM {VOCAB} v WHERE NOT %s AND v.word %% %s
+     ORDER BY similarity(v.word, %s) DESC, v.ndoc DESC, v.word LIMIT 1),
+    (SELECT v.word FROM {VOCAB} v WHERE %s AND (v.word %% %s OR %s <%% v.word)
+     ORDER BY greatest(similarity(v.word, %s), word_similarity(%s, v.word)) DESC,
               v.ndoc DESC, v.word
      LIMIT 1))
-FROM (
-    SELECT i, lower(unaccent(w)) AS w, prefix
-    FROM unnest(%s::int[], %s::text[], %s::bool[]) AS t(i, w, prefix)
-) q
-WHERE numnode(plainto_tsquery('inbo_search', q.w)) > 0
-  AND NOT EXISTS (SELECT 1 FROM {VOCAB} v WHERE v.word = q.w)
-  AND NOT (q.prefix AND EXISTS (
-      SELECT 1 FROM {VOCAB} v WHERE v.word LIKE replace(q.w, '_', '\_') || '%%'))
+WHERE numnode(plainto_tsquery('inbo_search', %s)) > 0
+  AND NOT EXISTS (SELECT 1 FROM {VOCAB} v WHERE v.word = %s)
+  AND NOT (%s AND EXISTS (SELECT 1 FROM {VOCAB} v WHERE v.word LIKE %s))
   AND NOT EXISTS (
-      SELECT 1 FROM {DOCS} d WHERE d.search_vector @@ plainto_tsquery('inbo_search', q.w))
+      SELECT 1 FROM {DOCS} d WHERE d.search_vector @@ plainto_tsquery('inbo_search', %s))
 """
+_NORMALIZE = (
+    "SELECT array_agg(lower(unaccent(w)) ORDER BY n) "
+    "FROM unnest(%s::text[]) WITH ORDINALITY t(w, n)"
+)
+
+
+def _like_prefix(word: str) -> str:
+    """A LIKE pattern for words starting with ``word`` (its wildcards escaped)."""
+    return word.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+
+
+def _corrections_sql(words: Sequence[str], prefixes: Sequence[bool]) -> tuple[str, list]:
+    params: list[Any] = []
+    for i, (w, prefix) in enumerate(zip(words, prefixes, strict=True)):
+        params += [i, prefix, w, w, prefix, w, w, w, w, w, w, prefix, _like_prefix(w), w]
+    return " UNION ALL ".join([_CORRECTION] * len(words)), params
 
 
 def _order(sort: Sort, has_text: bool, alias: str) -> str:
@@ -299,14 +314,13 @@ class PostgresBackend(SearchBackend):
         words = pg_text.correctable_words(parsed)
         if not words:
             return parsed.text
-        cursor.execute(
-            _CORRECTIONS,
-            [
-                list(range(len(words))),
-                [w.text.lower() for w in words],
-                [w.prefix for w in words],
-            ],
-        )
+        texts = [w.text.lower() for w in words]
+        if not all(t.isascii() for t in texts):
+            # unaccent() is the dictionary's: only PostgreSQL folds accents as the index does
+            # (ASCII letters have no accent to fold, and lower() agrees on them).
+            cursor.execute(_NORMALIZE, [texts])
+            texts = cursor.fetchone()[0]
+        cursor.execute(*_corrections_sql(texts, [w.prefix for w in words]))
         replacements = {words[i]: word for i, word in cursor.fetchall() if word}
         return pg_text.replace_words(parsed.text, replacements) if replacements else parsed.text
 
