@@ -76,7 +76,8 @@ MIDDLEWARE = [
     "inbo.replicas.ReplicaRoutingMiddleware",
     "inbo.api.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # django-prometheus's, without the series nothing reads (monitoring/middleware.py).
+    "monitoring.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "inbo.urls"

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django_prometheus import middleware as django_prometheus
+from django_prometheus.utils import Time, TimeSince
 
 from monitoring import metrics
 
@@ -63,3 +65,35 @@ def count_interactions(response: HttpResponse) -> None:
     metrics.INTERACTIONS.labels(outcome="accepted").inc(int(result.get("accepted", 0)))
     metrics.INTERACTIONS.labels(outcome="duplicate").inc(int(result.get("duplicates", 0)))
     metrics.INTERACTIONS.labels(outcome="rejected").inc(len(rejected))
+
+
+class PrometheusAfterMiddleware(django_prometheus.PrometheusAfterMiddleware):
+    """django-prometheus's, recording what the alerts and runbooks read and nothing else.
+
+    Kept: requests by view, transport and method; responses by status and by status, view
+    and method; latency by view and method (and its unknown count); exceptions. Not
+    recorded any more (their series stay at zero): requests by method, by transport, AJAX
+    requests, request and response body size histograms, responses by charset, streaming
+    responses — seven metric updates a request, two of them 30-bucket histograms, which
+    made this middleware the most expensive of the stack (docs/BENCHMARKS.md, "The floor").
+    """
+
+    def process_request(self, request: HttpRequest) -> None:
+        request.prometheus_after_middleware_event = Time()  # type: ignore[attr-defined]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        m = self.metrics
+        status = str(response.status_code)
+        name = self._get_view_name(request)
+        m.responses_by_status.labels(status=status).inc()
+        m.responses_by_status_view_method.labels(
+            status=status, view=name, method=self._method(request)
+        ).inc()
+        began = getattr(request, "prometheus_after_middleware_event", None)
+        if began is None:
+            m.requests_unknown_latency.inc()
+        else:
+            m.requests_latency_by_view_method.labels(view=name, method=request.method).observe(
+                TimeSince(began)
+            )
+        return response
