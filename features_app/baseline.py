@@ -222,7 +222,7 @@ def ttl(key: str) -> int | None:
     """The TTL ingestion gives ``key`` (None: none), for keys a baseline alone recreates."""
     fam = cut.family(key)
     if fam in _USER_FAMILIES:
-        return keys.USER_STATE_TTL_SECONDS
+        return counters.user_idle_seconds()
     if fam in ("decayed_clicks", "decayed_expected"):
         return counters.decayed_ttl(counters.click_decay())
     return None
