@@ -8,6 +8,8 @@ closed) with the bench users' tokens, and prints the CPU time per request of:
 
 - the stack as configured (``MIDDLEWARE``);
 - the stack without each middleware in turn (what that one costs, by difference);
+- the stack with Django's own session, authentication and messages middleware and
+  django-prometheus's own after-middleware in place of the project's lighter ones;
 - no middleware at all (the view, DRF, authentication and the renderer);
 - authentication alone: DRF's ``TokenAuthentication`` (one query per request) against
   the project's ``ExpiringTokenAuthentication`` (its cache warm), called directly.
@@ -34,6 +36,21 @@ NEEDS = {
     "django.contrib.sessions.middleware.SessionMiddleware": (
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
+    ),
+    "inbo.api.middleware.SessionMiddleware": (
+        "inbo.api.middleware.AuthenticationMiddleware",
+        "inbo.api.middleware.MessageMiddleware",
+    ),
+}
+# The project's lighter middleware and what each replaces (the "as shipped by Django" row).
+REPLACES = {
+    "inbo.api.middleware.SessionMiddleware": "django.contrib.sessions.middleware.SessionMiddleware",
+    "inbo.api.middleware.AuthenticationMiddleware": (
+        "django.contrib.auth.middleware.AuthenticationMiddleware"
+    ),
+    "inbo.api.middleware.MessageMiddleware": "django.contrib.messages.middleware.MessageMiddleware",
+    "monitoring.middleware.PrometheusAfterMiddleware": (
+        "django_prometheus.middleware.PrometheusAfterMiddleware"
     ),
 }
 
@@ -138,6 +155,9 @@ def main() -> None:
         dropped = {name, *NEEDS.get(name, ())}
         label = " + ".join(m.rsplit(".", 1)[-1] for m in full if m in dropped)
         variants[f"  without {label}"] = _handler([m for m in full if m not in dropped])
+    variants["stack with Django's and django-prometheus's own"] = _handler(
+        [REPLACES.get(m, m) for m in full]
+    )
     variants["no middleware"] = _handler([])
     variants.update(_auth_calls(tokens))
     for call in variants.values():  # warm: imports, connections, caches
