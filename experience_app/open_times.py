@@ -41,13 +41,13 @@ class Policy:
 
     # Share of the profile taken from the same hour on every day of the week (a reader
     # whose Tuesdays are few still opens at 08:00 on Tuesday).
-    day_mix: float = 0.5
+    day_mix: float = 0.8
     # Opens of prior spread evenly over the week: a reader with few opens is unsure.
-    flat_prior: float = 2.0
+    flat_prior: float = 8.0
     # Each count also spreads this much to the hours either side (clock jitter, DST).
     spread: float = 0.25
     # Recency: the score is multiplied by exp(-days since the last open / this).
-    recency_days: float = 3.0
+    recency_days: float = 7.0
     # The score is multiplied by the reader's (decayed) opens to this power: 0 weighs every
     # reader's habits alike, 1 scores the opens expected in the window.
     volume: float = 1.0

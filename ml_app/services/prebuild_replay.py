@@ -174,7 +174,8 @@ def simulate(
             scores = last[active]
         else:
             scores = rng.random(len(active)) + 1e-9
-        chosen = ot.pick(active, scores, budget=config.budget, minimum=config.minimum, skip=skip)
+        floor = config.minimum if policy == "likelihood" else 0.0  # baselines have no score
+        chosen = ot.pick(active, scores, budget=config.budget, minimum=floor, skip=skip)
         prebuilt[chosen] = run
         out.built += len(chosen)
         out.runs += 1
@@ -250,3 +251,37 @@ def tune(
         for p in grid
     ]
     return sorted(results, key=lambda pr: (-pr[1].morning_share, -pr[1].share))
+
+
+MINIMA = (0.0, 0.02, 0.05, 0.1)
+
+
+def tune_minimum(
+    replay: Replay,
+    *,
+    start: float,
+    end: float,
+    budget: int,
+    config: Config,
+    params: ot.Policy,
+    target: float = 0.5,
+    minima: Sequence[float] = MINIMA,
+) -> tuple[float, list[tuple[float, Outcome]]]:
+    """The likelihood floor on [start, end) at ``budget``: the highest of ``minima`` that
+    still serves ``target`` of the morning opens pre-built (the least work for it), else 0."""
+    results = [
+        (
+            m,
+            simulate(
+                replay,
+                start=start,
+                end=end,
+                config=dataclasses.replace(config, budget=budget, minimum=m),
+                policy="likelihood",
+                params=params,
+            ),
+        )
+        for m in minima
+    ]
+    reaching = [m for m, o in results if o.morning_share >= target]
+    return (max(reaching) if reaching else 0.0), results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import asdict
@@ -20,6 +21,7 @@ from ml_app.services.prebuild_replay import (
     ReplayError,
     evaluate,
     tune,
+    tune_minimum,
 )
 
 
@@ -54,6 +56,13 @@ class Command(BaseCommand):
             "--ttl", type=int, help="Seconds a pre-built feed lives (default: lookahead+interval)."
         )
         parser.add_argument(
+            "--minimum",
+            type=float,
+            help="The likelihood policy builds for no reader scoring less (default: tuned, "
+            "the highest floor that serves half the tuning period's morning opens at the "
+            "largest budget; 0 with --no-tune).",
+        )
+        parser.add_argument(
             "--no-tune", action="store_true", help="Report with the serving defaults."
         )
         parser.add_argument("--json", action="store_true", help="Print the results as JSON.")
@@ -77,7 +86,9 @@ class Command(BaseCommand):
         if interval < 60 or lookahead <= 0:
             raise CommandError("--interval must be 60 or more and --lookahead above 0")
         ttl = int(str(options["ttl"] or int(lookahead * 60 + interval)))
-        config = Config(budget=budgets[0], interval=interval, lookahead=lookahead, ttl=ttl)
+        given = options["minimum"]
+        minimum = float(given) if given is not None else 0.0  # type: ignore[arg-type]
+        config = Config(budgets[0], interval, lookahead, ttl, minimum)
         try:
             read = deskdrop.read_interactions(path)
             for row in read.skipped:
@@ -88,6 +99,7 @@ class Command(BaseCommand):
             report_start = first + 0.8 * (last - first)
             params = ot.DEFAULT
             tuned: list = []
+            floors: list = []
             if not options["no_tune"]:
                 print(f"Tuning on {_day(tune_start)} .. {_day(report_start)}", file=sys.stderr)
                 tuned = tune(
@@ -98,6 +110,16 @@ class Command(BaseCommand):
                     config=config,
                 )
                 params = tuned[0][0]
+                if given is None:
+                    minimum, floors = tune_minimum(
+                        replay,
+                        start=tune_start,
+                        end=report_start,
+                        budget=max(budgets),
+                        config=config,
+                        params=params,
+                    )
+                    config = dataclasses.replace(config, minimum=minimum)
             print(f"Reporting on {_day(report_start)} .. {_day(last)}", file=sys.stderr)
             outcomes = evaluate(
                 replay,
@@ -117,6 +139,7 @@ class Command(BaseCommand):
                     {
                         "config": asdict(config),
                         "tune": [(asdict(p), _row(o)) for p, o in tuned],
+                        "floors": [(m, _row(o)) for m, o in floors],
                         "params": asdict(params),
                         "report_start": report_start,
                         "end": last,
@@ -129,7 +152,7 @@ class Command(BaseCommand):
         lines = [
             f"DeskDrop: {len(replay.ts)} events, {len(replay.users)} readers, "
             f"{_day(first)} .. {_day(last)}. Runs every {interval} s, lookahead {lookahead:g} "
-            f"min, pre-built feeds kept {ttl} s.",
+            f"min, pre-built feeds kept {ttl} s, likelihood at least {config.minimum:g}.",
         ]
         if tuned:
             lines += [
@@ -139,6 +162,15 @@ class Command(BaseCommand):
                     f"  day_mix {p.day_mix:g} flat_prior {p.flat_prior:g} recency_days "
                     f"{p.recency_days:g}: {o.morning_share:.1%}, {o.share:.1%}"
                     for p, o in tuned[:5]
+                ),
+            ]
+        if floors:
+            lines += [
+                f"Likelihood floor at budget {max(budgets)} on the same period (morning share, "
+                "share, built per open):",
+                *(
+                    f"  {m:g}: {o.morning_share:.1%}, {o.share:.1%}, {o.built_per_open:.2f}"
+                    for m, o in floors
                 ),
             ]
         lines += [
