@@ -112,11 +112,11 @@ class _GuardedCacheClient(RedisCacheClient):
         # response callbacks: about as much CPU as the GET itself. A client is a thin
         # wrapper around its (thread-safe) pool, so one per pool serves every call.
         # Rebuilt when reset_clients() replaced the breaker.
-        index = self._get_connection_pool_index(write)
+        index = self._get_connection_pool_index(write)  # type: ignore[attr-defined]
         client = self._clients.get(index)
         if client is None or client.breaker is not cache_breaker():
             client = self._clients[index] = _cache_client(
-                connection_pool=self._get_connection_pool(write)
+                connection_pool=self._get_connection_pool(write)  # type: ignore[attr-defined]
             )
         return client
 
