@@ -660,7 +660,7 @@ EXPERIENCE_PREBUILD_TTL_SECONDS = env_int(
     "EXPERIENCE_PREBUILD_TTL_SECONDS",
     EXPERIENCE_PREBUILD_LOOKAHEAD_MINUTES * 60 + EXPERIENCE_PREBUILD_INTERVAL_SECONDS,
 )
-EXPERIENCE_PREBUILD_MAX_CANDIDATES = env_int("EXPERIENCE_PREBUILD_MAX_CANDIDATES", 50000)
+EXPERIENCE_PREBUILD_MAX_CANDIDATES = env_int("EXPERIENCE_PREBUILD_MAX_CANDIDATES", 20000)
 # Business rules (rules_app, docs/RULES.md): a serving process checks the rules' version this
 # often (one indexed query), and reloads them this often whatever it says (a provider
 # campaign's newest items).
