@@ -286,9 +286,7 @@ def home_json(
                     keys.feed_served(user_id),
                 ):
                     pipe.expire(key, ttl)
-            opens.record_open(
-                pipe, user_id, now=now, place=_place_tag(place), platform=platform
-            )
+            opens.record_open(pipe, user_id, now=now, place=_place_tag(place), platform=platform)
             served_log.push(pipe, served)
             pipe.execute()
         except redis.RedisError:
@@ -327,9 +325,7 @@ def home_json(
             pipe = client.pipeline(transaction=False)
             _store(pipe, user_id, feed, meta, pages_json, served_json)
             pipe.hincrby(keys.feed_cache_stats(), "miss", 1)
-            opens.record_open(
-                pipe, user_id, now=now, place=_place_tag(place), platform=platform
-            )
+            opens.record_open(pipe, user_id, now=now, place=_place_tag(place), platform=platform)
             served_log.push(pipe, served)
             pipe.execute()
             return _body(request_id, meta, degraded, False, pages_json)
