@@ -794,7 +794,7 @@ _event_log_floor = max(
     EVENTS_CLIENT_MAX_AGE_DAYS,
     28,
 )
-if RETENTION_EVENT_LOG_MONTHS and RETENTION_EVENT_LOG_MONTHS * 28 < _event_log_floor:
+if RETENTION_EVENT_LOG_MONTHS and _event_log_floor > RETENTION_EVENT_LOG_MONTHS * 28:
     raise ImproperlyConfigured(
         f"RETENTION_EVENT_LOG_MONTHS must be 0 (never detach) or at least "
         f"{-(-_event_log_floor // 28)} (the event log is read {_event_log_floor} days back)."
