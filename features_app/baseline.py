@@ -340,8 +340,10 @@ def covered_by(watermark: int, unapplied: Iterable[int]) -> tuple[list, list, li
             inside.append(month)
         elif month.min_event_id > watermark:
             outside.append(month)
-        elif month.max_event_id <= watermark and not any(
-            month.min_event_id <= i <= month.max_event_id for i in skipped
+        elif (
+            month.max_event_id is not None
+            and month.max_event_id <= watermark
+            and not any(month.min_event_id <= i <= month.max_event_id for i in skipped)
         ):
             inside.append(month)
         else:

@@ -115,7 +115,7 @@ def migrate_day(
     """Move one v1 day into its v2 buckets (see the module docstring), ``batch`` fields per
     script (each script blocks Redis for about that many HINCRBYs)."""
     legacy = keys.item_daily_legacy(day)
-    moved, buckets = 0, set()
+    moved, buckets = 0, set[int]()
     for _ in range(3):  # HSCAN may skip fields added meanwhile (a restore): look again
         cursor = 0
         while True:

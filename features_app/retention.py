@@ -69,6 +69,15 @@ def names() -> list[str]:
     return [log.name for log in retention.logs()] + [EVENT_LOG]
 
 
+def _progress_of(
+    progress: Callable[[str, int], None] | None, name: str
+) -> Callable[[int], None] | None:
+    """``progress`` bound to one log's name (None: no progress output)."""
+    if progress is None:
+        return None
+    return lambda n: progress(name, n)
+
+
 def run(
     *,
     dry_run: bool = False,
@@ -95,7 +104,7 @@ def run(
                     at=at,
                     batch_size=size,
                     pause=settings.RETENTION_BATCH_PAUSE_SECONDS,
-                    progress=(lambda n, name=log.name: progress(name, n)) if progress else None,
+                    progress=_progress_of(progress, log.name),
                     renew=job.renew,
                 )
             oldest = retention.oldest(log, at=at)
@@ -105,10 +114,12 @@ def run(
             job.renew()
         if (only is None or EVENT_LOG in only) and settings.RETENTION_EVENT_LOG_MONTHS:
             report.logs.append(_event_log(now, dry_run))
-        for log in report.logs:
-            job.status[f"oldest:{log.name}"] = f"{log.oldest.timestamp():.0f}" if log.oldest else ""
-            job.status[f"window:{log.name}"] = f"{(now - log.cutoff).total_seconds():.0f}"
-            job.status[f"rows:{log.name}"] = log.rows
+        for done in report.logs:
+            job.status[f"oldest:{done.name}"] = (
+                f"{done.oldest.timestamp():.0f}" if done.oldest else ""
+            )
+            job.status[f"window:{done.name}"] = f"{(now - done.cutoff).total_seconds():.0f}"
+            job.status[f"rows:{done.name}"] = done.rows
         job.status["dry_run"] = int(dry_run)
     report.seconds = round(time.monotonic() - started, 3)
     logger.info(
@@ -187,7 +198,7 @@ def _oldest_event_month() -> datetime | None:
 def figures(*, now: float | None = None) -> dict[str, dict[str, float]]:
     """Per log, from the last run's status: the age of its oldest row now (0: empty) and the
     window it kept, both in seconds. Empty before the first run."""
-    status = inbo_redis.state().hgetall(keys.features_job_status(JOB))
+    status: dict[str, str] = inbo_redis.state().hgetall(keys.features_job_status(JOB))  # type: ignore[assignment]
     now = time.time() if now is None else now
     out: dict[str, dict[str, float]] = {}
     for name, value in status.items():

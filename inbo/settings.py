@@ -170,7 +170,7 @@ for _n, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
     _parsed = dj_database_url.parse(_url)
     DATABASES[f"replica_{_n}"] = {
         **_db,
-        **{k: _parsed[k] for k in ("NAME", "USER", "PASSWORD", "HOST", "PORT")},
+        **{k: _parsed[k] for k in ("NAME", "USER", "PASSWORD", "HOST", "PORT")},  # type: ignore[typeddict-item, literal-required]
         # A replica that does not answer is skipped: connecting gives up sooner (libpq's
         # least is 2 s).
         "OPTIONS": {

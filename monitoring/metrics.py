@@ -271,7 +271,7 @@ REDIS_ROLES = (
 def redis_memory_metrics() -> Iterator[Metric]:
     """Memory, limit, evictions and keys of each Redis role: one INFO per role and scrape
     (a role that does not answer is left out; InboRedisDown covers it)."""
-    families = {
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
         "used": GaugeMetricFamily(
             "inbo_redis_used_memory_bytes",
             "Memory the role's Redis server has allocated (INFO used_memory).",
