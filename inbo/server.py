@@ -39,11 +39,13 @@ def granian_arguments(extra: Sequence[str] = ()) -> list[str]:
         "--interface",
         "wsgi",
         "--no-ws",
+        # Two single-threaded workers per core: the most requests for the least CPU of the
+        # web servers and thread counts `make bench` compares (docs/SCALING.md, "Web server").
         "--workers",
-        str(env_int("WEB_CONCURRENCY", 2)),
+        str(env_int("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1))),
         # Threads per worker that run Django (each may hold a database connection).
         "--blocking-threads",
-        str(env_int("WEB_THREADS", 4)),
+        str(env_int("WEB_THREADS", 1)),
         # A client must send its whole request head within this time, or it is dropped.
         "--http1-header-read-timeout",
         str(env_int("WEB_HEADER_TIMEOUT_SECONDS", 10) * 1000),
