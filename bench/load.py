@@ -126,6 +126,19 @@ def forget_feeds(user_ids: list[int]) -> None:
     client.delete(keys.served_buffer())
 
 
+def ensure_segments() -> None:
+    """Segments as the hourly job leaves them: without its copies in Redis every home request
+    would read the reader's segment from PostgreSQL, which no running deployment does."""
+    from features_app import segments
+    from inbo import keys
+    from inbo import redis as inbo_redis
+
+    if not inbo_redis.state().exists(keys.segments_written()):
+        started = time.perf_counter()
+        run = segments.compute_segments()
+        say(f"segments computed for the world in {time.perf_counter() - started:.1f}s: {run}")
+
+
 def forget_snapshots() -> int:
     from inbo import keys
     from inbo import redis as inbo_redis
@@ -505,6 +518,7 @@ def main() -> None:
     world = world_summary()
     if not users or not items:
         raise SystemExit("bench: no world; run python -m bench.seed_world first")
+    ensure_segments()
     rng = random.Random(7)
     shuffled = users[:]
     rng.shuffle(shuffled)
