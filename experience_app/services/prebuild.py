@@ -113,6 +113,9 @@ def run(
                 logger.warning("experience.prebuild_failed user=%s error=%s", user, exc)
                 ok = False
             result.seconds += time.perf_counter() - started
+            if ok is None:  # in a running experiment: built when they ask (exposure then)
+                result.skipped += 1
+                continue
             result.built += ok
             result.failed += not ok
         if result.budget_spent:

@@ -6,6 +6,7 @@ bandit without losing an exposure."""
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from experience_app.models import ServedFeed
@@ -138,3 +139,19 @@ def test_with_redis_stopped_a_bandit_variant_still_serves_and_loses_no_exposure(
     # The bandit chose from its prior (no state anywhere yet), and the choice is logged.
     assert Decision.objects.filter(kind="bandit", user=user).count() == 1
     assert sections(body)
+
+
+def test_readers_in_a_running_experiment_get_no_pre_built_feed_nor_an_exposure(user, world):
+    from experience_app.services.feed import cache
+
+    reader = UserFactory()
+    experiment = _start("prebuild-test", {}, {"section_order": ORDER}, treat_weight=50)
+
+    assert cache.prebuild(user.id, ttl=600) is None
+    assert cache.prebuild(reader.id, ttl=600) is None
+    assert not Exposure.objects.filter(experiment=experiment).exists()
+    assert cache.cached_feeds([user.id, reader.id], now=timezone.now()) == set()
+    # Stopped, the experiment no longer holds the readers back.
+    lifecycle.experiment_stop(experiment, reason="done")
+    serving.reset_cache()
+    assert cache.prebuild(user.id, ttl=600) is True

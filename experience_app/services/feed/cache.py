@@ -415,13 +415,15 @@ def prebuild(
     platform: str | None = None,
     place: Place | None = None,
     ttl: int,
-) -> bool:
+) -> bool | None:
     """Build and cache the user's feed before they ask for it (predictive caching), exactly
     as their request's cache miss would: the same treatment, place and platform, the same
-    generation check (feedback given after this read makes the feed stale), exposures logged
-    when it is built. It is kept ``ttl`` seconds and marked pre-built, so that the hit it
-    saves is counted as such. False when it could not be cached (Redis away, or the build
-    degraded)."""
+    generation check (feedback given after this read makes the feed stale). It is kept
+    ``ttl`` seconds and marked pre-built, so that the hit it saves is counted as such. False
+    when it could not be cached (Redis away, or the build degraded); None, and nothing built,
+    for a reader in a running experiment: a build logs the exposure, and most pre-built feeds
+    are never opened, so a pre-built treated feed would count readers as exposed who never
+    saw it (every variant's readers are left out alike)."""
     now = now or timezone.now()
     client = inbo_redis.state()
     current, segment_raw, written = client.mget(
@@ -430,6 +432,8 @@ def prebuild(
     segment, treatment = _segment_treatment(
         user_id, now, platform, segment_raw, written is not None
     )
+    if not treatment.empty:
+        return None
     feed, meta, pages_json, served_json = _build(
         user_id,
         now=now,
