@@ -337,6 +337,30 @@ def home_json(
     return _body(request_id, meta, degraded, False, pages_json)
 
 
+def _build_served(
+    user_id: int,
+    *,
+    now: datetime,
+    redis_ok: bool,
+    treatment: treatments.Treatment,
+    place: Place | None,
+    segment: features.UserSegment | None,
+    request_id: uuid.UUID,
+) -> Feed:
+    """A freshly built feed, its treatment's exposures and choices logged before it is
+    cached or served (a database error there fails the request instead)."""
+    feed = build_feed(
+        user_id,
+        now=now,
+        degraded=not redis_ok,
+        treatment=treatment,
+        place=place,
+        segment=segment,
+    )
+    treatments.served(user_id, treatment, feed.decisions, request_id=str(request_id), now=now)
+    return feed
+
+
 def _build(
     user_id: int,
     *,
@@ -350,17 +374,15 @@ def _build(
 ) -> tuple[Feed, dict[str, Any], str, str]:
     """Build the feed and cut its first pages: (feed, cache metadata, pages JSON, served-log
     items JSON). A request's cache miss and a prebuild run both build here."""
-    feed = build_feed(
+    feed = _build_served(
         user_id,
         now=now,
-        degraded=not redis_ok,
+        redis_ok=redis_ok,
         treatment=treatment,
         place=place,
         segment=segment,
+        request_id=request_id,
     )
-    # Logged before the feed is cached: a treated feed is never served without its
-    # exposure (a database error here fails the request instead).
-    treatments.served(user_id, treatment, feed.decisions, request_id=str(request_id), now=now)
     size = settings.EXPERIENCE_SECTION_PAGE_SIZE
     cards = reading.item_cards([e.item_id for s in feed.sections for e in s.entries[:size]])
     pages, items = [], []
@@ -538,15 +560,15 @@ def section_page(
         # the user's treatment (its exposures and choices are logged as on home).
         segment = features.user_segment(user_id)
         treatment = treatments.resolve(user_id, _feed_context(now, None, segment))
-        feed = build_feed(
+        feed = _build_served(
             user_id,
             now=now,
-            degraded=not redis_ok,
+            redis_ok=redis_ok,
             treatment=treatment,
             place=place,
             segment=segment,
+            request_id=request_id,
         )
-        treatments.served(user_id, treatment, feed.decisions, request_id=str(request_id), now=now)
     section = feed.section(key)
     body: dict[str, Any]
     items: list[dict[str, Any]] = []
