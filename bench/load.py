@@ -37,6 +37,7 @@ Prints a table with the ratios to the ceiling and writes var/bench/results.json.
 
 from __future__ import annotations
 
+import io
 import json
 import platform
 import random
@@ -133,14 +134,15 @@ def forget_feeds(user_ids: list[int]) -> None:
 def ensure_segments() -> None:
     """Segments as the hourly job leaves them: without its copies in Redis every home request
     would read the reader's segment from PostgreSQL, which no running deployment does."""
-    from features_app import segments
+    from django.core.management import call_command
+
     from inbo import keys
     from inbo import redis as inbo_redis
 
     if not inbo_redis.state().exists(keys.segments_written()):
         started = time.perf_counter()
-        run = segments.compute_segments()
-        say(f"segments computed for the world in {time.perf_counter() - started:.1f}s: {run}")
+        call_command("segments", stdout=io.StringIO())
+        say(f"segments computed for the world in {time.perf_counter() - started:.1f}s")
 
 
 def forget_snapshots() -> int:
