@@ -89,6 +89,9 @@ PARAM_SETS: dict[str, tuple[dict[str, Any], int]] = {
 }
 
 
+MIN_ARM_USERS = 2  # a variance needs two values
+
+
 class ReplayError(EvaluationError):
     """The replayed A/B test cannot run (too few days, no users, ...)."""
 
@@ -209,6 +212,8 @@ class ReplayReport:
     params: dict[str, Any]
     exposures: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, MetricResult] = field(default_factory=dict)
+    # Metrics left out, with why: an arm with fewer than two users has no variance.
+    skipped: dict[str, str] = field(default_factory=dict)
     srm: SrmCheck | None = None
     cuped: CupedCheck | None = None
     counterfactual: Counterfactual | None = None
@@ -506,10 +511,20 @@ def analyse(
         p_value=check.p_value,
         blocking=check.blocking,
     )
-    for name, values in (primary, secondary):
+    for role, (name, values) in (("primary", primary), ("secondary", secondary)):
         users = sorted(values)
         arm = np.array([variants[u] == TREATMENT for u in users])
         y = np.array([values[u] for u in users], dtype=float)
+        sizes = {c: int((~arm).sum()), TREATMENT: int(arm.sum())}
+        if min(sizes.values()) < MIN_ARM_USERS:
+            why = (
+                f"{sizes[c]} {c} and {sizes[TREATMENT]} {TREATMENT} users with a value; "
+                f"each arm needs at least {MIN_ARM_USERS}"
+            )
+            if role == "primary":
+                raise ReplayError(f"Too few users to compare {name}: {why}.")
+            out.skipped[name] = why
+            continue
         out.metrics[name] = _metric(name, y[~arm], y[arm], c)
 
     name, values = primary

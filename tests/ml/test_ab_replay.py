@@ -15,6 +15,7 @@ from experiments_app.assignment import LAYER_BUCKETS, bucket
 from experiments_app.models import Experiment, Exposure
 from ml_app import ab_replay
 from ml_app.datasets import mind
+from ml_app.management.commands.ab_replay import render
 
 START = datetime(2019, 11, 9, 8, 0, tzinfo=UTC)
 DAYS = 4
@@ -135,7 +136,9 @@ def test_replay_runs_a_real_experiment_and_reports_lift_srm_and_cuped(tmp_path):
 
 @pytest.mark.django_db
 def test_a_second_run_is_a_new_experiment_and_the_text_report_reads(tmp_path):
-    folder = write_fixture(tmp_path, users=12)
+    # Twenty users: each run draws a new salt, and with twelve an arm of one user came up
+    # in CI (about one run in 150); with twenty it is one in 25,000 for the primary metric.
+    folder = write_fixture(tmp_path, users=20)
     run("--path", str(folder), "--json")
     out = run("--path", str(folder), "--pre-days", "2", "--params", "product")
     assert "experiment 'replay-linear-vs-learned-mind-2'" in out
@@ -146,7 +149,64 @@ def test_a_second_run_is_a_new_experiment_and_the_text_report_reads(tmp_path):
     assert "Experiment stopped: 'replay finished'" in out
     first, second = Experiment.objects.order_by("id")
     assert first.salt != second.salt  # each run is a new randomisation
-    assert Exposure.objects.filter(experiment=second).count() == 12
+    assert Exposure.objects.filter(experiment=second).count() == 20
+
+
+def _report(experiment) -> ab_replay.ReplayReport:
+    return ab_replay.ReplayReport(
+        dataset="mind",
+        **ab_replay.experiment_fields(experiment),
+        k=5,
+        train_days=("2019-11-09",),
+        test_days=("2019-11-10",),
+        control="linear",
+        unit="impressions",
+        train_units=1,
+        train_units_with_click=1,
+        test_units=1,
+        control_ranker="linear",
+        treatment_ranker="learned",
+        params={},
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # SRM of 0 / 0
+def test_a_secondary_metric_with_an_arm_of_one_user_is_reported_as_not_compared():
+    """Regression: a new salt put one user with an MRR in the learned arm and the replay
+    died on 'a variant needs at least two users'."""
+    experiment = ab_replay.create_experiment("replay-small", "small arms", at=START)
+    variants = {u: ("learned" if u in (1, 2, 3) else "linear") for u in range(1, 9)}
+    primary = {u: u / 10 for u in range(1, 9)}
+    out = _report(experiment)
+    ab_replay.analyse(
+        out,
+        experiment,
+        variants,
+        primary=("ctr@5", primary),
+        secondary=("mrr", {1: 0.5, 4: 1.0, 5: 0.5, 6: 0.25}),  # one learned user
+        pre=({u: 0.1 * (u % 3) for u in range(1, 9)}, [START.date()]),
+        covariate="ctr@5 before",
+        both={u: (v, v) for u, v in primary.items()},
+    )
+    assert set(out.metrics) == {"ctr@5"}
+    assert out.skipped == {
+        "mrr": "3 linear and 1 learned users with a value; each arm needs at least 2"
+    }
+    assert out.metrics["ctr@5"].treatment.users == 3
+    assert "mrr: not compared (3 linear and 1 learned users" in "\n".join(render(out))
+
+    with pytest.raises(ab_replay.ReplayError, match="Too few users to compare ctr@5"):
+        ab_replay.analyse(
+            _report(experiment),
+            experiment,
+            variants,
+            primary=("ctr@5", {1: 0.1, 4: 0.2, 5: 0.3}),
+            secondary=("mrr", {}),
+            pre=({}, [START.date()]),
+            covariate="ctr@5 before",
+            both={},
+        )
 
 
 @pytest.mark.django_db

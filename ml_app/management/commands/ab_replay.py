@@ -209,6 +209,8 @@ def render(r: ReplayReport) -> list[str]:
     ]
     for metric in r.metrics.values():
         lines.extend(_metric_lines(metric))
+    for name, why in r.skipped.items():
+        lines.append(f"{name}: not compared ({why}).")
     if r.srm is not None:
         lines.append(
             f"SRM: observed {r.srm.observed} vs 50/50, chi-square {r.srm.statistic:.3f}, "
