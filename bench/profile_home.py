@@ -64,7 +64,12 @@ STEPS = {
         "item_cards",
         "category_names",
     ),
-    "experience_app.selectors": ("interest_category_ids", "negative_item_ids"),
+    "experience_app.selectors": (
+        "interest_category_ids",
+        "negative_item_ids",
+        "never_again_item_ids",
+        "never_again_among",
+    ),
     "json": ("dumps", "loads"),
 }
 

@@ -53,6 +53,7 @@ __all__ = [
     "category_ids_by_slug",
     "category_names",
     "child_category_parents",
+    "completed_among_sql",
     "completed_item_ids",
     "in_progress",
     "item_cards",
@@ -151,6 +152,15 @@ def subscribed_provider_ids(*, user_id: int) -> set[int]:
 def completed_item_ids(*, user_id: int) -> set[int]:
     """Items the user read to the end."""
     return selectors.completed_item_ids(user_id=user_id)
+
+
+def completed_among_sql() -> str:
+    """The statement that selects (``item_id``) those of some items the user read to the
+    end; named parameters ``user_id`` and ``item_ids``, a PostgreSQL array literal such as
+    ``{1,2,3}``. For a caller on the request path that sends it with its own statement in
+    one round trip (experience_app's never-again check on every cached home, a UNION ALL);
+    it reads the unique (user_id, item_id) index."""
+    return selectors.COMPLETED_AMONG
 
 
 def reading_depths(

@@ -159,6 +159,19 @@ def test_never_again_filter_reads_the_partial_index(world):
     assert not _seq_scans(_plan(completed))
 
 
+def test_cached_home_never_again_check_reads_both_tables_by_user_and_item(world):
+    # The check every cached home runs: one statement, narrowed to the feed's items.
+    user = world.first_user + 17
+    feed = range(world.first_item, world.first_item + 5000, 100)
+    sql = _sql_of(
+        lambda: experience_selectors.never_again_among(user_id=user, item_ids=list(feed)),
+        "experience_app_experienceinteraction",
+    )
+    assert "reading_app_readingprogress" in sql
+    plan = _assert_uses(sql, "interaction_never_again_idx", "reading_progress_unique")
+    assert not _seq_scans(plan)
+
+
 def test_continue_reading_walks_the_in_progress_index(world):
     user = world.first_user + 42
     listed = _sql_of(

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -114,11 +114,10 @@ def page(
     }
 
 
-def _never_again(user_id: int) -> set[int]:
-    """Dismissed, hidden, read and completed items: filtered out even from a cached feed."""
-    return selectors.never_again_item_ids(user_id=user_id) | reading.completed_item_ids(
-        user_id=user_id
-    )
+def _never_again(user_id: int, item_ids: Collection[int]) -> set[int]:
+    """Those of ``item_ids`` dismissed, hidden, read or completed: filtered out even from a
+    cached feed."""
+    return selectors.never_again_among(user_id=user_id, item_ids=item_ids)
 
 
 def _body(
@@ -195,11 +194,11 @@ def home_json(
     """The home response body: the first page of every section, ready to send.
 
     A cache hit costs one Redis round trip to read (metadata, the first pages as encoded
-    JSON, their served-log items, the feedback generation, the user's segment), two small
-    queries (items that must never come back; a third, by primary key, only before the first
-    segmentation run or when Redis lost the segments) and one pipelined write of the served
-    log and hit counter; the cached JSON is sent as it is unless one of its items must be
-    taken out.
+    JSON, their served-log items, the feedback generation, the user's segment), one small
+    query (those of the feed's items that must never come back; a second, by primary key,
+    only before the first segmentation run or when Redis lost the segments) and one
+    pipelined write of the served log and hit counter; the cached JSON is sent as it is
+    unless one of its items must be taken out.
 
     The user's running experiments (``treatments.resolve``, in-process, no query on the
     common path) decide how the feed is built; a cached feed built under another treatment
@@ -251,7 +250,7 @@ def home_json(
     if meta is not None:
         # Checked on every hit: feedback given while Redis was unreachable could not mark
         # the cached feed stale, and a dismissed, read or completed item never comes back.
-        gone = _never_again(user_id) & set(meta["ids"])
+        gone = _never_again(user_id, meta["ids"])
         if gone:
             pages = json.loads(pages_json)
             for p in pages:
@@ -576,8 +575,8 @@ def section_page(
         body = {"key": key, "title": "", "reason": "", "items": [], "next_cursor": None}
     else:
         size = settings.EXPERIENCE_SECTION_PAGE_SIZE
-        excluded = _never_again(user_id)
         ids = [e.item_id for e in section.entries[offset : offset + size]]
+        excluded = _never_again(user_id, ids)
         cards = reading.item_cards([i for i in ids if i not in excluded])
         model = rerank.current()
         if (model is None or model.label != feed.ranker) and feed.ranker != "linear":
