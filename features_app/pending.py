@@ -23,6 +23,7 @@ from datetime import timedelta
 import redis
 from celery import current_app
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -39,11 +40,14 @@ APPLIED_RETENTION_SECONDS = 3600
 SWEEP_BATCHES = 500
 _REQUEST_INTERVAL_SECONDS = 10.0
 _requested_at: float | None = None
+_FORGET = f"DELETE FROM {PendingCount._meta.db_table} WHERE id = %s"
 
 
 def forget(batch_id: int) -> None:
     """The batch is counted: its row goes (its applied marker stays for the retention)."""
-    PendingCount.objects.filter(id=batch_id).delete()
+    # Plain SQL: the ORM's delete (a collector for one row) cost ingestion 0.7 ms a batch.
+    with connection.cursor() as cursor:
+        cursor.execute(_FORGET, [batch_id])
 
 
 def request_sweep() -> None:
