@@ -19,6 +19,7 @@ months kept ready (the serializer), and a month still without one is a 503
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,37 +66,50 @@ class BatchResult:
     counted: bool
 
 
+# The rows travel as one JSON document (one parameter, see features_app.services: list
+# parameters are quoted element by element in Python); the index ``n`` of each row this call
+# inserted comes back.
 _INSERT = f"""
-INSERT INTO {ExperienceInteraction._meta.db_table}
-    (user_id, item_id, interaction_type, section, position, request_id, event_id,
-     occurred_at, received_at, dwell_ms)
-SELECT %s, * FROM unnest(
-    %s::bigint[], %s::varchar[], %s::varchar[], %s::integer[], %s::uuid[], %s::uuid[],
-    %s::timestamptz[], %s::timestamptz[], %s::integer[]
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(
+        n integer, item_id bigint, interaction_type varchar, section varchar, position integer,
+        request_id uuid, event_id uuid, occurred_at timestamptz, dwell_ms integer
+    )
+), inserted AS (
+    INSERT INTO {ExperienceInteraction._meta.db_table}
+        (user_id, item_id, interaction_type, section, position, request_id, event_id,
+         occurred_at, received_at, dwell_ms)
+    SELECT %s, item_id, interaction_type, section, position, request_id, event_id,
+        occurred_at, %s, dwell_ms
+    FROM batch
+    ON CONFLICT (event_id, user_id) DO NOTHING
+    RETURNING event_id
 )
-ON CONFLICT (event_id, user_id) DO NOTHING
-RETURNING event_id
+SELECT batch.n FROM inserted JOIN batch USING (event_id)
 """
 
 
-def _insert(user_id: int, rows: list[InteractionIn], received_at: datetime) -> set[UUID]:
+def _insert(user_id: int, rows: list[InteractionIn], received_at: datetime) -> list[InteractionIn]:
+    """Insert ``rows`` (event ids unique), skipping stored ones; those inserted, in order."""
+    batch = json.dumps(
+        [
+            {
+                "n": n,
+                "item_id": r.item_id,
+                "interaction_type": r.interaction_type,
+                "section": r.section,
+                "position": r.position,
+                "request_id": None if r.request_id is None else str(r.request_id),
+                "event_id": str(r.event_id),
+                "occurred_at": r.occurred_at.isoformat(),
+                "dwell_ms": r.dwell_ms,
+            }
+            for n, r in enumerate(rows)
+        ]
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT,
-            [
-                user_id,
-                [r.item_id for r in rows],
-                [r.interaction_type for r in rows],
-                [r.section for r in rows],
-                [r.position for r in rows],
-                [r.request_id for r in rows],
-                [r.event_id for r in rows],
-                [r.occurred_at for r in rows],
-                [received_at] * len(rows),
-                [r.dwell_ms for r in rows],
-            ],
-        )
-        return {row[0] for row in cursor.fetchall()}
+        cursor.execute(_INSERT, [batch, user_id, received_at])
+        return [rows[n] for (n,) in sorted(cursor.fetchall())]
 
 
 def interactions_record(
@@ -131,8 +145,7 @@ def interactions_record(
     effects = _BatchEffects(user_id, facets)
     reader = reader_context(user_id, proxy_place=place)
     with transaction.atomic():
-        inserted_ids = _insert(user_id, valid, now)
-        new = [i for i in valid if i.event_id in inserted_ids]
+        new = _insert(user_id, valid, now)
         stored = features.events_store(
             [
                 EventIn(
