@@ -6,11 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Prefetch, QuerySet
 from django.db.models.functions import Left
 
-from inbo.replicas import lag_tolerant
+from inbo.replicas import lag_tolerant, read_alias
 from reading_app import caches
 from reading_app.contracts import ItemFacets, ItemSearchData, ProviderSearchData
 from reading_app.models import Category, Item, Provider, ReadingProgress, SavedItem, Subscription
@@ -84,24 +84,39 @@ def item_facets(item_ids: Iterable[int], *, cached: bool = False) -> dict[int, I
     return _load_facets(list(set(item_ids)))
 
 
+# Plain SQL, the ids sent as one array literal: the ORM's ``id__in`` prepares and quotes
+# each id in Python (ingestion loads the facets of every batch: 100 ids cost 3.2 ms of CPU
+# through the ORM, 1.3 here).
+# Two statements, as the ORM sent; on the replica the router would choose (``read_alias``).
+_FACETS = (
+    f"SELECT id, provider_id, published_at, status, language FROM {Item._meta.db_table} "
+    "WHERE id = ANY(%s::bigint[]) ORDER BY published_at DESC, id DESC"  # Item's own order
+)
+_FACET_CATEGORIES = (
+    f"SELECT item_id, category_id FROM {Item.categories.through._meta.db_table} "
+    "WHERE item_id = ANY(%s::bigint[])"
+)
+
+
 def _load_facets(ids: list[int]) -> dict[int, ItemFacets]:
     if not ids:
         return {}
-    rows = Item.objects.filter(id__in=ids).values_list(
-        "id", "provider_id", "published_at", "status", "language"
-    )
-    cats: dict[int, list[int]] = {}
-    for item_id, category_id in Item.categories.through.objects.filter(item_id__in=ids).values_list(
-        "item_id", "category_id"
-    ):
-        cats.setdefault(item_id, []).append(category_id)
+    array = "{" + ",".join(str(int(i)) for i in ids) + "}"
+    with connections[read_alias()].cursor() as cursor:
+        cursor.execute(_FACETS, [array])
+        rows = cursor.fetchall()
+        cursor.execute(_FACET_CATEGORIES, [array])
+        cats: dict[int, list[int]] = {}
+        for item_id, category_id in cursor.fetchall():
+            cats.setdefault(item_id, []).append(category_id)
+    published = Item.Status.PUBLISHED
     return {
         item_id: ItemFacets(
             item_id=item_id,
             provider_id=provider_id,
             category_ids=tuple(sorted(cats.get(item_id, ()))),
             published_at=published_at,
-            available=status == Item.Status.PUBLISHED,
+            available=status == published,
             language=language,
         )
         for item_id, provider_id, published_at, status, language in rows
