@@ -371,6 +371,17 @@ def apply_batch(
     return int(replies[0])
 
 
+# Every candidate's lifetime counts in one command and one reply (read-only): a pipeline of
+# one HGETALL per item costs the client far more to pack and parse than the server to answer
+# (as ``context_counters._ITEMS_HOURS``). KEYS: the items' count hashes; ARGV: the fields.
+_ITEMS_COUNTS = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) end
+return out
+"""
+_COUNT_NAMES = tuple(kind.value for kind in _COUNT_FIELDS.values())
+
+
 def _decayed_now(values: Iterable[float | None], factor: float) -> list[float]:
     return [(v or 0.0) * factor for v in values]
 
@@ -380,8 +391,9 @@ def item_signals(
 ) -> dict[int, ItemSignals]:
     """Signals of ``item_ids`` at ``now``: one pipelined round trip.
 
-    ``with_counts=False`` skips the lifetime counts (one command per item), which ranking
-    does not use; the decayed sums and first-seen times are always read.
+    ``with_counts=False`` skips the lifetime counts (a script that reads each item's
+    hash), which ranking does not use; the decayed sums and first-seen times are always
+    read.
     """
     ids = list(dict.fromkeys(item_ids))
     if not ids:
@@ -392,15 +404,15 @@ def item_signals(
     epochs = (epoch, epoch - 1)
     pipe = _client().pipeline(transaction=False)
     if with_counts:
-        for item_id in ids:
-            pipe.hgetall(keys.item_counts(item_id))
+        pipe.eval(_ITEMS_COUNTS, len(ids), *(keys.item_counts(i) for i in ids), *_COUNT_NAMES)
     for kind_name in ("clicks", "expected"):
         for e in epochs:
             pipe.zmscore(keys.decayed(kind_name, decay.half_life_hours, e), [str(i) for i in ids])
     pipe.hmget(keys.item_first_seen(), ids)
     replies = pipe.execute()
-    n = len(ids) if with_counts else 0
-    counts = replies[:n] if with_counts else [{}] * len(ids)
+    n = 1 if with_counts else 0
+    none = [None] * len(_COUNT_NAMES)
+    counts = replies[0] if with_counts else [none] * len(ids)
     c_cur, c_prev, x_cur, x_prev, first = replies[n:]
     factors = [decay.to_now(e, ts) for e in epochs]
     clicks_now = [
@@ -417,11 +429,16 @@ def item_signals(
     ]
     result = {}
     for i, item_id in enumerate(ids):
-        raw = counts[i]
+        # In ``_COUNT_FIELDS``'s order, as ``_COUNT_NAMES`` asked for them.
+        impressions, clicks, reads, saves, dismisses = (int(v or 0) for v in counts[i])
         seen_at = first[i]
         result[item_id] = ItemSignals(
             item_id=item_id,
-            **{name: int(raw.get(kind.value, 0)) for name, kind in _COUNT_FIELDS.items()},
+            impressions=impressions,
+            clicks=clicks,
+            reads=reads,
+            saves=saves,
+            dismisses=dismisses,
             decayed_clicks=clicks_now[i],
             decayed_expected=expected_now[i],
             first_seen=datetime.fromtimestamp(float(seen_at), tz=UTC) if seen_at else None,
