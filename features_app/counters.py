@@ -94,6 +94,12 @@ return 0
 """
 
 
+# An event's type by its stored value (a StrEnum member hashes as its value), and its
+# counter field's name: lookups cost less than ``EventType(value)`` and ``.value``.
+_TYPES: dict[str, EventType] = {kind.value: kind for kind in EventType}
+_NAMES: dict[EventType, str] = {kind: kind.value for kind in EventType}
+
+
 def _group_key(event: EventIn) -> object:
     return event.context.get("request_id") or event.context.get("impression_id")
 
@@ -116,23 +122,28 @@ def batch_ops(
         return []
     ordered = sorted(events, key=lambda e: (e.occurred_at, e.event_type != EventType.IMPRESSION))
     decay = click_decay()
+    # The decay's constants and each event's type and list, worked out once: this loop runs
+    # for every ingested event (the same arithmetic as ``Decay.epoch`` and ``Decay.scale``).
+    half_life = decay.half_life_seconds
+    epoch_length = decay.epoch_seconds
+    kinds = [_TYPES.get(e.event_type) or EventType(e.event_type) for e in ordered]
+    groups = [_group_key(e) for e in ordered]
 
     # Expected clicks: each impression carries the click rate of the list it was shown in
     # (same request/impression id in this batch); without a list, the global prior.
     lists: dict[object, list[int]] = defaultdict(lambda: [0, 0])  # [impressions, clicks]
-    for e in ordered:
-        group = _group_key(e)
+    for kind, group in zip(kinds, groups, strict=True):
         if group is None:
             continue
-        if e.event_type == EventType.IMPRESSION:
+        if kind == EventType.IMPRESSION:
             lists[group][0] += 1
-        elif e.event_type == EventType.CLICK:
+        elif kind == EventType.CLICK:
             lists[group][1] += 1
     prior = settings.FEATURES_PRIOR_CTR
 
-    item_counts: dict[int, Counter[str]] = defaultdict(Counter)
-    daily: dict[tuple[int, int], Counter[str]] = defaultdict(Counter)  # (day, block)
-    user_counts: dict[int, Counter[str]] = defaultdict(Counter)
+    item_counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    daily: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    user_counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     user_last: dict[int, float] = {}  # each user's latest event: their keys expire after it
     affinity: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     clicks: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
@@ -140,43 +151,47 @@ def batch_ops(
     first_seen: dict[int, float] = {}
     # (user, item) -> [cleared since last impression?, impressions after the last clear]
     seen: dict[tuple[int, int], list] = {}
+    block_items = keys.ITEM_DAILY_BLOCK_ITEMS
 
-    for e in ordered:
-        kind = EventType(e.event_type)
+    for e, kind, group in zip(ordered, kinds, groups, strict=True):
+        name = _NAMES[kind]
+        item_id, user_id = e.item_id, e.user_id
         ts = e.occurred_at.timestamp()
         day = int(ts // 86400)
-        item_counts[e.item_id][kind.value] += 1
+        item_counts[item_id][name] += 1
         dwell = e.context.get("dwell_ms")
         if type(dwell) is int and dwell > 0:  # not a bool, not a float: as reconcile counts
-            item_counts[e.item_id]["dwell_ms"] += dwell
-        daily[(day, e.item_id // keys.ITEM_DAILY_BLOCK_ITEMS)][f"{e.item_id}:{kind.value}"] += 1
-        user_last[e.user_id] = max(user_last.get(e.user_id, ts), ts)
-        rule = forget.get(e.user_id) if forget else None
+            item_counts[item_id]["dwell_ms"] += dwell
+        daily[(day, item_id // block_items)][f"{item_id}:{name}"] += 1
+        last = user_last.get(user_id)
+        user_last[user_id] = ts if last is None else max(last, ts)
+        rule = forget.get(user_id) if forget else None
         whole = rule is not None and rule.all(ts)
         if not whole:
-            user_counts[e.user_id][kind.value] += 1
+            user_counts[user_id][name] += 1
         weight = AFFINITY_WEIGHTS[kind]
-        facet = facets.get(e.item_id)
-        if weight and facet is not None and not whole:
+        if weight and not whole and (facet := facets.get(item_id)) is not None:
             for category_id in facet.category_ids:
                 if rule is None or not rule.category(category_id, ts):
-                    affinity[e.user_id][f"c{category_id}"] += weight
+                    affinity[user_id][f"c{category_id}"] += weight
             if rule is None or not rule.provider(facet.provider_id, ts):
-                affinity[e.user_id][f"p{facet.provider_id}"] += weight
+                affinity[user_id][f"p{facet.provider_id}"] += weight
         # A forgotten event leaves the seen memory as it was (a throwaway state).
-        state = [False, 0] if whole else seen.setdefault((e.user_id, e.item_id), [False, 0])
+        state = [False, 0] if whole else seen.setdefault((user_id, item_id), [False, 0])
         if kind == EventType.IMPRESSION:
-            group = _group_key(e)
             if group is not None and lists[group][0]:
                 share = lists[group][1] / lists[group][0]
             else:
                 share = prior
-            epoch = decay.epoch(ts)
-            expected[epoch][e.item_id] += decay.scale(ts) * share
-            first_seen[e.item_id] = min(first_seen.get(e.item_id, ts), ts)
+            epoch = int(ts // epoch_length)
+            scale = 2.0 ** ((ts - epoch * epoch_length) / half_life)
+            expected[epoch][item_id] += scale * share
+            seen_at = first_seen.get(item_id)
+            first_seen[item_id] = ts if seen_at is None else min(seen_at, ts)
             state[1] += 1
         elif kind == EventType.CLICK:
-            clicks[decay.epoch(ts)][e.item_id] += decay.scale(ts)
+            epoch = int(ts // epoch_length)
+            clicks[epoch][item_id] += 2.0 ** ((ts - epoch * epoch_length) / half_life)
         if kind in POSITIVE_TYPES:
             state[0], state[1] = True, 0
 
@@ -184,9 +199,9 @@ def batch_ops(
     for item_id, counts in item_counts.items():
         for field_name, n in counts.items():
             ops.append(("hi", keys.item_counts(item_id), field_name, n))
+    dirty = keys.dirty_items()
     for item_id in item_counts:
-        ops.append(("sa", keys.dirty_items(), str(item_id), 0))  # the sync job picks these up
-    block_items = keys.ITEM_DAILY_BLOCK_ITEMS
+        ops.append(("sa", dirty, str(item_id), 0))  # the sync job picks these up
     for (day, block), counts in daily.items():
         key = keys.item_daily(day, block * block_items)
         for field_name, n in counts.items():
@@ -211,18 +226,19 @@ def batch_ops(
             for item_id, mass in masses.items():
                 ops.append(("zi", key, str(item_id), mass))
             ops.append(("ex", key, "", decayed_ttl(decay)))
+    first_seen_key = keys.item_first_seen()
     for item_id, ts in first_seen.items():
-        ops.append(("mn", keys.item_first_seen(), str(item_id), f"{ts:.3f}"))
-    touched_users = set()
+        ops.append(("mn", first_seen_key, str(item_id), f"{ts:.3f}"))
+    seen_keys: dict[int, str] = {}  # the users touched, and their key
     for (user_id, item_id), (cleared, count) in seen.items():
-        key = keys.user_seen(user_id)
+        if (key := seen_keys.get(user_id)) is None:
+            key = seen_keys[user_id] = keys.user_seen(user_id)
         if cleared:
             ops.append(("hd", key, str(item_id), 0))
         if count:
             ops.append(("hi", key, str(item_id), count))
-        touched_users.add(user_id)
-    for user_id in touched_users:
-        ops.append(("ea", keys.user_seen(user_id), "", int(user_last[user_id]) + idle))
+    for user_id in set(seen_keys):  # in a set's order, as they always were
+        ops.append(("ea", seen_keys[user_id], "", int(user_last[user_id]) + idle))
     ops += context_counters.batch_ops(ordered, decay, forget=forget)  # time and place (issue 13)
     return ops
 
