@@ -231,8 +231,7 @@ def batch_ops(
         ops.append(("mn", first_seen_key, str(item_id), f"{ts:.3f}"))
     seen_keys: dict[int, str] = {}  # the users touched, and their key
     for (user_id, item_id), (cleared, count) in seen.items():
-        if (key := seen_keys.get(user_id)) is None:
-            key = seen_keys[user_id] = keys.user_seen(user_id)
+        key = seen_keys.get(user_id) or seen_keys.setdefault(user_id, keys.user_seen(user_id))
         if cleared:
             ops.append(("hd", key, str(item_id), 0))
         if count:
