@@ -56,10 +56,11 @@ def never_again_item_ids(*, user_id: int) -> set[int]:
 # then provably implied whatever the binding, and there is no list to send.
 _NEVER_AGAIN_TYPES_SQL = ", ".join(f"'{t.value}'" for t in NEVER_AGAIN_TYPES)
 # One statement, one round trip: the interactions on their partial (user_id, item_id) index,
-# reading progress on its unique (user_id, item_id) one, each narrowed to the items asked.
+# reading progress on its unique (user_id, item_id) one, each narrowed to the items asked
+# (the array through a scalar subquery, as reading_app's part says why).
 _NEVER_AGAIN_AMONG = (
     f"SELECT item_id FROM {ExperienceInteraction._meta.db_table} "
-    "WHERE user_id = %(user_id)s AND item_id = ANY(%(item_ids)s::bigint[]) "
+    "WHERE user_id = %(user_id)s AND item_id = ANY((SELECT %(item_ids)s::bigint[])::bigint[]) "
     f"AND interaction_type IN ({_NEVER_AGAIN_TYPES_SQL}) "
     f"UNION ALL {reading.completed_among_sql()}"
 )

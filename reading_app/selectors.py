@@ -140,9 +140,11 @@ _COMPLETED = (
 # Those of some items the user read to the end (named parameters: ``user_id``, and
 # ``item_ids`` as a PostgreSQL array literal, ``{1,2,3}``, which costs less to send than a
 # list), on the unique (user_id, item_id) index: a handful of rows, not the reader's history.
+# The array comes through a scalar subquery (an InitPlan): PostgreSQL would otherwise
+# estimate each element's selectivity while planning, which cost more than the query.
 COMPLETED_AMONG = (
     f"SELECT item_id FROM {ReadingProgress._meta.db_table} "
-    "WHERE user_id = %(user_id)s AND item_id = ANY(%(item_ids)s::bigint[]) "
+    "WHERE user_id = %(user_id)s AND item_id = ANY((SELECT %(item_ids)s::bigint[])::bigint[]) "
     "AND completed_at IS NOT NULL"
 )
 
