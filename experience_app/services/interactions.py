@@ -29,7 +29,7 @@ from django.db import connection, transaction
 
 from experience_app.models import ExperienceInteraction
 from experience_app.services import feed
-from experience_app.services.reader_context import reader_context
+from experience_app.services.reader_context import ReaderContext, reader_context
 from experience_app.time_place import Place
 from features_app import public as features
 from features_app.contracts import EventIn, EventType
@@ -147,30 +147,7 @@ def interactions_record(
     with transaction.atomic():
         new = _insert(user_id, valid, now)
         stored = features.events_store(
-            [
-                EventIn(
-                    user_id=user_id,
-                    item_id=i.item_id,
-                    event_type=EventType(i.interaction_type),
-                    occurred_at=i.occurred_at,
-                    event_id=i.event_id,
-                    source="app",
-                    context={
-                        k: v
-                        for k, v in {
-                            "request_id": str(i.request_id) if i.request_id else None,
-                            "section": i.section or None,
-                            "position": i.position,
-                            "dwell_ms": i.dwell_ms,
-                            "session": i.session_id or None,
-                        }.items()
-                        if v is not None
-                    }
-                    | reader.stamp(i.occurred_at),
-                )
-                for i in new
-            ],
-            create_partitions=False,
+            [_event(user_id, i, reader) for i in new], create_partitions=False
         )
         effects.stored = stored
         effects.changed = bool(new)
@@ -182,6 +159,31 @@ def interactions_record(
         rejected=rejected,
         # None: the caller's transaction has not committed yet (the effects wait for it).
         counted=bool(effects.counted),
+    )
+
+
+def _event(user_id: int, i: InteractionIn, reader: ReaderContext) -> EventIn:
+    """The event an interaction stores: its context without the empty fields, stamped."""
+    context: dict[str, object] = {}
+    if i.request_id:
+        context["request_id"] = str(i.request_id)
+    if i.section:
+        context["section"] = i.section
+    if i.position is not None:
+        context["position"] = i.position
+    if i.dwell_ms is not None:
+        context["dwell_ms"] = i.dwell_ms
+    if i.session_id:
+        context["session"] = i.session_id
+    context.update(reader.stamp(i.occurred_at))
+    return EventIn(
+        user_id=user_id,
+        item_id=i.item_id,
+        event_type=EventType(i.interaction_type),
+        occurred_at=i.occurred_at,
+        event_id=i.event_id,
+        source="app",
+        context=context,
     )
 
 
