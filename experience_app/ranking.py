@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 from django.conf import settings
 
 from features_app.contracts import ItemSignals, UserProfile
@@ -124,12 +125,20 @@ class Scored:
 INTEREST_AFFINITY = 2.0
 
 
-def _normalised(weights: Mapping[int, float], keys: Iterable[int]) -> float:
-    """Sum of the user's weights on ``keys`` over everything the user weighs, in [-1, 1]."""
-    total = sum(abs(v) for v in weights.values())
+def _normalised(
+    weights: Mapping[int, float], keys: Iterable[int], total: float | None = None
+) -> float:
+    """Sum of the user's weights on ``keys`` over everything the user weighs, in [-1, 1].
+    ``total``: ``_total(weights)``, when the caller already has it."""
+    if total is None:
+        total = _total(weights)
     if total == 0:
         return 0.0
     return max(-1.0, min(1.0, sum(weights.get(k, 0.0) for k in keys) / (1.0 + total)))
+
+
+def _total(weights: Mapping[int, float]) -> float:
+    return sum(abs(v) for v in weights.values())
 
 
 def _with_parents(category_ids: tuple[int, ...], parents: Mapping[int, int]) -> Iterable[int]:
@@ -162,6 +171,53 @@ def tiebreak(item_id: int) -> int:
     return int.from_bytes(hashlib.blake2b(str(item_id).encode(), digest_size=4).digest(), "big")
 
 
+# The signals every candidate has, in the order its ``signals`` name them; of those, the
+# ones the linear score weighs (a learned source naming one replaces it, see ``rank``).
+_BASE_SIGNALS = (
+    "popularity",
+    "freshness",
+    "affinity",
+    "provider_affinity",
+    "subscribed",
+    "seen",
+    "ctr",
+    "impressions_log",
+    "clicks_log",
+    "reads_log",
+    "saves_log",
+    "dismiss_rate",
+    "decayed_clicks_log",
+    "expected_clicks_log",
+    "age_hours_log",
+)
+_WEIGHED_BASE = frozenset(_BASE_SIGNALS[:6])
+_NO_LEARNED: Mapping[str, float] = {}
+
+
+def round4(values: np.ndarray) -> np.ndarray:
+    """``round(v, 4)`` of every value, the very double Python's ``round`` gives (the one
+    nearest the correctly rounded decimal), for a whole array at once.
+
+    Scaled by 10^4 and rounded half-even, then divided back (a correctly rounded division
+    of an exact integer), a value rounds as Python rounds it unless the scaled product lies
+    within a few ulps of a half (its rounding error could have crossed one), or is not
+    finite, or too large to hold an exact integer: those few are rounded by Python.
+    """
+    scaled = values * 1e4
+    whole = np.rint(scaled)
+    out = whole / 1e4
+    with np.errstate(invalid="ignore"):
+        magnitude = np.abs(scaled)
+        safe = (np.abs(np.abs(scaled - whole) - 0.5) > 4 * np.spacing(magnitude)) & (
+            magnitude < 2.0**52
+        )
+    if not safe.all():
+        flat_in, flat_out = values.reshape(-1), out.reshape(-1)
+        for i in np.flatnonzero(~safe.reshape(-1)):
+            flat_out[i] = round(float(flat_in[i]), 4)
+    return out
+
+
 def rank(
     candidates: Iterable[Candidate],
     user: UserContext,
@@ -175,6 +231,10 @@ def rank(
 
     ``learned`` holds, per item, the learned-source scores known for it (``als``,
     ``similarity``, ``session``); an item without one simply lacks that feature.
+
+    Each score is ``linear_score`` of the item's signals (written out here, in its order of
+    operations, so the same double comes out); the signals are rounded to 4 decimals, all
+    candidates at once (``round4``).
     """
     w = weights or Weights.from_settings()
     category_taste = dict(user.profile.category_affinity)
@@ -182,36 +242,106 @@ def rank(
         category_taste[category_id] = category_taste.get(category_id, 0.0) + INTEREST_AFFINITY
     parents = user.interest_parents
     half_life = w.freshness_half_life_hours * 3600.0
-    scored: list[Scored] = []
+    # An item's affinities depend on its categories and provider only: computed once per
+    # distinct value in a ranking (the candidates share a few dozen of each).
+    category_total = _total(category_taste)
+    provider_affinity = user.profile.provider_affinity
+    provider_total = _total(provider_affinity)
+    affinity_of: dict[tuple[int, ...], float] = {}
+    provider_affinity_of: dict[int, float] = {}
+    subscribed_to = user.subscribed_provider_ids
+    seen_counts = user.profile.seen
+    level = float(user.engagement_level) if user.engagement_level is not None else None
+    learned = learned or {}
+    ids: list[int] = []
+    scores: list[float] = []
+    rows: list[tuple[float, ...]] = []
+    extras: list[Mapping[str, float]] = []
+    log, log1p = math.log, math.log1p
     for c in candidates:
         s = signals.get(c.item_id) or ItemSignals(item_id=c.item_id)
         age = max(0.0, (now - c.published_at).total_seconds())
-        values = {
-            "popularity": math.log(s.lift),
-            "freshness": 2.0 ** (-age / half_life),
-            "affinity": _normalised(category_taste, _with_parents(c.category_ids, parents)),
-            "provider_affinity": (
-                _normalised(user.profile.provider_affinity, (c.provider_id,))
-                if c.provider_id is not None
-                else 0.0
-            ),
-            "subscribed": 1.0 if c.provider_id in user.subscribed_provider_ids else 0.0,
-            "seen": 1.0 if user.profile.seen.get(c.item_id, 0) > 0 else 0.0,
-            "ctr": s.ctr,
-            "impressions_log": math.log1p(s.impressions),
-            "clicks_log": math.log1p(s.clicks),
-            "reads_log": math.log1p(s.reads),
-            "saves_log": math.log1p(s.saves),
-            "dismiss_rate": s.dismisses / (s.impressions + 25.0),
-            "decayed_clicks_log": math.log1p(s.decayed_clicks),
-            "expected_clicks_log": math.log1p(s.decayed_expected),
-            "age_hours_log": math.log1p(age / 3600.0),
-        }
-        if user.engagement_level is not None:
-            values["engagement_level"] = float(user.engagement_level)
-        if learned is not None and c.item_id in learned:
-            values.update(learned[c.item_id])
-        score = linear_score(values, w)
-        scored.append(Scored(c.item_id, score, {k: round(v, 4) for k, v in values.items()}))
-    scored.sort(key=lambda x: (-x.score, tiebreak(x.item_id)))
+        affinity = affinity_of.get(c.category_ids)
+        if affinity is None:
+            affinity = affinity_of[c.category_ids] = _normalised(
+                category_taste, _with_parents(c.category_ids, parents), category_total
+            )
+        by_provider = 0.0
+        if c.provider_id is not None:
+            known = provider_affinity_of.get(c.provider_id)
+            if known is None:
+                known = provider_affinity_of[c.provider_id] = _normalised(
+                    provider_affinity, (c.provider_id,), provider_total
+                )
+            by_provider = known
+        popularity = log(s.lift)
+        freshness = 2.0 ** (-age / half_life)
+        subscribed = 1.0 if c.provider_id in subscribed_to else 0.0
+        seen = 1.0 if seen_counts.get(c.item_id, 0) > 0 else 0.0
+        row = (
+            popularity,
+            freshness,
+            affinity,
+            by_provider,
+            subscribed,
+            seen,
+            s.ctr,
+            log1p(s.impressions),
+            log1p(s.clicks),
+            log1p(s.reads),
+            log1p(s.saves),
+            s.dismisses / (s.impressions + 25.0),
+            log1p(s.decayed_clicks),
+            log1p(s.decayed_expected),
+            log1p(age / 3600.0),
+        )
+        extra = learned.get(c.item_id) or _NO_LEARNED
+        if extra and not _WEIGHED_BASE.isdisjoint(extra):
+            # A learned value replaces a weighed signal: scored from the merged values.
+            values = dict(zip(_BASE_SIGNALS, row, strict=True))
+            values.update(extra)
+            score = linear_score(values, w)
+        else:
+            x = extra.get
+            score = (
+                w.popularity * popularity
+                + w.freshness * freshness
+                + w.affinity * affinity
+                + w.provider_affinity * by_provider
+                + w.subscribed * subscribed
+                - w.seen * seen
+                + w.similarity * x("similarity", 0.0)
+                + w.session * x("session", 0.0)
+                + w.hour_match * x("hour_match", 0.0)
+                + w.item_hour_lift * x("item_hour_lift", 0.0)
+                + w.region_popularity * x("region_popularity", 0.0)
+                + w.language_match * x("language_match", 0.0)
+            )
+        ids.append(c.item_id)
+        scores.append(score)
+        rows.append(row)
+        extras.append(extra)
+    rounded = round4(np.array(rows, dtype=float)).tolist() if rows else []
+    scored: list[Scored] = []
+    for item_id, score, row_rounded, extra in zip(ids, scores, rounded, extras, strict=True):
+        values = dict(zip(_BASE_SIGNALS, row_rounded, strict=True))
+        if level is not None:
+            values["engagement_level"] = round(level, 4)
+        for name, value in extra.items():
+            values[name] = round(value, 4)
+        scored.append(Scored(item_id, score, values))
+    return _best_first(scored)
+
+
+def _best_first(scored: list[Scored]) -> list[Scored]:
+    """``scored`` by score, best first, ties by ``tiebreak`` (only ties pay for it)."""
+    scored.sort(key=lambda x: -x.score)
+    i, n = 0, len(scored)
+    while i < n:
+        j = i + 1
+        while j < n and scored[j].score == scored[i].score:
+            j += 1
+        if j - i > 1:
+            scored[i:j] = sorted(scored[i:j], key=lambda x: tiebreak(x.item_id))
+        i = j
     return scored

@@ -6,11 +6,12 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from django.test import override_settings
 
 from experience_app.learned import FEATURES
-from experience_app.ranking import Candidate, UserContext, Weights, rank
+from experience_app.ranking import Candidate, UserContext, Weights, linear_score, rank, round4
 from features_app.contracts import ItemSignals, UserProfile
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -183,3 +184,46 @@ def test_weights_default_to_settings():
     )
     assert ranked[0].signals["freshness"] == pytest.approx(0.5, abs=1e-4)
     assert ranked[0].score == pytest.approx(5.0 + w.freshness * 0.5, abs=1e-3)
+
+
+def test_signals_are_rounded_to_the_very_doubles_python_rounds_them_to():
+    rng = random.Random(11)
+    halves = [(2 * k + 1) / 20000 for k in range(-3000, 3000)]  # x.xxxx5: nearest a tie
+    values = [
+        *halves,
+        *(math.nextafter(h, math.inf) for h in halves),
+        *(math.nextafter(h, -math.inf) for h in halves),
+        *(k / 32 for k in range(-100, 100)),  # exact ties, rounded half to even
+        *(rng.uniform(-5, 5) for _ in range(20000)),
+        *(math.log1p(rng.expovariate(0.01)) for _ in range(5000)),
+        *(rng.uniform(-1, 1) * 10.0 ** rng.randint(-12, 14) for _ in range(5000)),
+        0.0,
+        -0.0,
+        1e300,
+        -1e300,
+        math.inf,
+        -math.inf,
+    ]
+    values = values[: len(values) - len(values) % 7]  # as a matrix, as rank rounds them
+    rounded = round4(np.array(values).reshape(-1, 7)).reshape(-1).tolist()
+    for value, got in zip(values, rounded, strict=True):
+        expected = round(value, 4)
+        assert got == expected and math.copysign(1, got) == math.copysign(1, expected), value
+    assert math.isnan(round4(np.array([math.nan]))[0])
+
+
+def test_a_learned_value_of_a_weighed_signal_is_scored_in_its_place():
+    ranked = rank(
+        [cand(1), cand(2)],
+        user(),
+        {},
+        now=NOW,
+        weights=W,
+        learned={1: {"popularity": 2.123456, "similarity": 0.5}, 2: {"similarity": 0.25}},
+    )
+    by_id = {s.item_id: s for s in ranked}
+    assert by_id[1].signals["popularity"] == 2.1235
+    names = list(by_id[1].signals)
+    assert names[0] == "popularity" and names[-1] == "similarity"  # replaced in its place
+    for s in ranked:
+        assert s.score == pytest.approx(linear_score(s.signals, W), abs=1e-3)
