@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, connections
@@ -88,14 +88,19 @@ def item_facets(item_ids: Iterable[int], *, cached: bool = False) -> dict[int, I
 # each id in Python (ingestion loads the facets of every batch: 100 ids cost 3.2 ms of CPU
 # through the ORM, 1.3 here).
 # Two statements, as the ORM sent; on the replica the router would choose (``read_alias``).
+# published_at comes as microseconds since the epoch (exact: numeric), which costs a tenth
+# of parsing the timestamp's text.
 _FACETS = (
-    f"SELECT id, provider_id, published_at, status, language FROM {Item._meta.db_table} "
+    "SELECT id, provider_id, (extract(epoch FROM published_at) * 1000000)::bigint, status, "
+    f"language FROM {Item._meta.db_table} "
     "WHERE id = ANY(%s::bigint[]) ORDER BY published_at DESC, id DESC"  # Item's own order
 )
 _FACET_CATEGORIES = (
     f"SELECT item_id, category_id FROM {Item.categories.through._meta.db_table} "
     "WHERE item_id = ANY(%s::bigint[])"
 )
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _load_facets(ids: list[int]) -> dict[int, ItemFacets]:
@@ -115,11 +120,11 @@ def _load_facets(ids: list[int]) -> dict[int, ItemFacets]:
             item_id=item_id,
             provider_id=provider_id,
             category_ids=tuple(sorted(cats.get(item_id, ()))),
-            published_at=published_at,
+            published_at=_EPOCH + timedelta(microseconds=published_us),
             available=status == published,
             language=language,
         )
-        for item_id, provider_id, published_at, status, language in rows
+        for item_id, provider_id, published_us, status, language in rows
     }
 
 
