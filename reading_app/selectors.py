@@ -128,12 +128,16 @@ def _load_facets(ids: list[int]) -> dict[int, ItemFacets]:
     }
 
 
+_SUBSCRIBED = (
+    f"SELECT provider_id FROM {Subscription._meta.db_table} WHERE user_id = %s AND status = %s"
+)
+
+
 def subscribed_provider_ids(*, user_id: int) -> set[int]:
-    return set(
-        Subscription.objects.filter(user_id=user_id, status=Subscription.Status.ACTIVE).values_list(
-            "provider_id", flat=True
-        )
-    )
+    """Plain SQL: a feed build calls it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SUBSCRIBED, [user_id, Subscription.Status.ACTIVE.value])
+        return {row[0] for row in cursor.fetchall()}
 
 
 _COMPLETED = (
@@ -161,13 +165,21 @@ def completed_item_ids(*, user_id: int) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
+# ``continue_reading_list`` touched since a time, as the ORM wrote it (a feed build reads it).
+_IN_PROGRESS = (
+    f"SELECT p.item_id, p.progress FROM {ReadingProgress._meta.db_table} p "
+    f"JOIN {Item._meta.db_table} i ON p.item_id = i.id "
+    "WHERE p.completed_at IS NULL AND i.status = %s AND p.user_id = %s AND p.updated_at >= %s "
+    "ORDER BY p.updated_at DESC, p.id DESC LIMIT %s"
+)
+
+
 def in_progress(*, user_id: int, since: datetime, limit: int) -> list[tuple[int, float]]:
-    """(item id, progress) of started, unfinished reads touched since ``since``, latest first."""
-    return list(
-        continue_reading_list(user_id=user_id)
-        .filter(updated_at__gte=since)
-        .values_list("item_id", "progress")[:limit]
-    )
+    """(item id, progress) of started, unfinished reads touched since ``since``, latest first
+    (plain SQL: a feed build calls it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_IN_PROGRESS, [Item.Status.PUBLISHED.value, user_id, since, limit])
+        return [(item_id, progress) for item_id, progress in cursor.fetchall()]
 
 
 @lag_tolerant  # candidate pools of the feed and the rules: a replica may answer
@@ -178,17 +190,30 @@ def recent_item_ids(
     category_ids: Iterable[int] | None = None,
     provider_ids: Iterable[int] | None = None,
 ) -> list[int]:
-    """Published item ids newer than ``since``, newest first, optionally narrowed."""
-    qs = Item.objects.filter(status=Item.Status.PUBLISHED, published_at__gte=since)
-    if category_ids is not None:
-        qs = qs.filter(
-            id__in=Item.categories.through.objects.filter(
-                category_id__in=list(category_ids)
-            ).values("item_id")
-        )
-    if provider_ids is not None:
-        qs = qs.filter(provider_id__in=list(provider_ids))
-    return list(qs.order_by("-published_at", "-id").values_list("id", flat=True)[:limit])
+    """Published item ids newer than ``since``, newest first, optionally narrowed (plain SQL,
+    the ids as one array literal: a feed build calls it three times)."""
+    sql = _RECENT
+    params: list[Any] = [since, Item.Status.PUBLISHED.value]
+    for ids, narrowed in ((category_ids, _RECENT_IN_CATEGORIES), (provider_ids, _RECENT_BY)):
+        if ids is None:
+            continue
+        listed = [int(i) for i in ids]
+        if not listed:
+            return []  # as the ORM: nothing to match, no query
+        sql += narrowed
+        params.append("{" + ",".join(map(str, listed)) + "}")
+    with connections[read_alias()].cursor() as cursor:
+        cursor.execute(sql + _RECENT_ORDER, [*params, limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+_RECENT = f"SELECT id FROM {Item._meta.db_table} WHERE published_at >= %s AND status = %s"
+_RECENT_IN_CATEGORIES = (
+    f" AND id IN (SELECT item_id FROM {Item.categories.through._meta.db_table} "
+    "WHERE category_id = ANY(%s::bigint[]))"
+)
+_RECENT_BY = " AND provider_id = ANY(%s::bigint[])"
+_RECENT_ORDER = " ORDER BY published_at DESC, id DESC LIMIT %s"
 
 
 # --- Search: the catalog's text, in bulk ---------------------------------------------
