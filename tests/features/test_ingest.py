@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta, timezone
 
 import pytest
 
@@ -100,6 +101,27 @@ def test_same_event_id_at_another_time_is_another_event():
         ]
     )
     assert result.created == 2
+
+
+def test_stored_events_keep_their_exact_time_and_context_and_come_back_in_order():
+    """The batch travels as one JSON document: text, offsets and microseconds survive it."""
+    user, item = UserFactory(), ItemFactory()
+    paris = timezone(timedelta(hours=1))
+    context = {"note": 'quote " backslash \\ tab \t', "é": "ünïcode ✓", "nested": {"a": [1, 2.5]}}
+    old = event(user, item, "click", T0 + timedelta(microseconds=1))
+    features.events_store([old])
+    batch = [
+        event(user, item, "read", (T0 + HOUR + timedelta(microseconds=123_457)).astimezone(paris)),
+        old,
+        event(user, item, "save", T0 + 2 * HOUR, **context),
+    ]
+    stored = features.events_store(batch)
+    assert stored == [batch[0], batch[2]]  # the new ones, in the batch's order
+    rows = {e.event_id: e for e in UserEvent.objects.filter(user_id=user.id)}
+    for e in batch:
+        assert rows[e.event_id].occurred_at == e.occurred_at
+        assert rows[e.event_id].context == e.context
+    assert rows[batch[2].event_id].context == context
 
 
 def test_empty_batch_does_nothing():
