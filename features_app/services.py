@@ -127,9 +127,11 @@ def _store(events: Sequence[EventIn], create_partitions: bool) -> StoredBatch:
     stored = StoredBatch()
     if not batch:
         return stored
+    # Each distinct time once: a client's batch often shares one (the time it was received).
+    moments = {e.occurred_at for e in batch}
     if create_partitions:
-        partitions.ensure_for(e.occurred_at for e in batch)
-    elif missing := partitions.missing_months(e.occurred_at for e in batch):
+        partitions.ensure_for(moments)
+    elif missing := partitions.missing_months(moments):
         _refuse_missing(missing)
     cut.take_shared_log_lock()
     now = timezone.now()
