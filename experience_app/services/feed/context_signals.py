@@ -16,7 +16,7 @@ import numpy as np
 import redis
 
 from experience_app import time_place
-from experience_app.ranking import Candidate
+from experience_app.ranking import Candidate, round4
 from experience_app.services.reader_context import reader_context
 from features_app import public as features
 from reading_app.public import ItemFacets
@@ -37,9 +37,15 @@ def time_place_signals(
     reader = reader_context(user_id, proxy_place=proxy_place)
     ids = [c.item_id for c in candidates]
     out: dict[int, dict[str, float]] = {item: {} for item in ids}
+    # The candidates share a handful of languages: each is matched once.
+    match_of: dict[str | None, float | None] = {}
     for item in ids:
         facet = facets.get(item)
-        match = time_place.language_match(reader.language, facet.language if facet else None)
+        language = facet.language if facet else None
+        if language in match_of:
+            match = match_of[language]
+        else:
+            match = match_of[language] = time_place.language_match(reader.language, language)
         if match is not None:
             out[item]["language_match"] = match
     if degraded or not ids:
@@ -66,10 +72,14 @@ def time_place_signals(
         regional = time_place.region_popularity(
             np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]), *counts.region_total
         )
+    # Rounded all at once, to the doubles round(v, 4) gives each.
+    hour_matches = round4(np.asarray(matches, dtype=float)).tolist()
+    hour_lifts = round4(np.asarray(now_lifts, dtype=float)).tolist()
+    regions = round4(np.asarray(regional, dtype=float)).tolist() if regional is not None else None
     for i, item in enumerate(ids):
         values = out[item]
-        values["hour_match"] = round(float(matches[i]), 4)
-        values["item_hour_lift"] = round(float(now_lifts[i]), 4)
-        if regional is not None:
-            values["region_popularity"] = round(float(regional[i]), 4)
+        values["hour_match"] = hour_matches[i]
+        values["item_hour_lift"] = hour_lifts[i]
+        if regions is not None:
+            values["region_popularity"] = regions[i]
     return out
