@@ -9,6 +9,7 @@ from django.db import connection
 
 from experience_app.models import ExperienceInteraction, ReaderMute, ServedFeed, UserInterest
 from features_app.contracts import EventType
+from inbo import first_statement
 from reading_app import public as reading
 
 # Interactions after which an item is never shown again: the user rejected it, or read it
@@ -81,9 +82,8 @@ def never_again_among(*, user_id: int, item_ids: Collection[int]) -> set[int]:
         "user_id": user_id,
         "item_ids": "{" + ",".join(str(int(i)) for i in item_ids) + "}",
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_NEVER_AGAIN_AMONG, params)
-        return {row[0] for row in cursor.fetchall()}
+    # Often a request's only statement: it is the connection's health check as well.
+    return {row[0] for row in first_statement.fetchall(_NEVER_AGAIN_AMONG, params)}
 
 
 # Interactions that reject an item: its near-copies (same provider and category) do not

@@ -11,7 +11,10 @@ from django.utils import timezone
 
 from experience_app import selectors
 from experience_app.models import ExperienceInteraction
-from reading_app.models import ReadingProgress
+from experience_app.services import feed
+from reading_app.models import Item, ReadingProgress
+from tests.connections import request_starts, terminate_backend
+from tests.experience.utils import all_ids, make_item
 from tests.factories import ItemFactory, ReadingProgressFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -74,3 +77,23 @@ def test_one_statement_whatever_the_number_of_items(user):
         gone = selectors.never_again_among(user_id=user.id, item_ids=[i.id for i in items])
     assert gone == {items[0].id, items[1].id}
     assert len(queries) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cached_home_filters_on_a_connection_broken_since_the_last_request(user):
+    # The check is the request's only statement, and its connection's health check: a
+    # connection the server ended meanwhile is replaced and the check still runs.
+    for hours in range(1, 13):
+        make_item(hours_ago=hours)
+    shown = all_ids(feed.home(user.id))
+    assert shown
+    victim = shown[0]
+    _interaction(user, Item.objects.get(pk=victim), "dismiss")  # no invalidation
+    request_starts()
+    before = terminate_backend()
+
+    cached = feed.home(user.id)
+
+    assert cached["cached"] is True
+    assert victim not in all_ids(cached)
+    assert connection.connection.info.backend_pid != before
