@@ -386,29 +386,45 @@ def apply_batch(
     return int(replies[0])
 
 
-# Every candidate's lifetime counts in one command and one reply (read-only): a pipeline of
-# one HGETALL per item costs the client far more to pack and parse than the server to answer
-# (as ``context_counters._ITEMS_HOURS``). KEYS: the items' count hashes; ARGV: the fields.
-_ITEMS_COUNTS = """
+# Every candidate's signals in one command and one reply (read-only): a pipeline of one
+# HGETALL per item, or ZMSCOREs naming every item four times, costs the client far more to
+# pack and parse than the server to answer (as ``context_counters._ITEMS_HOURS``).
+# KEYS: the decayed clicks (this epoch, the last), the decayed expected clicks (the same),
+# the first-seen hash, then each item's counts hash (none: no counts); ARGV: the number of
+# count fields, those fields, the item ids. Reply: the four decayed sums' scores and the
+# first-seen times per item (strings, or nil), then each item's counts.
+_ITEMS_SIGNALS = """
+local nfields = tonumber(ARGV[1])
+local function per_item(command, key)  -- in slices: unpack's limit is ~8000 values
+    local replies = {}
+    for from = nfields + 2, #ARGV, 1000 do
+        local part = redis.call(command, key, unpack(ARGV, from, math.min(from + 999, #ARGV)))
+        for _, reply in ipairs(part) do replies[#replies + 1] = reply end
+    end
+    return replies
+end
 local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) end
+for j = 1, 4 do out[j] = per_item('ZMSCORE', KEYS[j]) end
+out[5] = per_item('HMGET', KEYS[5])
+local counts = {}
+for i = 6, #KEYS do counts[i - 5] = redis.call('HMGET', KEYS[i], unpack(ARGV, 2, nfields + 1)) end
+out[6] = counts
 return out
 """
 _COUNT_NAMES = tuple(kind.value for kind in _COUNT_FIELDS.values())
 
 
-def _decayed_now(values: Iterable[float | None], factor: float) -> list[float]:
-    return [(v or 0.0) * factor for v in values]
+def _decayed_now(values: Iterable[str | None], factor: float) -> list[float]:
+    return [(float(v) if v else 0.0) * factor for v in values]
 
 
 def item_signals(
     item_ids: Sequence[int], *, now: datetime, with_counts: bool = True
 ) -> dict[int, ItemSignals]:
-    """Signals of ``item_ids`` at ``now``: one pipelined round trip.
+    """Signals of ``item_ids`` at ``now``: one command (a read-only script).
 
-    ``with_counts=False`` skips the lifetime counts (a script that reads each item's
-    hash), which ranking does not use; the decayed sums and first-seen times are always
-    read.
+    ``with_counts=False`` skips the lifetime counts (each item's hash), which ranking does
+    not use; the decayed sums and first-seen times are always read.
     """
     ids = list(dict.fromkeys(item_ids))
     if not ids:
@@ -417,18 +433,29 @@ def item_signals(
     ts = now.timestamp()
     epoch = decay.epoch(ts)
     epochs = (epoch, epoch - 1)
+    sums = [
+        keys.decayed(kind, decay.half_life_hours, e)
+        for kind in ("clicks", "expected")
+        for e in epochs
+    ]
+    counted = [keys.item_counts(i) for i in ids] if with_counts else []
+    fields = _COUNT_NAMES if with_counts else ()
+    # Through a pipeline, as every read here: it reconnects once when a pooled connection
+    # died with a restarted server.
     pipe = _client().pipeline(transaction=False)
-    if with_counts:
-        pipe.eval(_ITEMS_COUNTS, len(ids), *(keys.item_counts(i) for i in ids), *_COUNT_NAMES)
-    for kind_name in ("clicks", "expected"):
-        for e in epochs:
-            pipe.zmscore(keys.decayed(kind_name, decay.half_life_hours, e), [str(i) for i in ids])
-    pipe.hmget(keys.item_first_seen(), ids)
-    replies = pipe.execute()
-    n = 1 if with_counts else 0
-    none = [None] * len(_COUNT_NAMES)
-    counts = replies[0] if with_counts else [none] * len(ids)
-    c_cur, c_prev, x_cur, x_prev, first = replies[n:]
+    pipe.eval(
+        _ITEMS_SIGNALS,
+        len(sums) + 1 + len(counted),
+        *sums,
+        keys.item_first_seen(),
+        *counted,
+        len(fields),
+        *fields,
+        *ids,
+    )
+    ((c_cur, c_prev, x_cur, x_prev, first, counts),) = pipe.execute()
+    if not with_counts:
+        counts = [[None] * len(_COUNT_NAMES)] * len(ids)
     factors = [decay.to_now(e, ts) for e in epochs]
     clicks_now = [
         a + b

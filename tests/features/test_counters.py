@@ -62,6 +62,25 @@ def test_signals_of_unknown_items_are_zero():
     assert features.item_signals([], now=T0) == {}
 
 
+def test_signals_of_thousands_of_items_are_read_whole():
+    user, item = UserFactory(), ItemFactory()
+    features.events_ingest([event(user, item, "impression"), event(user, item, "click")])
+    alone = features.item_signals([item.id], now=T0)[item.id]
+    assert alone.clicks == 1 and alone.decayed_clicks > 0 and alone.first_seen is not None
+    unknown = [item.id + n for n in range(1, 9000)]  # more than one script call unpacks
+    many = features.item_signals([*unknown[:4500], item.id, *unknown[4500:]], now=T0)
+    assert len(many) == 9000 and many[item.id] == alone
+    assert many[unknown[-1]] == features.ItemSignals(item_id=unknown[-1])
+    assert features.item_signals([item.id], now=T0, with_counts=False)[item.id] == (
+        features.ItemSignals(
+            item_id=item.id,
+            decayed_clicks=alone.decayed_clicks,
+            decayed_expected=alone.decayed_expected,
+            first_seen=alone.first_seen,
+        )
+    )
+
+
 # --- decay -------------------------------------------------------------------------------
 
 
