@@ -124,6 +124,19 @@ def test_stored_events_keep_their_exact_time_and_context_and_come_back_in_order(
     assert rows[batch[2].event_id].context == context
 
 
+def test_two_events_of_a_batch_with_one_key_in_postgresql_are_stored_and_counted_once():
+    """A naive time is UTC for PostgreSQL (the session's zone) but unequal to the aware one
+    in Python: the batch keeps both, the table one, and one is counted."""
+    user, item = UserFactory(), ItemFactory()
+    shared = uuid.uuid4()
+    aware = event(user, item, "click", T0, event_id=shared)
+    naive = event(user, item, "click", T0.replace(tzinfo=None), event_id=shared)
+    result = features.events_ingest([naive, aware])
+    assert (result.created, result.duplicates) == (1, 1)
+    assert UserEvent.objects.filter(user_id=user.id).count() == 1
+    assert features.item_signals([item.id], now=T0)[item.id].clicks == 1
+
+
 def test_empty_batch_does_nothing():
     result = features.events_ingest([])
     assert (result.created, result.duplicates, result.counted) == (0, 0, True)
