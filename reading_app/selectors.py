@@ -106,7 +106,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _load_facets(ids: list[int]) -> dict[int, ItemFacets]:
     if not ids:
         return {}
-    array = "{" + ",".join(str(int(i)) for i in ids) + "}"
+    array = "{" + ",".join(str(int(i)) for i in ids if i is not None) + "}"  # as id__in
     with connections[read_alias()].cursor() as cursor:
         cursor.execute(_FACETS, [array])
         rows = cursor.fetchall()
