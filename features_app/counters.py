@@ -363,7 +363,8 @@ def apply_batch(
     that pauses counting reads a state and the set of batches it reflects together."""
     ops = json.dumps(
         [
-            (op, key, name, repr(value) if isinstance(value, float) else str(value))
+            # repr: a float's shortest exact text, an int's digits (str's own text as it is).
+            (op, key, name, value if value.__class__ is str else repr(value))
             for op, key, name, value in batch_ops(events, facets)
         ]
     )
