@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, connections
 
 from experience_app.models import ExperienceInteraction, ReaderMute, ServedFeed, UserInterest
 from features_app.contracts import EventType
 from inbo import first_statement
+from inbo.replicas import read_alias
 from reading_app import public as reading
 
 # Interactions after which an item is never shown again: the user rejected it, or read it
@@ -93,16 +94,18 @@ REJECT_TYPES = (EventType.DISMISS, EventType.HIDE)
 
 def rejected_item_ids(*, user_id: int, since: datetime, limit: int = 200) -> set[int]:
     """Items the user dismissed or hid since ``since``, the latest ``limit`` of them (what a
-    feed build compares candidates with stays bounded whatever a client reports)."""
-    return set(
-        ExperienceInteraction.objects.filter(
-            user_id=user_id,
-            occurred_at__gte=since,
-            interaction_type__in=[t.value for t in REJECT_TYPES],
-        )
-        .order_by("-occurred_at")
-        .values_list("item_id", flat=True)[:limit]
-    )
+    feed build compares candidates with stays bounded whatever a client reports; plain
+    SQL, the statement the ORM wrote)."""
+    with connections[read_alias()].cursor() as cursor:  # where the ORM would read
+        cursor.execute(_REJECTED, [since, user_id, limit])
+        return {row[0] for row in cursor.fetchall()}
+
+
+_REJECTED = (
+    f"SELECT item_id FROM {ExperienceInteraction._meta.db_table} WHERE interaction_type IN "
+    f"({', '.join(repr(str(t.value)) for t in REJECT_TYPES)}) "
+    "AND occurred_at >= %s AND user_id = %s ORDER BY occurred_at DESC LIMIT %s"
+)
 
 
 def served_between(since: datetime, until: datetime, *, limit: int) -> Iterator[tuple]:

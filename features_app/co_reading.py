@@ -13,12 +13,13 @@ import json
 from datetime import datetime
 
 import redis
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from features_app.contracts import POSITIVE_TYPES
 from features_app.models import UserEvent
 from inbo import keys
 from inbo import redis as inbo_redis
+from inbo.replicas import read_alias
 
 # Readers' recent engagements through the (user_id, occurred_at) index, one small lookup
 # per reader (LATERAL): a join over the whole window would scan the partition.
@@ -78,15 +79,17 @@ def co_read_from_log(item_id: int, *, since: datetime, limit: int, readers: int 
         return [row[0] for row in cursor.fetchall()]
 
 
+# The statement the ORM wrote, in plain SQL: a feed build reads it (the types are constants).
+_LAST_ENGAGED = (
+    f"SELECT item_id FROM {UserEvent._meta.db_table} WHERE event_type IN "
+    f"({', '.join(sorted(repr(str(t.value)) for t in POSITIVE_TYPES))}) "
+    "AND occurred_at > %s AND user_id = %s ORDER BY occurred_at DESC, id DESC LIMIT 1"
+)
+
+
 def last_engaged_item_id(user_id: int, *, since: datetime) -> int | None:
     """The item the user most recently clicked, read or saved."""
-    return (
-        UserEvent.objects.filter(
-            user_id=user_id,
-            occurred_at__gt=since,
-            event_type__in=[t.value for t in POSITIVE_TYPES],
-        )
-        .order_by("-occurred_at", "-id")
-        .values_list("item_id", flat=True)
-        .first()
-    )
+    with connections[read_alias()].cursor() as cursor:  # where the ORM would read
+        cursor.execute(_LAST_ENGAGED, [since, user_id])
+        row = cursor.fetchone()
+    return row[0] if row is not None else None

@@ -135,7 +135,7 @@ _SUBSCRIBED = (
 
 def subscribed_provider_ids(*, user_id: int) -> set[int]:
     """Plain SQL: a feed build calls it."""
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:  # where the ORM would read
         cursor.execute(_SUBSCRIBED, [user_id, Subscription.Status.ACTIVE.value])
         return {row[0] for row in cursor.fetchall()}
 
@@ -177,7 +177,7 @@ _IN_PROGRESS = (
 def in_progress(*, user_id: int, since: datetime, limit: int) -> list[tuple[int, float]]:
     """(item id, progress) of started, unfinished reads touched since ``since``, latest first
     (plain SQL: a feed build calls it)."""
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:  # where the ORM would read
         cursor.execute(_IN_PROGRESS, [Item.Status.PUBLISHED.value, user_id, since, limit])
         return [(item_id, progress) for item_id, progress in cursor.fetchall()]
 
