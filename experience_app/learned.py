@@ -13,8 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-# Order is part of a trained model: append new features at the end, never reorder.
-FEATURES: tuple[str, ...] = (
+# The signals every ranked candidate has (experience_app.ranking names them in this order),
+# and the model's first features. Order is part of a trained model: append new features at
+# the end of FEATURES, never reorder either tuple.
+BASE_SIGNALS: tuple[str, ...] = (
     "popularity",
     "freshness",
     "affinity",
@@ -30,6 +32,9 @@ FEATURES: tuple[str, ...] = (
     "decayed_clicks_log",
     "expected_clicks_log",
     "age_hours_log",
+)
+FEATURES: tuple[str, ...] = (
+    *BASE_SIGNALS,
     "als",
     "similarity",
     # The user's engagement segment, 0 (dormant) .. 4 (power) (issue 13, features_app).

@@ -46,6 +46,7 @@ from datetime import datetime
 import numpy as np
 from django.conf import settings
 
+from experience_app import learned
 from features_app.contracts import ItemSignals, UserProfile
 
 
@@ -173,23 +174,7 @@ def tiebreak(item_id: int) -> int:
 
 # The signals every candidate has, in the order its ``signals`` name them; of those, the
 # ones the linear score weighs (a learned source naming one replaces it, see ``rank``).
-_BASE_SIGNALS = (
-    "popularity",
-    "freshness",
-    "affinity",
-    "provider_affinity",
-    "subscribed",
-    "seen",
-    "ctr",
-    "impressions_log",
-    "clicks_log",
-    "reads_log",
-    "saves_log",
-    "dismiss_rate",
-    "decayed_clicks_log",
-    "expected_clicks_log",
-    "age_hours_log",
-)
+_BASE_SIGNALS = learned.BASE_SIGNALS
 _WEIGHED_BASE = frozenset(_BASE_SIGNALS[:6])
 _NO_LEARNED: Mapping[str, float] = {}
 
