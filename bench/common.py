@@ -13,7 +13,10 @@ development database (``inbo``) or Redis databases 0-3 and 13-15.
 
 from __future__ import annotations
 
+import cProfile
+import io
 import os
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -135,3 +138,12 @@ class Progress:
 
 def say(message: str) -> None:
     print(f"==> {message}", flush=True)
+
+
+def print_profile(profiler: cProfile.Profile, top: int, what: str) -> None:
+    """A profile's ``top`` functions by cumulative, then by own time (``what``: what it ran)."""
+    for order in ("cumulative", "tottime"):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(top)
+        print(f"\n  functions by {order} time ({what}):")
+        print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))

@@ -24,11 +24,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import pstats
 import time
 from collections.abc import Callable
 
-from bench.common import setup_django
+from bench.common import print_profile, setup_django
 
 CEILING = "/api/v1/_bench/ceiling/"
 # A middleware that cannot run without another goes with it.
@@ -177,11 +176,7 @@ def main() -> None:
         profiler.enable()
         _cpu_ms(call, tokens)
         profiler.disable()
-        for order in ("cumulative", "tottime"):
-            out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(args.top)
-            print(f"\n  functions by {order} time ({len(tokens)} requests):")
-            print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
+        print_profile(profiler, args.top, f"{len(tokens)} requests")
 
 
 if __name__ == "__main__":

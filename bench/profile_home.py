@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
-import pstats
 import re
 import statistics
 import time
 from collections import defaultdict
 
-from bench.common import setup_django
+from bench.common import print_profile, setup_django
 
 _LITERALS = re.compile(r"\b\d+\b|'[^']*'|%s")
 
@@ -211,12 +209,8 @@ def main() -> None:
     print("\n  SQL by shape (ms per request, statements per request):")
     for shape, times in sorted(sql.items(), key=lambda kv: -sum(kv[1])):
         print(f"  {1000 * sum(times) / n:8.2f} ms {len(times) / n:5.1f}x  {shape[:150]}")
-    for order in ("cumulative", "tottime") if args.cprofile else ():
-        out = io.StringIO()
-        stats = pstats.Stats(profiler, stream=out)
-        stats.sort_stats(order).print_stats(args.top)
-        print(f"\n  functions by {order} time (all {n} requests):")
-        print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
+    if args.cprofile:
+        print_profile(profiler, args.top, f"all {n} requests")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,13 @@ import argparse
 import cProfile
 import io
 import json
-import pstats
 import random
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import setup_django
+from bench.common import print_profile, setup_django
 
 INTERACTIONS = "/api/v1/experience/interactions/"
 KINDS = ["impression"] * 85 + ["click"] * 10 + ["read"] * 4 + ["save"]
@@ -143,11 +142,7 @@ def main() -> None:
         profiler.enable()
         _cpu_ms(call, batches)
         profiler.disable()
-        for order in ("cumulative", "tottime"):
-            out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(args.top)
-            print(f"\n  functions by {order} time ({len(batches)} batches):")
-            print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
+        print_profile(profiler, args.top, f"{len(batches)} batches")
 
 
 if __name__ == "__main__":
